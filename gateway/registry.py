@@ -1,0 +1,67 @@
+"""Every entity and plugin the node knows, in one immutable registry.
+
+Core entities and the entities bundled plugins ship are always present (their tables always
+exist); the ``plugins`` setting decides which plugins are enabled (may be configured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from gateway.plugins.acl import schema as acl
+from gateway.plugins.base import PluginSpec
+from gateway.plugins.mtls_auth import schema as mtls_auth
+from gateway.schema.entities.certificates import CA_CERTIFICATES, CERTIFICATES, SNIS
+from gateway.schema.entities.consumers import CONSUMERS
+from gateway.schema.entities.plugins import PLUGINS
+from gateway.schema.entities.routes import ROUTES
+from gateway.schema.entities.services import SERVICES
+from gateway.schema.entities.upstreams import TARGETS, UPSTREAMS
+from gateway.schema.entity import EntitySchema
+from gateway.schema.validate import Context
+
+CORE: tuple[EntitySchema, ...] = (CERTIFICATES, SNIS, CA_CERTIFICATES, SERVICES, ROUTES,
+                                  UPSTREAMS, TARGETS, CONSUMERS, PLUGINS)
+
+BUNDLED: tuple[PluginSpec, ...] = (mtls_auth.PLUGIN, acl.PLUGIN)
+
+
+class UnknownPlugin(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Registry:
+    entities: Mapping[str, EntitySchema]
+    available: Mapping[str, PluginSpec]
+    enabled: Mapping[str, PluginSpec]
+
+    def context(self) -> Context:
+        return Context(plugin_schemas=MappingProxyType(
+            {name: spec.config for name, spec in self.enabled.items()}))
+
+    def entity_plugin_enabled(self, entity: EntitySchema) -> bool:
+        return entity.plugin is None or entity.plugin in self.enabled
+
+
+def build(plugins: Iterable[str] = ("bundled",)) -> Registry:
+    available = {p.name: p for p in BUNDLED}
+    enabled: dict[str, PluginSpec] = {}
+    for name in plugins:
+        if name == "bundled":
+            enabled.update(available)
+        elif name == "off":
+            continue
+        elif name in available:
+            enabled[name] = available[name]
+        else:
+            raise UnknownPlugin(f"plugin '{name}' is not bundled with ramparts "
+                                f"(bundled: {', '.join(sorted(available))})")
+    entities = {e.name: e for e in CORE}
+    for spec in BUNDLED:
+        entities.update({e.name: e for e in spec.entities})
+    return Registry(entities=MappingProxyType(entities),
+                    available=MappingProxyType(available),
+                    enabled=MappingProxyType(enabled))
