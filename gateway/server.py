@@ -1,0 +1,104 @@
+"""Run ASGI apps on uvicorn inside our own event loop, on sockets we bind ourselves.
+
+Binding ourselves gives Kong's listener flags (``reuseport``, ``backlog=``, IPv6) and lets the
+Admin API and the proxy share one process and one loop. Signals are ours too: uvicorn's
+default re-raises SIGTERM after shutdown, which would turn a clean stop into exit code -15.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.settings.listen import Listener
+from gateway.stats import ServerStats
+
+log = logging.getLogger("ramparts")
+
+
+class BindError(OSError):
+    pass
+
+
+def bind(listener: Listener) -> socket.socket:
+    host = listener.bind_host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if listener.reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and listener.ipv6only is not None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(listener.ipv6only))
+        sock.bind((host, listener.port))
+        sock.listen(listener.backlog or 2048)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"cannot listen on {listener.host}:{listener.port}: "
+                                   f"{exc.strerror}") from exc
+    return sock
+
+
+class CountingConfig(uvicorn.Config):
+    """A uvicorn config that carries the process's counters to the protocol objects."""
+
+    stats: ServerStats
+
+
+class CountingHttpToolsProtocol(HttpToolsProtocol):
+    """Counts connections for ``GET /status``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        stats: ServerStats = self.config.stats  # type: ignore[attr-defined]
+        stats.connections_accepted += 1
+        stats.connections_active += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        stats: ServerStats = self.config.stats  # type: ignore[attr-defined]
+        stats.connections_active -= 1
+        stats.connections_handled += 1
+        super().connection_lost(exc)
+
+
+class Server(uvicorn.Server):
+    """A uvicorn server whose signals are handled by ``run_servers``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(app: Any, stats: ServerStats, **options: Any) -> Server:
+    config = CountingConfig(app, http=CountingHttpToolsProtocol, loop="none", lifespan="off",
+                            log_config=None, access_log=False, server_header=False,
+                            proxy_headers=False, **options)
+    config.stats = stats
+    return Server(config)
+
+
+async def run_servers(servers: list[tuple[Server, list[socket.socket]]]) -> None:
+    """Serve until SIGINT/SIGTERM, then stop every server gracefully."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        log.info("stopping")
+        for server, _ in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(*(server.serve(sockets=socks) for server, socks in servers))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

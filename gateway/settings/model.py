@@ -1,0 +1,223 @@
+"""The settings, declared once with the same schema machinery as the entities.
+
+Kong's names where Kong has one; the server ``tls`` and upstream ``client_tls`` blocks use
+exactly KrakenD's field names, types and defaults (seeds 000 and 001), so a KrakenD block can
+be pasted in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from gateway.schema.checks import Custom, Issues
+from gateway.schema.fields import Between, Check, OneOf, Secret
+from gateway.settings import listen
+from gateway.tls import pem, suites
+
+
+def readable_file(path: str) -> str | None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"cannot read file '{path}': {exc.strerror or exc}"
+    return None
+
+
+def read_pem(value: str) -> str:
+    """A PEM setting is either the PEM itself or a path to it (Kong accepts both)."""
+    if value.lstrip().startswith("-----BEGIN"):
+        return value
+    with open(value, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _pem_check(kind: str) -> Check:
+    def check(value: str) -> str | None:
+        if not value.lstrip().startswith("-----BEGIN"):
+            err = readable_file(value)
+            if err:
+                return err
+        try:
+            text = read_pem(value)
+            if kind == "certificate":
+                pem.load_certificates(text)
+            else:
+                pem.load_private_key(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot read file '{value}': {exc}"
+        except pem.PemError as exc:
+            return f"invalid {kind} in '{_short(value)}': {exc}"
+        return None
+
+    return Check(check)
+
+
+def _short(value: str) -> str:
+    return "<inline PEM>" if value.lstrip().startswith("-----BEGIN") else value
+
+
+def _trusted(value: str) -> str | None:
+    return None if value == "system" else _pem_check("certificate").fn(value)
+
+
+def _database(value: str) -> str | None:
+    scheme = value.split(":", 1)[0].lower()
+    if scheme in ("sqlite", "postgres", "postgresql") and "://" in value:
+        return None
+    return ("expected a database URL: 'sqlite:///path/to/file.db' or "
+            "'postgresql://user@host:port/database'")
+
+
+def _size(value: str) -> str | None:
+    return None if parse_size(value) is not None else "expected a size such as 10m, 512k or 1g"
+
+
+def parse_size(value: str) -> int | None:
+    text = value.strip().lower()
+    factor = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}.get(text[-1:], 1)
+    digits = text[:-1] if text[-1:] in "kmg" else text
+    return int(digits) * factor if digits.isdigit() else None
+
+
+def _suite(value: int) -> str | None:
+    if value in suites.ALL_SUITES:
+        return None
+    return f"unknown cipher suite {value}; see the IANA numbers in seed 000"
+
+
+def _tls_versions(values: Mapping[str, Any]) -> Issues:
+    issues: Issues = []
+    lo, hi = values.get("min_version"), values.get("max_version")
+    if lo and hi and suites.version_rank(lo) > suites.version_rank(hi):
+        issues.append(("min_version", f"must not be above max_version ({hi})"))
+    chosen = values.get("cipher_suites") or ()
+    if lo and suites.version_rank(lo) < suites.version_rank("TLS12") and \
+            not any(s not in suites.TLS13_SUITES for s in chosen):
+        issues.append(("cipher_suites", f"min_version {lo} needs cipher_suites listing the "
+                       "pre-TLS 1.3 suites to offer"))
+    return issues
+
+
+TLS_VERSION = Annotated[str, OneOf(*suites.VERSIONS)]
+CipherSuites = tuple[Annotated[int, Check(_suite)], ...]
+Curves = tuple[Annotated[int, OneOf(*suites.CURVES)], ...]
+PemPath = Annotated[str, _pem_check("certificate")]
+KeyPath = Annotated[str, _pem_check("private key"), Secret()]
+CAPaths = tuple[Annotated[str, _pem_check("certificate")], ...]
+ListenEntries = tuple[Annotated[str, Check(listen.check)], ...]
+
+VERSION_CHECK = Custom(("min_version", "max_version", "cipher_suites"), _tls_versions)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSServer:
+    """KrakenD's ``tls`` block (server side)."""
+
+    __checks__ = (VERSION_CHECK,)
+
+    public_key: PemPath | None = None
+    private_key: KeyPath | None = None
+    ca_certs: CAPaths = ()
+    cipher_suites: CipherSuites = suites.DEFAULT_SUITES
+    curve_preferences: Curves = suites.DEFAULT_CURVES
+    disable_system_ca_pool: bool = False
+    disabled: bool = False
+    enable_mtls: bool = False
+    min_version: TLS_VERSION = "TLS13"
+    max_version: TLS_VERSION = "TLS13"
+    prefer_server_cipher_suites: bool = False  # deprecated in KrakenD; accepted, no effect
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCert:
+    certificate: PemPath
+    private_key: KeyPath
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSClient:
+    """KrakenD's ``client_tls`` block (gateway -> upstream)."""
+
+    __checks__ = (VERSION_CHECK,)
+
+    allow_insecure_connections: bool = False
+    ca_certs: CAPaths = ()
+    cipher_suites: CipherSuites = suites.DEFAULT_SUITES
+    client_certs: tuple[ClientCert, ...] = ()
+    curve_preferences: Curves = suites.DEFAULT_CURVES
+    disable_system_ca_pool: bool = False
+    min_version: TLS_VERSION = "TLS13"
+    max_version: TLS_VERSION = "TLS13"
+
+
+def _pairs(cert_key: str, key_key: str) -> Custom:
+    def check(values: Mapping[str, Any]) -> Issues:
+        certs, keys = values.get(cert_key) or (), values.get(key_key) or ()
+        if isinstance(certs, str):
+            certs, keys = (certs,), ((keys,) if keys else ())
+        if certs and not keys:
+            return [(key_key, "must be specified")]
+        if keys and not certs:
+            return [(cert_key, "must be specified")]
+        if len(certs) != len(keys):
+            return [(None, f"{cert_key} was specified {len(certs)} times while {key_key} "
+                           f"was specified {len(keys)} times")]
+        for cert_value, key_value in zip(certs, keys, strict=True):
+            try:
+                leaf = pem.load_certificates(read_pem(cert_value))[0]
+                if not pem.key_matches(leaf, pem.load_private_key(read_pem(key_value))):
+                    return [(key_key, f"does not match the certificate "
+                             f"'{_short(cert_value)}'")]
+            except (OSError, pem.PemError):
+                return []  # the field checks already report it
+        return []
+
+    return Custom((cert_key, key_key), check, always=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every top-level key of ``ramparts.yaml`` (each overridable by ``RAMPARTS_<KEY>``)."""
+
+    __checks__ = (_pairs("ssl_cert", "ssl_cert_key"),
+                  _pairs("client_ssl_cert", "client_ssl_cert_key"))
+
+    database: Annotated[str, Check(_database), Secret()] = "sqlite:///ramparts.db"
+    admin_listen: ListenEntries = ("127.0.0.1:8001",)
+    proxy_listen: ListenEntries = ("0.0.0.0:8000", "0.0.0.0:8443 ssl")
+    stream_listen: ListenEntries = ("off",)
+    ssl_cert: tuple[PemPath, ...] = ()
+    ssl_cert_key: tuple[KeyPath, ...] = ()
+    client_ssl_cert: PemPath | None = None
+    client_ssl_cert_key: KeyPath | None = None
+    lua_ssl_trusted_certificate: tuple[Annotated[str, Check(_trusted)], ...] = ("system",)
+    tls: TLSServer | None = None
+    client_tls: TLSClient | None = None
+    port: Annotated[int | None, Between(0, 65535)] = None  # KrakenD's listening port
+    log_level: Annotated[str, OneOf("debug", "info", "notice", "warn", "error", "crit")] = \
+        "notice"
+    plugins: tuple[str, ...] = ("bundled",)
+    admin_max_body_size: Annotated[str, Check(_size)] = "10m"
+
+    @property
+    def admin_listeners(self) -> tuple[listen.Listener, ...]:
+        return listen.parse(self.admin_listen)
+
+    @property
+    def proxy_listeners(self) -> tuple[listen.Listener, ...]:
+        return listen.parse(self.proxy_listen)
+
+    @property
+    def admin_max_body_bytes(self) -> int:
+        size = parse_size(self.admin_max_body_size)
+        assert size is not None
+        return size
+
+
+def cwd_path(path: str) -> str:
+    """Relative paths in settings are relative to the working directory (as in KrakenD)."""
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)

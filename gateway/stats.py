@@ -1,0 +1,28 @@
+"""Connection and request counters, shared by the servers of one process (``GET /status``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServerStats:
+    """Plain counters: bumped from the event loop thread only, so no locking."""
+
+    connections_accepted: int = 0
+    connections_active: int = 0
+    connections_handled: int = 0
+    requests_active: int = 0
+    total_requests: int = 0
+
+    def as_status(self) -> dict[str, int]:
+        writing = min(self.requests_active, self.connections_active)
+        return {
+            "connections_accepted": self.connections_accepted,
+            "connections_active": self.connections_active,
+            "connections_handled": self.connections_handled,
+            "connections_reading": 0,
+            "connections_writing": writing,
+            "connections_waiting": max(0, self.connections_active - writing),
+            "total_requests": self.total_requests,
+        }
