@@ -1,0 +1,65 @@
+"""Database URLs and async engines for the two supported backends.
+
+``sqlite:///ramparts.db`` (embedded default) and ``postgresql://user@host:port/db`` are what
+users write; the driver parts (aiosqlite, asyncpg) are ours to add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def async_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database URL scheme '{scheme}'")
+
+
+def dialect_of(url: str) -> str:
+    return "sqlite" if url.lower().startswith("sqlite") else "postgresql"
+
+
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    target = async_url(url)
+    if dialect_of(url) == "sqlite":
+        engine = create_async_engine(target, connect_args={"timeout": 30}, **options)
+        _sqlite_events(engine)
+        return engine
+    options.setdefault("pool_size", 10)
+    options.setdefault("max_overflow", 10)
+    options.setdefault("pool_pre_ping", True)
+    return create_async_engine(target, connect_args={"timeout": 5,
+                                                     "command_timeout": 30}, **options)
+
+
+def _sqlite_events(engine: AsyncEngine) -> None:
+    """SQLite needs foreign keys switched on, WAL for concurrent readers, and explicit
+    ``BEGIN IMMEDIATE`` so a write transaction takes the write lock up front (pysqlite's
+    deferred BEGIN can fail with 'database is locked' mid-transaction)."""
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def database_name(url: str) -> str | None:
+    return make_url(async_url(url)).database

@@ -1,0 +1,104 @@
+"""SQLAlchemy tables derived from the entity schemas, plus the few bookkeeping tables.
+
+Scalars become typed columns, structured values (arrays, maps, records) JSON (JSONB on
+PostgreSQL), foreign keys ``<field>_id`` columns with real constraints. Alembic migrations are
+checked against this metadata by a test (``compare_metadata`` must return ``[]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from gateway.schema import fields as m
+from gateway.schema.compile import FieldSpec
+from gateway.schema.entity import EntitySchema
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True),
+                                                   "postgresql")
+UUIDType = sa.Uuid(as_uuid=False)
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+# Bumped in the same transaction as every write; reloaders watch it.
+meta = sa.Table(
+    "ramparts_meta", metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+# One row per (entity, tag): makes `?tags=` filters and `GET /tags` plain indexed queries.
+tags = sa.Table(
+    "tags", metadata,
+    sa.Column("entity_id", UUIDType, primary_key=True),
+    sa.Column("tag", sa.Text, primary_key=True),
+    sa.Column("entity_name", sa.Text, nullable=False),
+    sa.Index(None, "tag", "entity_name"),
+)
+
+_tables: dict[str, sa.Table] = {}
+
+
+def column_name(spec: FieldSpec) -> str:
+    return f"{spec.name}_id" if spec.kind == "foreign" else spec.name
+
+
+def _column(entity: EntitySchema, spec: FieldSpec) -> sa.Column[object]:
+    name = column_name(spec)
+    if spec.name == "id":
+        return sa.Column(name, UUIDType, primary_key=True)
+    kind = spec.kind
+    ctype: sa.types.TypeEngine[Any]
+    if kind == "foreign":
+        fk = spec.foreign
+        assert fk is not None
+        ondelete = "CASCADE" if fk.on_delete == "cascade" else None
+        return sa.Column(name, UUIDType, sa.ForeignKey(f"{fk.entity}.id", ondelete=ondelete),
+                         nullable=spec.nullable, index=True)
+    if spec.has(m.Timestamp):
+        ts = spec.marker(m.Timestamp)
+        assert ts is not None
+        ctype = sa.Float() if ts.ms else sa.BigInteger()
+    elif kind == "string" and not spec.has(m.Json):
+        ctype = sa.Text()
+    elif kind == "integer":
+        ctype = sa.BigInteger()
+    elif kind == "number":
+        ctype = sa.Float()
+    elif kind == "boolean":
+        ctype = sa.Boolean()
+    else:
+        ctype = JSONType
+    return sa.Column(name, ctype, nullable=spec.nullable)
+
+
+def define(entity: EntitySchema) -> sa.Table:
+    if entity.name in _tables:
+        return _tables[entity.name]
+    columns: list[sa.schema.SchemaItem] = [_column(entity, f) for f in entity.stored_fields]
+    columns.extend(sa.UniqueConstraint(column_name(entity.field(f)))
+                   for f in entity.unique_fields)
+    if entity.cache_key:
+        columns.append(sa.Column("cache_key", sa.Text, nullable=True, unique=True))
+    table = sa.Table(entity.name, metadata, *columns)
+    _tables[entity.name] = table
+    return table
+
+
+def define_all(entities: Iterable[EntitySchema]) -> None:
+    for entity in entities:
+        define(entity)
+
+
+def table(name: str) -> sa.Table:
+    return _tables[name]
