@@ -1,0 +1,110 @@
+"""The Admin API application: routes from the registry, Kong's headers, body limits."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from admin import routes as admin_routes
+from admin.http import dumps, json_response
+from admin.meta import NodeInfo
+from gateway import version
+from gateway.db.store import Store
+from gateway.errors import PayloadTooLarge
+
+SERVER = f"ramparts/{version.__version__}"
+
+
+class AdminMiddleware:
+    """Kong's response headers, trailing-slash tolerance, the body-size limit and the
+    request counters, around every Admin API request."""
+
+    def __init__(self, app: ASGIApp, node: NodeInfo, max_body: int) -> None:
+        self.app = app
+        self.node = node
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin", b"*").decode("latin-1")
+        length = headers.get(b"content-length")
+        stats = self.node.stats
+        stats.total_requests += 1
+        stats.requests_active += 1
+        try:
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                await self._too_large(send, origin, started)
+                return
+            await self._run(scope, receive, send, origin, started)
+        finally:
+            stats.requests_active -= 1
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, origin: str,
+                   started: float) -> None:
+        received = 0
+        sent_start = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise PayloadTooLarge(self._too_large_message())
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal sent_start
+            if message["type"] == "http.response.start":
+                sent_start = True
+                extra = [(b"server", SERVER.encode()),
+                         (b"access-control-allow-origin", origin.encode("latin-1")),
+                         (b"x-kong-admin-latency",
+                          str(int((time.monotonic() - started) * 1000)).encode())]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except PayloadTooLarge:
+            if not sent_start:
+                await self._too_large(send, origin, started)
+
+    def _too_large_message(self) -> str:
+        return f"Payload too large: the body exceeds {self.max_body} bytes (admin_max_body_size)"
+
+    async def _too_large(self, send: Send, origin: str, started: float) -> None:
+        body = dumps({"message": self._too_large_message()})
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"server", SERVER.encode()),
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"x-kong-admin-latency", str(int((time.monotonic() - started) * 1000)).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _not_found(request: Request, exc: Any) -> Response:
+    return json_response(404, {"message": "Not found"})
+
+
+def create_app(store: Store, node: NodeInfo) -> ASGIApp:
+    app = Starlette(routes=admin_routes.build(store, node),
+                    exception_handlers={404: _not_found})
+    app.state.store = store
+    app.state.node = node
+    return AdminMiddleware(app, node, node.settings.admin_max_body_bytes)

@@ -1,0 +1,201 @@
+"""Request bodies as Kong's Admin API reads them.
+
+JSON is used as decoded. Form-urlencoded and multipart bodies are decoded into a nested
+structure (``a.b=``, ``a[]=``, ``a[1]=``, ``a[k]=``, repeated keys) and then typed against
+the entity schema (Kong's ``infer_value``): ``""`` is null, numbers and ``true``/``false``
+are converted, single values of array fields are wrapped, ``config.*`` follows the plugin's
+schema once its ``name`` is known.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from gateway.errors import BadRequest, UnsupportedMediaType
+from gateway.schema import fields as m
+from gateway.schema.compile import FieldSpec, RecordSchema
+from gateway.schema.validate import is_uuid
+from gateway.tls.pem import repair_form_pem
+
+MAX_ARGS = 1000
+_APPEND = object()
+_KINDS = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
+
+
+class Body:
+    """A decoded write body; ``form`` tells whether schema inference applies."""
+
+    def __init__(self, data: dict[str, Any], form: bool) -> None:
+        self.data = data
+        self.form = form
+
+
+async def read(request: Request) -> Body:
+    ctype = request.headers.get("content-type")
+    raw = await request.body()
+    if ctype is None:
+        if raw.strip():
+            raise UnsupportedMediaType("")
+        return Body({}, form=False)
+    if not ctype.startswith(_KINDS):
+        raise UnsupportedMediaType("")
+    if ctype.startswith("application/json"):
+        return Body(_json(raw), form=False)
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True,
+                          max_num_fields=MAX_ARGS + 1)
+        return Body(decode_pairs([(k, repair_form_pem(v)) for k, v in pairs]), form=True)
+    return Body(decode_pairs(await _multipart(request)), form=True)
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest("Cannot parse JSON body") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("Cannot parse JSON body: expected a JSON object")
+    return data
+
+
+async def _multipart(request: Request) -> list[tuple[str, str]]:
+    form = await request.form(max_files=MAX_ARGS, max_fields=MAX_ARGS,
+                              max_part_size=64 * 1024 * 1024)
+    pairs: list[tuple[str, str]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            pairs.append((key, (await value.read()).decode("utf-8", "replace")))
+        else:
+            pairs.append((key, str(value)))
+    return pairs
+
+
+# ------------------------------------------------------------------ key decoding
+
+_TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
+
+
+def _path(key: str) -> list[Any]:
+    key = key.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]")
+    parts: list[Any] = []
+    for bracket, plain in _TOKEN.findall(key):
+        if plain:
+            parts.append(plain)
+        elif bracket == "":
+            parts.append(_APPEND)
+        elif bracket.isdigit():
+            parts.append(int(bracket))
+        else:
+            parts.append(bracket)
+    return parts or [key]
+
+
+def decode_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    if len(pairs) > MAX_ARGS:
+        raise BadRequest("Too many arguments")
+    root: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for key, _ in pairs:
+        counts[key] = counts.get(key, 0) + 1
+    for key, value in pairs:
+        path = _path(key)
+        if len(path) == 1 and counts[key] > 1:
+            path = [*path, _APPEND]  # repeated plain key: a list
+        _assign(root, path, value)
+    return root
+
+
+def _assign(node: Any, path: list[Any], value: Any) -> None:
+    head, rest = path[0], path[1:]
+    if isinstance(node, list):
+        index = len(node) if head is _APPEND else (head - 1 if isinstance(head, int) else None)
+        if index is None or index < 0:
+            return
+        while len(node) <= index:
+            node.append(None)
+        if not rest:
+            node[index] = value
+            return
+        if not isinstance(node[index], (dict, list)):
+            node[index] = [] if rest[0] is _APPEND or isinstance(rest[0], int) else {}
+        _assign(node[index], rest, value)
+        return
+    key = str(head) if head is not _APPEND else ""
+    if not rest:
+        node[key] = value
+        return
+    child = node.get(key)
+    if not isinstance(child, (dict, list)):
+        child = [] if rest[0] is _APPEND or isinstance(rest[0], int) else {}
+        node[key] = child
+    if isinstance(child, dict) and (rest[0] is _APPEND or isinstance(rest[0], int)):
+        return  # mixing `a.b=` and `a[]=`: keep the first shape
+    _assign(child, rest, value)
+
+
+# ------------------------------------------------------------------ schema inference
+
+
+def infer_record(schema: RecordSchema, data: Mapping[str, Any],
+                 plugin_schemas: Mapping[str, RecordSchema] | None = None,
+                 plugin_name: str | None = None) -> dict[str, Any]:
+    """Type a decoded form against ``schema``; ``plugin_name`` selects the plugin config
+    schema when the body does not name the plugin (a PATCH of a stored plugin)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = schema.by_name.get(key)
+        if spec is None:
+            out[key] = value
+        elif spec.has(m.PluginConfig):
+            sub = (plugin_schemas or {}).get(str(data.get("name") or plugin_name or ""))
+            if value == "":
+                out[key] = None
+            elif sub is not None and isinstance(value, dict):
+                out[key] = infer_record(sub, value, plugin_schemas)
+            else:
+                out[key] = value
+        else:
+            out[key] = infer(spec, value)
+    return out
+
+
+def infer(spec: FieldSpec, value: Any) -> Any:
+    if value == "" or value is None:
+        return None
+    kind = spec.kind
+    if kind in ("integer", "number") and isinstance(value, str):
+        return _number(value)
+    if kind == "boolean" and value in ("true", "false"):
+        return value == "true"
+    if kind in ("array", "set") and spec.elements is not None:
+        items = value if isinstance(value, list) else [value]
+        return [infer(spec.elements, v) for v in items]
+    if kind == "map" and isinstance(value, dict) and spec.elements is not None:
+        elements = spec.elements
+        return {k: infer(elements, v) for k, v in value.items()}
+    if kind == "record" and isinstance(value, dict) and spec.record is not None:
+        return infer_record(spec.record, value)
+    if kind == "foreign" and isinstance(value, str) and is_uuid(value):
+        return {"id": value}  # `service=<uuid>`: Kong rejects it; nothing else can be meant
+    return value
+
+
+def _number(text: str) -> Any:
+    stripped = text.strip()
+    try:
+        if re.fullmatch(r"[+-]?\d+", stripped):
+            return int(stripped)
+        if re.fullmatch(r"[+-]?0[xX][0-9a-fA-F]+", stripped):
+            return int(stripped, 16)
+        number = float(stripped)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in stripped and "e" not in \
+        stripped.lower() else number

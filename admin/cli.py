@@ -1,0 +1,145 @@
+"""``ramparts``: start the node, run migrations, check settings, print the version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+
+import uvloop
+
+from admin.app import create_app
+from admin.meta import NodeInfo
+from gateway import registry, version
+from gateway.db import migrate
+from gateway.db.store import Store
+from gateway.server import BindError, bind, make_server, run_servers
+from gateway.settings.load import SettingsError, load, redact_url
+from gateway.settings.model import Settings
+
+log = logging.getLogger("ramparts")
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
+          "warn": logging.WARNING, "error": logging.ERROR, "crit": logging.CRITICAL}
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=LEVELS.get(level, logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+                        datefmt="%Y/%m/%d %H:%M:%S")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we log what was migrated
+
+
+def _settings(path: str | None) -> Settings:
+    try:
+        return load(path)
+    except SettingsError as exc:
+        print("invalid settings:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+
+def _store(settings: Settings) -> Store:
+    try:
+        reg = registry.build(settings.plugins)
+    except registry.UnknownPlugin as exc:
+        print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+    return Store(settings.database, reg)
+
+
+async def _start(settings: Settings) -> int:
+    store = _store(settings)
+    try:
+        before = await migrate.upgrade(store.engine)
+    except Exception as exc:
+        log.error("cannot prepare the database %s: %s", redact_url(settings.database), exc)
+        await store.close()
+        return 1
+    if before.pending:
+        log.info("database migrated: %s", ", ".join(before.pending))
+    node = NodeInfo(settings=settings, node_id=str(uuid.uuid4()))
+    try:
+        sockets = [bind(listener) for listener in settings.admin_listeners]
+    except BindError as exc:
+        log.error("%s", exc.strerror)
+        await store.close()
+        return 1
+    admin = make_server(create_app(store, node), node.stats)
+    log.info("ramparts %s: Admin API on %s, database %s", version.__version__,
+             ", ".join(str(listener) for listener in settings.admin_listeners),
+             redact_url(settings.database))
+    try:
+        await run_servers([(admin, sockets)])
+    finally:
+        await store.close()
+    log.info("stopped")
+    return 0
+
+
+async def _migrations(settings: Settings, action: str) -> int:
+    store = _store(settings)
+    try:
+        if action == "up":
+            before = await migrate.upgrade(store.engine)
+            print(f"applied: {', '.join(before.pending)}" if before.pending
+                  else "database already up to date")
+        else:
+            status = await migrate.status(store.engine)
+            print(f"current: {status.current or '(empty database)'}\nhead:    {status.head}")
+            print("pending: " + (", ".join(status.pending) if status.pending else "none"))
+            return 0 if status.up_to_date else 3
+    finally:
+        await store.close()
+    return 0
+
+
+def _check(path: str | None) -> int:
+    try:
+        settings = load(path)
+        registry.build(settings.plugins)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    except registry.UnknownPlugin as exc:
+        print(f"plugins: {exc}")
+        return 1
+    print(f"configuration {'at ' + path + ' ' if path else ''}is valid")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ramparts", description="Kong-compatible TLS gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="run migrations, then serve (foreground)")
+    start.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
+    mig = sub.add_parser("migrations", help="database migrations")
+    mig.add_argument("action", choices=("up", "status"))
+    mig.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
+    check = sub.add_parser("check", help="validate a settings file, print every problem")
+    check.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "version":
+        print(f"ramparts {version.__version__} (Kong Admin API {version.KONG_COMPAT_VERSION})")
+        return 0
+    if args.command == "check":
+        return _check(args.conf)
+    settings = _settings(args.conf)
+    setup_logging(settings.log_level)
+    if args.command == "migrations":
+        return asyncio.run(_migrations(settings, args.action))
+    return uvloop.run(_start(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Node endpoints: ``GET /``, ``/status``, ``/endpoints``, ``/schemas``, ``/tags`` and the
+plugin helpers, with Kong's payload shapes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from admin.entities import page_size
+from admin.http import Resource, json_response
+from gateway import version
+from gateway.db import tables
+from gateway.db.dao import tag_page
+from gateway.db.store import Store
+from gateway.errors import EndpointNotFound, InvalidUnique
+from gateway.schema import checks as ck
+from gateway.schema import fields as m
+from gateway.schema.compile import MISSING, FieldSpec, RecordSchema
+from gateway.schema.typedefs import tag as tag_error
+from gateway.settings.load import redacted
+from gateway.settings.model import Settings
+from gateway.stats import ServerStats
+
+if TYPE_CHECKING:
+    from admin.entities import EntityApi
+
+
+@dataclass
+class NodeInfo:
+    """What ``GET /`` and ``/status`` report about this process."""
+
+    settings: Settings
+    node_id: str
+    stats: ServerStats = field(default_factory=ServerStats)
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[BaseRoute]:
+    registry = store.registry
+
+    async def root(request: Request) -> Response:
+        async with store.read() as conn:
+            names = (await conn.execute(sa.select(tables.table("plugins").c.name).distinct()
+                                        )).scalars().all()
+        return json_response(200, {
+            "tagline": "Welcome to kong",
+            "version": version.KONG_COMPAT_VERSION,
+            "edition": "community",
+            "hostname": node.hostname,
+            "node_id": node.node_id,
+            "timers": {"running": 0, "pending": 0},
+            "plugins": {
+                "available_on_server": {
+                    name: {"version": spec.version, "priority": spec.priority}
+                    for name, spec in registry.enabled.items()},
+                "enabled_in_cluster": sorted(names),
+            },
+            "configuration": redacted(node.settings),
+            "pids": {"master": os.getpid(), "workers": [os.getpid()]},
+            "ramparts": {"version": version.__version__},
+        })
+
+    async def status(request: Request) -> Response:
+        reachable = await store.ping()
+        body: dict[str, Any] = {"database": {"reachable": reachable},
+                                "server": node.stats.as_status()}
+        if reachable:
+            body["configuration_version"] = await store.config_version()
+        return json_response(200, body)
+
+    async def endpoints(request: Request) -> Response:
+        paths = sorted({r.path for r in request.app.routes if isinstance(r, Route)})
+        return json_response(200, {"data": paths})
+
+    async def enabled(request: Request) -> Response:
+        return json_response(200, {"enabled_plugins": list(registry.enabled)})
+
+    async def plugin_schema(request: Request) -> Response:
+        spec = registry.enabled.get(request.path_params["name"])
+        if spec is None:
+            raise EndpointNotFound(f"No plugin named '{request.path_params['name']}'")
+        return json_response(200, schema_json(spec.config))
+
+    async def entity_schema(request: Request) -> Response:
+        name = request.path_params["name"]
+        api = apis.get(name)
+        if api is None:
+            raise EndpointNotFound(f"No entity named '{name}'")
+        return json_response(200, schema_json(api.entity.record))
+
+    async def validate_entity(request: Request) -> Response:
+        name = request.path_params.get("name", "plugins")
+        api = apis.get(name)
+        if api is None:
+            raise EndpointNotFound(f"No entity named '{name}'")
+        data = await api.body(request)
+        api.dao.values_for("insert", None, api.dao.prepare(data, "insert"), None)
+        return json_response(200, {"message": "schema validation successful"})
+
+    async def tags(request: Request) -> Response:
+        tag = request.path_params.get("tag")
+        if tag is not None and tag_error(tag):
+            raise InvalidUnique("tag", str(tag_error(tag)))
+        size = page_size(request)
+        async with store.read() as conn:
+            page = await tag_page(conn, size=size, offset=request.query_params.get("offset"),
+                                  tag=tag)
+        out: dict[str, Any] = {"data": page.data, "next": None}
+        if page.offset:
+            base = "/tags" if tag is None else f"/tags/{quote(tag, safe='')}"
+            out["offset"] = page.offset
+            out["next"] = f"{base}?offset={quote(page.offset, safe='')}"
+        return json_response(200, out)
+
+    return [
+        Route("/", Resource(get=root)),
+        Route("/status", Resource(get=status)),
+        Route("/endpoints", Resource(get=endpoints)),
+        Route("/plugins/enabled", Resource(get=enabled)),
+        Route("/plugins/schema/{name}", Resource(get=plugin_schema)),
+        Route("/schemas/plugins/validate", Resource(post=validate_entity)),
+        Route("/schemas/plugins/{name}", Resource(get=plugin_schema)),
+        Route("/schemas/{name}/validate", Resource(post=validate_entity)),
+        Route("/schemas/{name}", Resource(get=entity_schema)),
+        Route("/tags", Resource(get=tags)),
+        Route("/tags/{tag}", Resource(get=tags)),
+    ]
+
+
+# ---------------------------------------------------------------------------- schema JSON
+
+
+def schema_json(record: RecordSchema) -> dict[str, Any]:
+    """Kong's ``/schemas`` shape: ``{"fields": [{name: {...}}], "entity_checks": [...]}``."""
+    out: dict[str, Any] = {"fields": [{f.name: field_json(f)} for f in record.fields
+                                      if not f.has(m.Transient)]}
+    entity_checks = [c for c in (check_json(c) for c in record.checks) if c]
+    if entity_checks:
+        out["entity_checks"] = entity_checks
+    return out
+
+
+def field_json(spec: FieldSpec) -> dict[str, Any]:
+    kind = "foreign" if spec.kind == "foreign" else spec.kind
+    if spec.has(m.PluginConfig):
+        kind = "record"
+    out: dict[str, Any] = {"type": kind}
+    if spec.required and not spec.has(m.Auto):
+        out["required"] = True
+    if spec.has(m.Auto):
+        out["auto"] = True
+    if spec.has(m.Uuid):
+        out["uuid"] = True
+    if spec.has(m.Timestamp):
+        out["timestamp"] = True
+    if spec.has(m.Unique):
+        out["unique"] = True
+    if spec.default is not MISSING and spec.kind != "record" and not spec.has(m.PluginConfig):
+        out["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    if spec.foreign:
+        out["reference"] = spec.foreign.entity
+        out["on_delete"] = spec.foreign.on_delete
+    for mk in spec.markers:
+        if isinstance(mk, m.OneOf):
+            out["one_of"] = list(mk.values)
+        elif isinstance(mk, m.Between):
+            out["between"] = [mk.lo, mk.hi]
+        elif isinstance(mk, m.LenMin):
+            out["len_min"] = mk.n
+    if spec.elements is not None:
+        out["values" if spec.kind == "map" else "elements"] = field_json(spec.elements)
+        if spec.kind == "map":
+            out["keys"] = {"type": "string"}
+    if spec.record is not None:
+        out["fields"] = schema_json(spec.record)["fields"]
+    return out
+
+
+def check_json(check: Any) -> dict[str, Any] | None:
+    named: dict[type, str] = {
+        ck.AtLeastOneOf: "at_least_one_of", ck.OnlyOneOf: "only_one_of",
+        ck.MutuallyRequired: "mutually_required", ck.MutuallyExclusive: "mutually_exclusive",
+        ck.Distinct: "distinct"}
+    for cls, name in named.items():
+        if isinstance(check, cls):
+            return {name: list(getattr(check, "fields", ()))}
+    if isinstance(check, ck.Conditional):
+        return {"conditional": {"if_field": check.if_field, "then_field": check.then_field}}
+    fields = getattr(check, "fields", None)
+    if fields:
+        return {"custom_entity_check": {"field_sources": list(fields)}}
+    return None
+
