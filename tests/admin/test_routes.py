@@ -1,0 +1,152 @@
+"""routes: form encodings users' curl scripts use, per-protocol rules, foreign references."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+
+@pytest.fixture
+async def service(admin: httpx.AsyncClient) -> dict[str, object]:
+    r = await admin.post("/services", data={"name": "secure-service",
+                                            "url": "https://mockbin.org"})
+    return dict(r.json())
+
+
+@pytest.mark.parametrize("form", [
+    "paths[]=/a&paths[]=/b",
+    "paths[1]=/a&paths[2]=/b",
+    "paths=/a&paths=/b",
+    "paths%5B%5D=/a&paths%5B%5D=/b",
+])
+async def test_array_form_encodings(admin: httpx.AsyncClient, service: dict[str, object],
+                                    form: str) -> None:
+    r = await admin.post("/services/secure-service/routes", content=form,
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 201, r.text
+    assert r.json()["paths"] == ["/a", "/b"]
+    assert r.json()["service"] == {"id": service["id"]}
+
+
+async def test_single_value_and_maps(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/routes", data={"hosts": "example.com", "methods": "GET",
+                                          "headers.x-version": "v1", "strip_path": "false",
+                                          "regex_priority": "7"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["hosts"] == ["example.com"] and body["methods"] == ["GET"]
+    assert body["headers"] == {"x-version": ["v1"]}
+    assert body["strip_path"] is False and body["regex_priority"] == 7
+    assert body["protocols"] == ["http", "https"] and body["service"] is None
+
+
+async def test_empty_body_needs_a_matching_field(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/routes", json={})
+    assert r.status_code == 400
+    msg = "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is " \
+          "'https'"
+    assert r.json() == {"code": 2, "name": "schema violation",
+                        "message": f"schema violation ({msg})", "fields": {"@entity": [msg]}}
+
+
+async def test_unknown_protocol(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/routes", json={"methods": ["GET"], "protocols": ["foo", "http"]})
+    assert r.status_code == 400
+    assert r.json()["fields"] == {"protocols": [
+        "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss"]}
+    assert r.json()["message"].startswith("schema violation (protocols.1: expected one of:")
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"protocols": ["http", "tcp"], "paths": ["/"]},
+     {"protocols": "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', "
+                   "'udp')"}),
+    ({"protocols": ["http"], "snis": ["a.test"], "paths": ["/"]},
+     {"@entity": ["'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or "
+                  "'tls_passthrough'"], "snis": "length must be 0"}),
+    ({"protocols": ["tcp"], "paths": ["/"], "destinations": [{"port": 80}]},
+     {"paths": "cannot set 'paths' when 'protocols' is 'tcp', 'tls', 'tls_passthrough' or "
+               "'udp'"}),
+    ({"protocols": ["tls_passthrough"]},
+     {"@entity": ["must set snis when 'protocols' is 'tls_passthrough'"]}),
+    ({"protocols": ["grpc"], "paths": ["/"], "strip_path": True},
+     {"strip_path": "cannot set 'strip_path' when 'protocols' is 'grpc' or 'grpcs'"}),
+    ({"paths": ["/a/../b"]},
+     {"paths": ["non-normalized path, consider use '/b' instead"]}),
+    ({"paths": ["/ok", "/a//b"]}, {"paths": [None, "must not have empty segments"]}),
+    ({"hosts": ["*.example.*"]},
+     {"hosts": ["invalid wildcard: must have at most one wildcard"]}),
+    ({"headers": {"Host": ["x"]}},
+     {"headers": "cannot contain 'host' header, which must be specified in the 'hosts' "
+                 "attribute"}),
+    ({"methods": ["get"]}, {"methods": ["invalid value: get"]}),
+    ({"paths": ["/"], "https_redirect_status_code": 303},
+     {"https_redirect_status_code": "expected one of: 426, 301, 302, 307, 308"}),
+])
+async def test_route_rules(admin: httpx.AsyncClient, body: dict[str, object],
+                           fields: dict[str, object]) -> None:
+    r = await admin.post("/routes", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"] == fields
+
+
+async def test_second_array_element_error_message(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/routes", json={"paths": ["/ok", "/a//b"]})
+    assert r.json()["message"] == "schema violation (paths.2: must not have empty segments)"
+
+
+async def test_grpc_defaults_strip_path_false(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/routes", json={"protocols": ["grpc"], "paths": ["/svc"]})
+    assert r.status_code == 201 and r.json()["strip_path"] is False
+
+
+async def test_stream_route(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/routes", json={"protocols": ["tls"], "snis": ["a.test"],
+                                          "sources": [{"ip": "10.0.0.0/8"}]})
+    assert r.status_code == 201, r.text
+    assert r.json()["sources"] == [{"ip": "10.0.0.0/8", "port": None}]
+
+
+async def test_foreign_reference_by_name_and_errors(admin: httpx.AsyncClient,
+                                                    service: dict[str, object]) -> None:
+    r = await admin.post("/routes", data={"paths[]": "/x", "service.name": "secure-service"})
+    assert r.status_code == 201 and r.json()["service"] == {"id": service["id"]}
+    r = await admin.post("/routes", data={"paths[]": "/x", "service.id": str(service["id"])})
+    assert r.status_code == 201
+    r = await admin.post("/routes", json={"methods": ["GET"],
+                                          "service": {"name": "non-existing"}})
+    assert r.status_code == 400
+    assert r.json() == {
+        "code": 13, "name": "foreign keys unresolved",
+        "message": "foreign key unresolved (service.name: the foreign key cannot be resolved "
+                   "with '{name=\"non-existing\"}' for an existing 'services' entity)",
+        "fields": {"service": {"name": "the foreign key cannot be resolved with "
+                                       "'{name=\"non-existing\"}' for an existing 'services' "
+                                       "entity"}}}
+    ghost = str(uuid.uuid4())
+    r = await admin.post("/routes", json={"methods": ["GET"], "service": {"id": ghost}})
+    assert r.status_code == 400
+    msg = (f"the foreign key '{{id=\"{ghost}\"}}' does not reference an existing 'services' "
+           "entity.")
+    assert r.json() == {"code": 4, "name": "foreign key violation", "message": msg,
+                        "fields": {"service": msg}}
+
+
+async def test_nested_routes(admin: httpx.AsyncClient, service: dict[str, object]) -> None:
+    r = await admin.post("/services/secure-service/routes",
+                         data={"name": "secure-route", "paths[]": "/secure"})
+    assert r.status_code == 201
+    listing = (await admin.get("/services/secure-service/routes")).json()
+    assert [x["name"] for x in listing["data"]] == ["secure-route"]
+    assert (await admin.get("/services/secure-service/routes/secure-route")).status_code == 200
+    other = (await admin.post("/routes", json={"name": "other", "paths": ["/o"]})).json()
+    # a route that belongs to another service is not found through this one
+    assert (await admin.get(f"/services/secure-service/routes/{other['id']}")).status_code \
+        == 404
+    assert (await admin.delete(f"/services/secure-service/routes/{other['id']}")).status_code \
+        == 404
+    assert (await admin.get("/services/nope/routes")).status_code == 404
+    assert (await admin.delete("/services/secure-service/routes/secure-route")).status_code \
+        == 204

@@ -1,0 +1,110 @@
+"""Certificates made the way our users make them: the seeds' own ``openssl`` commands.
+
+Seed 003 (``openssl req -new -x509`` CA, ``openssl x509 -req`` server and client, which gives
+X.509 v1 certificates) and seed 001 (``-extensions client`` without ``-extfile``, also v1).
+What ``openssl`` 3.0 cannot make directly (an expired CA) is made with cryptography.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class Pki:
+    dir: Path
+
+    def read(self, name: str) -> str:
+        return (self.dir / name).read_text()
+
+    def path(self, name: str) -> str:
+        return str(self.dir / name)
+
+
+def make_seed_003(d: Path) -> None:
+    """Seed 003, steps 1 to 3, exactly."""
+    openssl(d, "genrsa", "-out", "ca.key", "2048")
+    openssl(d, "req", "-new", "-x509", "-key", "ca.key", "-out", "ca.crt",
+            "-subj", "/CN=My Test CA")
+    openssl(d, "genrsa", "-out", "server.key", "2048")
+    openssl(d, "req", "-new", "-key", "server.key", "-out", "server.csr",
+            "-subj", "/CN=kong-server")
+    openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt")
+    openssl(d, "genrsa", "-out", "client.key", "2048")
+    openssl(d, "req", "-new", "-key", "client.key", "-out", "client.csr",
+            "-subj", "/CN=api-client")
+    openssl(d, "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "client.crt")
+
+
+def make_seed_001(d: Path) -> None:
+    """Seed 001's mTLS example, exactly (the des3 step uses a throw-away passphrase)."""
+    openssl(d, "genrsa", "-des3", "-passout", "pass:seed", "-out", "rootCA.protected.key",
+            "2048")
+    openssl(d, "rsa", "-in", "rootCA.protected.key", "-passin", "pass:seed",
+            "-out", "rootCA.key")
+    subj = "/C=US/ST=California/L=Mountain View/O=Your Organization/OU=Your Unit"
+    openssl(d, "req", "-x509", "-new", "-nodes", "-key", "rootCA.key", "-sha256",
+            "-days", "1024", "-out", "rootCA.pem", "-subj", f"{subj}/CN=example.com")
+    for who in ("client", "server"):
+        openssl(d, "genrsa", "-out", f"{who}.key", "2048")
+        openssl(d, "req", "-new", "-key", f"{who}.key", "-out", f"{who}.csr",
+                "-subj", f"{subj}/CN=localhost")
+        openssl(d, "x509", "-req", "-in", f"{who}.csr", "-extensions", who, "-CA",
+                "rootCA.pem", "-CAkey", "rootCA.key", "-CAcreateserial", "-out",
+                f"{who}.crt", "-days", "500", "-sha256")
+
+
+def make_extras(d: Path) -> None:
+    """An ECDSA pair and an RSA pair for the same names (cert_alt), a KrakenD-style
+    self-signed localhost certificate (seed 000), and a two-certificate chain."""
+    openssl(d, "req", "-newkey", "rsa:2048", "-new", "-nodes", "-x509", "-days", "365",
+            "-out", "cert.pem", "-keyout", "key.pem", "-subj",
+            "/C=US/ST=California/L=Mountain View/O=Your Organization/OU=Your Unit/CN=localhost")
+    openssl(d, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.key")
+    openssl(d, "req", "-new", "-x509", "-key", "ec.key", "-out", "ec.crt", "-days", "30",
+            "-subj", "/CN=ecdsa.test", "-addext", "subjectAltName=DNS:ecdsa.test")
+    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-x509", "-days", "30",
+            "-keyout", "rsa.key", "-out", "rsa.crt", "-subj", "/CN=rsa.test")
+    (d / "chain.pem").write_text((d / "server.crt").read_text() + (d / "ca.crt").read_text())
+    (d / "expired_ca.crt").write_text(expired_ca())
+
+
+def expired_ca() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Expired CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30))
+            .not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def rsa_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def build(root: Path) -> Pki:
+    for sub, maker in (("s003", make_seed_003), ("s001", make_seed_001)):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        maker(root / sub)
+    make_extras(root / "s003")
+    return Pki(root)
