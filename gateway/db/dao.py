@@ -236,9 +236,9 @@ class Dao:
             async with self.store.write() as conn:
                 row = await self._write_in(conn, op, ident, data)
         except IntegrityError:
-            # A constraint fired that the checks did not see (a concurrent writer on
-            # another node); answer with the typed error the checks now find.
-            async with self.store.write() as conn:
+            # A constraint fired that the checks did not see (a writer that bypassed the
+            # version lock); answer with the typed error the checks now find, if any.
+            async with self.store.read() as conn:
                 await self._write_in(conn, op, ident, data, dry_run=True)
             raise
         return row
@@ -279,18 +279,11 @@ class Dao:
         """Auto fields, merge (PATCH) and validation: the normalised row to write."""
         transient = self.transient_input(data)
         stored = {k: v for k, v in data.items() if k not in transient}
-        ts = self.entity.timestamp_fields()
         if op == "update":
             assert old is not None
             check_types(self.entity.record, stored, ctx=self.ctx)
             plugin = self.ctx.plugin_schemas.get(str(old.get("name")))
-            merged = merge(self.entity.record.by_name, old, stored, plugin)
-            for spec in ts:
-                marker = spec.marker(m.Timestamp)
-                if marker is not None and marker.update:
-                    merged[spec.name] = now_ms() if marker.ms else now_s()
-            merged["id"] = old["id"]
-            target = merged
+            target = {**merge(self.entity.record.by_name, old, stored, plugin), "id": old["id"]}
         else:
             target = dict(stored)
             if op == "upsert":
@@ -298,14 +291,19 @@ class Dao:
             target.setdefault("id", str(uuid.uuid4()))
             if isinstance(target["id"], str):
                 target["id"] = target["id"].lower()
-            for spec in ts:
-                marker = spec.marker(m.Timestamp)
-                assert marker is not None
-                if target.get(spec.name) is None or marker.update:
-                    target[spec.name] = now_ms() if marker.ms else now_s()
+        self._stamp(op, target)
         values = validate(self.entity.record, {**target, **transient}, ctx=self.ctx,
                           checks=self.extra_checks(target))
         return self.transform(values)
+
+    def _stamp(self, op: Op, target: Row) -> None:
+        """Kong's auto timestamps: ``updated_at`` on every write, ``created_at`` on insert and
+        upsert unless the client gave one (so PUT resets it, as in Kong)."""
+        for spec in self.entity.timestamp_fields():
+            marker = spec.marker(m.Timestamp)
+            assert marker is not None
+            if marker.update or (op != "update" and target.get(spec.name) is None):
+                target[spec.name] = now_ms() if marker.ms else now_s()
 
     def extra_checks(self, values: Row) -> tuple[EntityCheck, ...]:
         """Hook: checks that depend on the row itself (a plugin's own entity checks)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from gateway.schema.fields import Check, Set, Unique, Uuid
 from gateway.tls import pem
@@ -309,6 +310,15 @@ def route_header_name(value: str) -> str | None:
     if value.lower() == "host":
         return "cannot contain 'host' header, which must be specified in the 'hosts' attribute"
     return header_name(value)
+
+
+def map_keys(check: Callable[[str], str | None]) -> Callable[[Mapping[str, Any]], str | None]:
+    """A map validator from a key validator: the first bad key's message (as Kong reports)."""
+
+    def validate(value: Mapping[str, Any]) -> str | None:
+        return next((err for err in map(check, value) if err), None)
+
+    return validate
 
 
 def cookie_name(value: str) -> str | None:

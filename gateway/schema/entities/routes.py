@@ -18,6 +18,7 @@ from gateway.schema.typedefs import (
     WildcardHost,
     http_method,
     ip_or_cidr,
+    map_keys,
     route_header_name,
     route_host,
     router_path,
@@ -36,14 +37,6 @@ def exclusive_subsets(protocols: tuple[str, ...] | list[str]) -> str | None:
     if len(used) > 1:
         return "these sets are mutually exclusive: " + ", ".join(
             f"({quoted(g)})" for g in used)
-    return None
-
-
-def header_keys(headers: Mapping[str, Any]) -> str | None:
-    for name in headers:
-        err = route_header_name(name)
-        if err:
-            return err
     return None
 
 
@@ -69,7 +62,8 @@ class RouteEntity:
     methods: Annotated[tuple[Annotated[str, Check(http_method)], ...] | None, Set()] = None
     hosts: tuple[Annotated[str, Check(route_host)], ...] | None = None
     paths: tuple[Annotated[str, Check(router_path)], ...] | None = None
-    headers: Annotated[Mapping[str, tuple[str, ...]] | None, Check(header_keys)] = None
+    headers: Annotated[Mapping[str, tuple[str, ...]] | None,
+                       Check(map_keys(route_header_name))] = None
     https_redirect_status_code: Annotated[int, OneOf(426, 301, 302, 307, 308)] = 426
     regex_priority: int = 0
     strip_path: bool = True

@@ -18,6 +18,7 @@ from gateway.schema.typedefs import (
     format_host,
     header_name,
     host_with_optional_port,
+    map_keys,
     normalize_ip,
     path,
     sni,
@@ -27,15 +28,6 @@ Seconds = Annotated[float, Between(0, 65535)]
 Counter = Annotated[int, Between(0, 255)]
 Statuses = tuple[Annotated[int, Between(100, 999)], ...]
 CheckType = Annotated[str, OneOf("tcp", "http", "https", "grpc", "grpcs")]
-HeaderName = Annotated[str, Check(header_name)]
-
-
-def _header_map_keys(headers: Mapping[str, Any]) -> str | None:
-    for name in headers:
-        err = header_name(name)
-        if err:
-            return err
-    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +54,7 @@ class ActiveChecks:
     http_path: Annotated[str, Check(path)] = "/"
     https_sni: Annotated[str | None, Check(sni)] = None
     https_verify_certificate: bool = True
-    headers: Annotated[Mapping[str, tuple[str, ...]] | None, Check(_header_map_keys)] = None
+    headers: Annotated[Mapping[str, tuple[str, ...]] | None, Check(map_keys(header_name))] = None
     healthy: ActiveHealthy = field(default_factory=ActiveHealthy)
     unhealthy: ActiveUnhealthy = field(default_factory=ActiveUnhealthy)
 
