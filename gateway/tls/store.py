@@ -1,0 +1,164 @@
+"""Certificates by SNI: Kong's lookup order, and the contexts that serve them.
+
+``CertIndex`` is pure data inside the snapshot (names -> certificate entries).
+``TLSTerminator`` owns the per-process runtime: the listener context whose ``sni_callback``
+picks an entry from the current index, and an LRU of per-certificate contexts keyed by content
+digest, shared by successive snapshots so an unchanged certificate is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from gateway.tls import libssl
+from gateway.tls.contexts import ServerPolicy, server_context
+
+log = logging.getLogger("ramparts.tls")
+
+
+@dataclass(frozen=True, slots=True)
+class CertEntry:
+    id: str
+    cert: str
+    key: str
+    cert_alt: str | None = None
+    key_alt: str | None = None
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.cert, self.key, self.cert_alt or "", self.key_alt or ""):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        out = [(self.cert, self.key)]
+        if self.cert_alt and self.key_alt:
+            out.append((self.cert_alt, self.key_alt))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CertIndex:
+    """SNI name (lower case; wildcard names literally, e.g. ``*.b.c``) -> certificate."""
+
+    names: Mapping[str, CertEntry]
+
+    @classmethod
+    def build(cls, snis: Iterable[tuple[str, CertEntry]]) -> CertIndex:
+        return cls(MappingProxyType({name.lower().rstrip("."): e for name, e in snis}))
+
+    def lookup(self, server_name: str | None) -> CertEntry | None:
+        """Kong's order: exact, ``*.`` + all but the first label, all but the last label +
+        ``.*``, then the SNI named ``*``. No SNI sent -> None (the default certificate)."""
+        if not server_name:
+            return None
+        name = server_name.lower().rstrip(".")
+        names = self.names
+        entry = names.get(name)
+        if entry is not None:
+            return entry
+        labels = name.split(".")
+        if len(labels) >= 3:
+            entry = names.get("*." + ".".join(labels[1:]))
+            if entry is not None:
+                return entry
+        if len(labels) >= 2:
+            entry = names.get(".".join(labels[:-1]) + ".*")
+            if entry is not None:
+                return entry
+        return names.get("*")
+
+    def entries(self) -> dict[str, CertEntry]:
+        return {e.digest: e for e in self.names.values()}
+
+
+EMPTY_INDEX = CertIndex(MappingProxyType({}))
+
+
+class TLSTerminator:
+    """Per-process TLS runtime for the proxy listeners (one policy, one default certificate)."""
+
+    def __init__(self, policy: ServerPolicy, default_pairs: list[tuple[str, str]],
+                 current_index: Callable[[], CertIndex], cache_size: int = 4096) -> None:
+        self.policy = policy
+        self.current_index = current_index
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        self._lock = threading.Lock()
+        self.default = server_context(policy, default_pairs)
+        self.default.ramparts_cert = default_pairs[0][0]  # type: ignore[attr-defined]
+        self.default.sni_callback = self._sni_callback
+
+    def listener_context(self) -> ssl.SSLContext:
+        return self.default
+
+    # ------------------------------------------------------------------ contexts
+    def context_for(self, entry: CertEntry) -> ssl.SSLContext:
+        digest = entry.digest
+        with self._lock:
+            ctx = self._cache.get(digest)
+            if ctx is not None:
+                self._cache.move_to_end(digest)
+                return ctx
+        ctx = self._build(entry)
+        with self._lock:
+            self._cache[digest] = ctx
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return ctx
+
+    def _build(self, entry: CertEntry) -> ssl.SSLContext:
+        ctx = server_context(self.policy, entry.pairs())
+        ctx.ramparts_cert = entry.cert  # type: ignore[attr-defined]
+        return ctx
+
+    def prepare(self, index: CertIndex, eager_limit: int = 1000) -> int:
+        """Off the event loop, before a swap: build contexts for new certificates (up to
+        ``eager_limit``; the rest are built on their first handshake) and drop contexts of
+        certificates the new index no longer has. Returns how many were built."""
+        wanted = index.entries()
+        with self._lock:
+            for digest in [d for d in self._cache if d not in wanted]:
+                del self._cache[digest]
+            missing = [e for d, e in wanted.items() if d not in self._cache]
+        for entry in missing[:eager_limit]:
+            try:
+                self.context_for(entry)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                log.error("certificate %s cannot be served: %s", entry.id, exc)
+        return min(len(missing), eager_limit)
+
+    # ------------------------------------------------------------------ handshake
+    def _sni_callback(self, obj: Any, server_name: str | None, initial: ssl.SSLContext
+                      ) -> None:
+        # sync: runs inside the handshake on the event loop; memory lookups only (a cold
+        # certificate costs one context build, under a millisecond)
+        obj.ramparts_sni = server_name
+        entry = self.current_index().lookup(server_name)
+        if entry is None:
+            return
+        try:
+            ctx = self.context_for(entry)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            log.error("certificate %s cannot be served, using the default: %s", entry.id, exc)
+            return
+        if ctx is not initial:
+            obj.context = ctx
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
+
+
+def bridge_status() -> str:
+    return "available" if libssl.BRIDGE is not None else f"unavailable: {libssl.UNAVAILABLE}"
