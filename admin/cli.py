@@ -6,18 +6,15 @@ import argparse
 import asyncio
 import logging
 import sys
-import uuid
 from collections.abc import Sequence
 
 import uvloop
 
-from admin.app import create_app
-from admin.meta import NodeInfo
+from admin import node
 from gateway import registry, version
 from gateway.db import migrate
 from gateway.db.store import Store
-from gateway.server import BindError, bind, make_server, run_servers
-from gateway.settings.load import SettingsError, load, redact_url
+from gateway.settings.load import SettingsError, load
 from gateway.settings.model import Settings
 
 log = logging.getLogger("ramparts")
@@ -53,32 +50,12 @@ def _store(settings: Settings) -> Store:
 
 
 async def _start(settings: Settings) -> int:
-    store = _store(settings)
     try:
-        before = await migrate.upgrade(store.engine)
-    except Exception as exc:
-        log.error("cannot prepare the database %s: %s", redact_url(settings.database), exc)
-        await store.close()
+        reg = registry.build(settings.plugins)
+    except registry.UnknownPlugin as exc:
+        print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         return 1
-    if before.pending:
-        log.info("database migrated: %s", ", ".join(before.pending))
-    node = NodeInfo(settings=settings, node_id=str(uuid.uuid4()))
-    try:
-        sockets = [bind(listener) for listener in settings.admin_listeners]
-    except BindError as exc:
-        log.error("%s", exc.strerror)
-        await store.close()
-        return 1
-    admin = make_server(create_app(store, node), node.stats)
-    log.info("ramparts %s: Admin API on %s, database %s", version.__version__,
-             ", ".join(str(listener) for listener in settings.admin_listeners),
-             redact_url(settings.database))
-    try:
-        await run_servers([(admin, sockets)])
-    finally:
-        await store.close()
-    log.info("stopped")
-    return 0
+    return await node.run(settings, reg)
 
 
 async def _migrations(settings: Settings, action: str) -> int:

@@ -20,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.settings.listen import Listener
 from gateway.stats import ServerStats
+from gateway.tls.info import tls_info
 
 log = logging.getLogger("ramparts")
 
@@ -70,6 +71,31 @@ class CountingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+class _WithTLS:
+    """Wraps the app for one TLS connection: every request scope gets the TLS extension."""
+
+    __slots__ = ("app", "info")
+
+    def __init__(self, app: Any, info: dict[str, Any]) -> None:
+        self.app = app
+        self.info = info
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope.setdefault("extensions", {})["tls"] = self.info
+        await self.app(scope, receive, send)
+
+
+class ProxyProtocol(CountingHttpToolsProtocol):
+    """Counts connections and fills ``scope["extensions"]["tls"]`` (uvicorn does not): the
+    handshake is complete when ``connection_made`` runs, so the facts are computed once."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        obj = transport.get_extra_info("ssl_object")
+        if obj is not None:
+            self.app = _WithTLS(self.app, tls_info(obj))
+
+
 class Server(uvicorn.Server):
     """A uvicorn server whose signals are handled by ``run_servers``."""
 
@@ -78,8 +104,13 @@ class Server(uvicorn.Server):
         yield
 
 
-def make_server(app: Any, stats: ServerStats, **options: Any) -> Server:
-    config = CountingConfig(app, http=CountingHttpToolsProtocol, loop="none", lifespan="off",
+def make_server(app: Any, stats: ServerStats, *, proxy: bool = False, **options: Any
+                ) -> Server:
+    protocol = ProxyProtocol if proxy else CountingHttpToolsProtocol
+    if proxy:
+        # the upstream's Date passes through; Kong keeps idle client connections 60 s
+        options = {"date_header": False, "timeout_keep_alive": 60, **options}
+    config = CountingConfig(app, http=protocol, loop="none", lifespan="off",
                             log_config=None, access_log=False, server_header=False,
                             proxy_headers=False, **options)
     config.stats = stats

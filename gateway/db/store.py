@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -40,6 +40,8 @@ class Store:
         # SQLite has one writer at a time; queue writers here instead of in SQLite's lock.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._daos: dict[str, Dao] = {}
+        # called after each committed write: the local reloader wakes up at once
+        self.on_commit: list[Callable[[], None]] = []
         tables.define_all(registry.entities.values())
 
     def dao(self, name: str) -> Dao:
@@ -71,6 +73,8 @@ class Store:
                     async with conn.begin():
                         await self._bump(conn)
                         yield conn
+        for callback in self.on_commit:
+            callback()
 
     async def _bump(self, conn: AsyncConnection) -> int:
         meta = tables.meta

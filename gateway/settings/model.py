@@ -7,13 +7,15 @@ be pasted in.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from gateway.schema.checks import Custom, Issues
-from gateway.schema.fields import Between, Check, OneOf, Secret
+from gateway.schema.fields import AllowEmpty, Between, Check, OneOf, Secret
 from gateway.settings import listen
 from gateway.tls import pem, suites
 
@@ -70,6 +72,14 @@ def _database(value: str) -> str | None:
         return None
     return ("expected a database URL: 'sqlite:///path/to/file.db' or "
             "'postgresql://user@host:port/database'")
+
+
+def _ip(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"expected an IP address, got '{value}'"
+    return None
 
 
 def _size(value: str) -> str | None:
@@ -198,10 +208,14 @@ class Settings:
     tls: TLSServer | None = None
     client_tls: TLSClient | None = None
     port: Annotated[int | None, Between(0, 65535)] = None  # KrakenD's listening port
+    listen_ip: Annotated[str, Check(_ip)] = "0.0.0.0"  # KrakenD's: the address `port` binds
     log_level: Annotated[str, OneOf("debug", "info", "notice", "warn", "error", "crit")] = \
         "notice"
     plugins: tuple[str, ...] = ("bundled",)
     admin_max_body_size: Annotated[str, Check(_size)] = "10m"
+    prefix: str = ".ramparts"  # generated files (default certificates) live here
+    health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
+    db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
@@ -209,7 +223,18 @@ class Settings:
 
     @property
     def proxy_listeners(self) -> tuple[listen.Listener, ...]:
-        return listen.parse(self.proxy_listen)
+        """``proxy_listen``, unless KrakenD's ``port`` is set: then one listener on
+        ``listen_ip:port``, TLS when a ``tls`` block is present. ``tls.disabled`` turns every
+        listener into plain HTTP, as in KrakenD."""
+        tls_off = self.tls is not None and self.tls.disabled
+        if self.port is not None:
+            host = f"[{self.listen_ip}]" if ":" in self.listen_ip else self.listen_ip
+            return (listen.Listener(host=host, port=self.port,
+                                    ssl=self.tls is not None and not tls_off),)
+        listeners = listen.parse(self.proxy_listen)
+        if tls_off:
+            return tuple(dataclasses.replace(x, ssl=False) for x in listeners)
+        return listeners
 
     @property
     def admin_max_body_bytes(self) -> int:

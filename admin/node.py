@@ -1,0 +1,110 @@
+"""One node: the Admin API, the proxy listeners and the reloader in one event loop."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import uuid
+from typing import Any
+
+from admin.app import create_app
+from admin.meta import NodeInfo
+from gateway import registry, version
+from gateway.db import migrate
+from gateway.db.store import Store
+from gateway.proxy import ProxyApp
+from gateway.reload import Reloader
+from gateway.server import BindError, Server, bind, make_server, run_servers
+from gateway.settings.load import redact_url
+from gateway.settings.model import Settings
+from gateway.snapshot import Holder
+from gateway.tasks import spawn
+from gateway.tls import libssl
+from gateway.tls.contexts import PolicyError, ServerPolicy
+from gateway.tls.defaults import default_pairs
+from gateway.tls.store import TLSTerminator
+from gateway.upstream.pools import Pools
+
+log = logging.getLogger("ramparts")
+
+
+class StartError(Exception):
+    """Why the node cannot start (logged, exit code 1)."""
+
+
+def tls_terminator(settings: Settings, holder: Holder) -> TLSTerminator:
+    policy = ServerPolicy.from_settings(settings.tls)
+    try:
+        policy.check()
+    except PolicyError as exc:
+        raise StartError(str(exc)) from exc
+    if libssl.BRIDGE is None:
+        _, degraded = policy.without_bridge()
+        log.warning("libssl bridge unavailable (%s): cannot honour %s; using OpenSSL's "
+                    "defaults for them", libssl.UNAVAILABLE, ", ".join(degraded) or "nothing")
+    try:
+        return TLSTerminator(policy, default_pairs(settings), lambda: holder.current.certs)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise StartError(f"cannot load the default certificate: {exc}") from exc
+
+
+def _bind_all(listeners: Any) -> list[socket.socket]:
+    try:
+        return [bind(listener) for listener in listeners]
+    except BindError as exc:
+        raise StartError(exc.strerror) from exc
+
+
+async def run(settings: Settings, reg: registry.Registry) -> int:
+    store = Store(settings.database, reg)
+    sockets: list[socket.socket] = []
+    try:
+        try:
+            before = await migrate.upgrade(store.engine)
+        except Exception as exc:
+            raise StartError(f"cannot prepare the database {redact_url(settings.database)}: "
+                             f"{exc}") from exc
+        if before.pending:
+            log.info("database migrated: %s", ", ".join(before.pending))
+        node = NodeInfo(settings=settings, node_id=str(uuid.uuid4()))
+        holder = Holder()
+        listeners = settings.proxy_listeners
+        tls_listeners = [x for x in listeners if x.ssl]
+        terminator = tls_terminator(settings, holder) if tls_listeners else None
+        reloader = Reloader(store, holder, terminator, settings.db_update_frequency)
+        await reloader.reload()
+        pools = Pools()
+        proxy = ProxyApp(holder, pools, health_path=settings.health_path,
+                         mtls_required=bool(terminator and terminator.policy.mtls))
+        servers: list[tuple[Server, list[socket.socket]]] = []
+        admin_socks = _bind_all(settings.admin_listeners)
+        plain_socks = _bind_all([x for x in listeners if not x.ssl])
+        tls_socks = _bind_all(tls_listeners)
+        sockets = admin_socks + plain_socks + tls_socks
+        servers.append((make_server(create_app(store, node), node.stats), admin_socks))
+        if plain_socks:
+            servers.append((make_server(proxy, node.stats, proxy=True), plain_socks))
+        if tls_socks and terminator is not None:
+            listener_ctx = terminator.listener_context()
+            servers.append((make_server(proxy, node.stats, proxy=True,
+                                        ssl_context_factory=lambda *_: listener_ctx),
+                            tls_socks))
+        log.info("ramparts %s: Admin API on %s; proxy on %s; database %s",
+                 version.__version__, ", ".join(map(str, settings.admin_listeners)),
+                 ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
+        spawn(reloader.run(), "reloader")
+        try:
+            await run_servers(servers)
+        finally:
+            reloader.stop()
+            await pools.close()
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        for sock in sockets:
+            sock.close()
+        await store.close()
+    log.info("stopped")
+    return 0

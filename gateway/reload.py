@@ -1,0 +1,130 @@
+"""The reloader: watch the config version, rebuild the snapshot off the loop, swap it in.
+
+Wake-ups come from three places: a local write (the store's commit hook), PostgreSQL
+``NOTIFY`` from any node, and a poll every ``frequency`` seconds (the fallback that also
+covers SQLite and lost notifications). A failed build keeps the previous snapshot; a database
+outage keeps the proxy serving the last good snapshot until the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from gateway.db.load import load_all
+from gateway.db.store import NOTIFY_CHANNEL, Store
+from gateway.snapshot import Holder, Loaded, Snapshot, build_snapshot
+from gateway.tasks import spawn
+from gateway.tls.store import TLSTerminator
+
+log = logging.getLogger("ramparts.reload")
+
+
+class Reloader:
+    def __init__(self, store: Store, holder: Holder, tls: TLSTerminator | None = None,
+                 frequency: float = 0.1) -> None:
+        self.store = store
+        self.holder = holder
+        self.tls = tls
+        self.frequency = frequency
+        self._wake = asyncio.Event()
+        self._failed_version: int | None = None
+        self._db_down_since: float | None = None
+        self._stopping = False
+        store.on_commit.append(self._wake.set)
+
+    # ------------------------------------------------------------------ one reload
+    async def reload(self) -> bool:
+        """Load and build; swap only on success. Returns whether a new snapshot is live."""
+        loaded = await load_all(self.store)
+        if loaded.version == self.holder.current.version:
+            return False
+        if loaded.version == self._failed_version:
+            return False  # this version failed to build; wait for the next change
+        started = time.monotonic()
+        try:
+            snapshot = await asyncio.get_running_loop().run_in_executor(None, self._build,
+                                                                        loaded)
+        except Exception:
+            self._failed_version = loaded.version
+            log.exception("configuration version %d cannot be built; still serving "
+                          "version %d", loaded.version, self.holder.current.version)
+            return False
+        self.holder.current = snapshot
+        self._failed_version = None
+        log.info("configuration version %d live (%d routes, %d SNIs) in %.0f ms",
+                 snapshot.version, len(snapshot.router), len(snapshot.certs.names),
+                 (time.monotonic() - started) * 1000)
+        return True
+
+    def _build(self, loaded: Loaded) -> Snapshot:
+        # runs in a worker thread: nothing here touches the event loop
+        snapshot = build_snapshot(loaded)
+        if self.tls is not None:
+            self.tls.prepare(snapshot.certs)
+        return snapshot
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> None:
+        if self.store.dialect == "postgresql":
+            spawn(self._listen(), "reloader-listen")
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval())
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self.reload()
+            except Exception as exc:
+                self._outage(exc)
+            else:
+                self._recovered()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _interval(self) -> float:
+        if self._db_down_since is None:
+            return self.frequency
+        return min(5.0, max(self.frequency, time.monotonic() - self._db_down_since) / 2)
+
+    def _outage(self, exc: BaseException) -> None:
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            log.warning("cannot read the configuration (%s); serving version %d until the "
+                        "database answers again", str(exc).splitlines()[0] if str(exc) else
+                        type(exc).__name__, self.holder.current.version)
+
+    def _recovered(self) -> None:
+        if self._db_down_since is not None:
+            log.warning("database reachable again after %.1f s",
+                        time.monotonic() - self._db_down_since)
+            self._db_down_since = None
+
+    async def _listen(self) -> None:
+        """LISTEN on PostgreSQL; reconnects after failures (polling covers the gap)."""
+        dsn = self.store.url.replace("postgresql+asyncpg://", "postgresql://")
+        while not self._stopping:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._wake.set()  # catch up on anything missed while disconnected
+                while not self._stopping:
+                    await asyncio.sleep(5)
+                    await conn.fetchval("SELECT 1")  # an idle socket misses a dead server
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                pass
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            if not self._stopping:
+                await asyncio.sleep(1)

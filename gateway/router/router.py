@@ -1,0 +1,215 @@
+"""Kong's HTTP router (``traditional_compatible`` flavour), pure and precompiled.
+
+Each route is split like Kong splits it: one matcher per distinct plain-path length and one
+for all its regex paths. Matchers are sorted once by Kong's priority (match weight, plain
+hosts only, header count, regex, regex_priority, plain path length; ties to the larger route
+id) and the first whose every configured field matches wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.router.paths import normalize, normalize_escapes
+from gateway.schema.entities.routes import RouteEntity
+from gateway.schema.entities.services import ServiceEntity
+from gateway.schema.typedefs import to_python_regex
+
+HTTP_PROTOCOLS = frozenset({"http", "https", "grpc", "grpcs", "ws", "wss"})
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the router looks at. ``headers`` maps lower-case names to their values."""
+
+    method: str
+    host: str
+    port: int
+    raw_path: str
+    headers: Mapping[str, Sequence[str]]
+    scheme: str = "http"
+    sni: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: RouteEntity
+    service: ServiceEntity | None
+    path: str  # the request path as matched (normalised)
+    prefix: str  # the matched path text: stripped when strip_path
+    captures: Mapping[str, str]
+
+
+class _Names:
+    """Host or SNI patterns: exact names, ``*.suffix`` (ends-with) and ``prefix.*``."""
+
+    __slots__ = ("exact", "prefixes", "suffixes")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.exact = frozenset(n for n in names if "*" not in n)
+        self.suffixes = tuple(n[1:] for n in names if n.startswith("*"))
+        self.prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
+
+    def match(self, name: str) -> bool:
+        return (name in self.exact or name.endswith(self.suffixes)
+                or name.startswith(self.prefixes))
+
+
+class _Hosts:
+    """Route ``hosts``: a ``:port`` entry also requires the listener port."""
+
+    __slots__ = ("any_port", "by_port")
+
+    def __init__(self, hosts: Sequence[str]) -> None:
+        plain: list[str] = []
+        ported: dict[int, list[str]] = {}
+        for entry in hosts:
+            host, port = _split_port(entry)
+            (ported.setdefault(port, []) if port is not None else plain).append(host)
+        self.any_port = _Names(plain)
+        self.by_port = {port: _Names(names) for port, names in ported.items()}
+
+    def match(self, host: str, port: int) -> bool:
+        if self.any_port.match(host):
+            return True
+        names = self.by_port.get(port)
+        return names is not None and names.match(host)
+
+
+def _split_port(value: str) -> tuple[str, int | None]:
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, None
+
+
+class _Header:
+    __slots__ = ("name", "patterns", "values")
+
+    def __init__(self, name: str, values: Sequence[str]) -> None:
+        self.name = name.lower()
+        self.values = frozenset(v.lower() for v in values if not v.startswith("~*"))
+        self.patterns = tuple(re.compile(to_python_regex(v[2:]), re.I)
+                              for v in values if v.startswith("~*"))
+
+    def match(self, headers: Mapping[str, Sequence[str]]) -> bool:
+        for value in headers.get(self.name, ()):
+            lowered = value.lower()
+            if lowered in self.values or any(p.search(value) for p in self.patterns):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Matcher:
+    route: RouteEntity
+    service: ServiceEntity | None
+    sort_key: tuple[Any, ...]
+    methods: frozenset[str] | None
+    hosts: _Hosts | None
+    headers: tuple[_Header, ...]
+    snis: _Names | None
+    prefixes: tuple[str, ...]
+    regexes: tuple[re.Pattern[str], ...]
+
+    def match(self, req: Request, full_path: str, escaped_path: str) -> Match | None:
+        if self.methods is not None and req.method not in self.methods:
+            return None
+        if self.hosts is not None and not self.hosts.match(req.host, req.port):
+            return None
+        for header in self.headers:
+            if not header.match(req.headers):
+                return None
+        # Kong skips the SNI criterion for plain-HTTP requests (reference 11 #3)
+        if self.snis is not None and req.scheme == "https" and \
+                not (req.sni and self.snis.match(req.sni.rstrip("."))):
+            return None
+        if self.prefixes:
+            for prefix in self.prefixes:
+                if full_path.startswith(prefix):
+                    return Match(self.route, self.service, full_path, prefix, {})
+            return None
+        if self.regexes:
+            for pattern in self.regexes:
+                found = pattern.match(escaped_path)
+                if found:
+                    captures = {str(k): v for k, v in found.groupdict().items()
+                                if v is not None}
+                    captures.update({str(i): v for i, v in enumerate(found.groups(), 1)
+                                     if v is not None})
+                    return Match(self.route, self.service, escaped_path, found.group(0),
+                                 captures)
+            return None
+        return Match(self.route, self.service, full_path, "/", {})
+
+
+def _weight(route: RouteEntity) -> int:
+    fields = (route.sources, route.destinations, route.methods, route.hosts, route.headers,
+              route.snis, route.paths)
+    return sum(1 for f in fields if f)
+
+
+def _matchers(route: RouteEntity, service: ServiceEntity | None) -> list[_Matcher]:
+    hosts = tuple(route.hosts or ())
+    plain_host_only = bool(hosts) and not any("*" in h for h in hosts)
+    headers = tuple(_Header(k, v) for k, v in (route.headers or {}).items())
+    common: dict[str, Any] = {
+        "route": route, "service": service,
+        "methods": frozenset(route.methods) if route.methods else None,
+        "hosts": _Hosts(hosts) if hosts else None, "headers": headers,
+        "snis": _Names([s.lower().rstrip(".") for s in route.snis]) if route.snis else None,
+    }
+    base = (_weight(route), int(plain_host_only), min(len(headers), 255))
+    paths = route.paths or ()
+    regexes = [p[1:] for p in paths if p.startswith("~")]
+    by_length: dict[int, list[str]] = {}
+    for path in paths:
+        if not path.startswith("~"):
+            by_length.setdefault(len(path), []).append(path)
+    out: list[_Matcher] = []
+    for length, group in by_length.items():
+        out.append(_Matcher(sort_key=(*base, 0, 0, length, route.id), prefixes=tuple(group),
+                            regexes=(), **common))
+    if regexes:
+        compiled = tuple(re.compile(to_python_regex(r)) for r in regexes)
+        out.append(_Matcher(sort_key=(*base, 1, route.regex_priority, 0, route.id),
+                            prefixes=(), regexes=compiled, **common))
+    if not paths:
+        out.append(_Matcher(sort_key=(*base, 0, 0, 0, route.id), prefixes=(), regexes=(),
+                            **common))
+    return out
+
+
+class Router:
+    """Immutable after construction; ``match`` allocates only the result."""
+
+    def __init__(self, routes: Sequence[RouteEntity],
+                 services: Mapping[str, ServiceEntity]) -> None:
+        matchers: list[_Matcher] = []
+        for route in routes:
+            if not set(route.protocols) & HTTP_PROTOCOLS:
+                continue  # stream routes belong to the stream proxy
+            service = services.get(route.service.id) if route.service else None
+            if service is not None and not service.enabled:
+                continue  # Kong leaves routes of disabled services out of the router
+            matchers.extend(_matchers(route, service))
+        matchers.sort(key=lambda m: m.sort_key, reverse=True)
+        self._matchers = tuple(matchers)
+
+    def __len__(self) -> int:
+        return len(self._matchers)
+
+    def match(self, req: Request) -> Match | None:
+        escaped = normalize_escapes(req.raw_path)
+        full = normalize(req.raw_path)
+        for matcher in self._matchers:
+            found = matcher.match(req, full, escaped)
+            if found is not None:
+                return found
+        return None
