@@ -108,3 +108,12 @@ def build(root: Path) -> Pki:
         maker(root / sub)
     make_extras(root / "s003")
     return Pki(root)
+
+
+def self_signed(d: Path, name: str, cn: str, alg: str = "rsa") -> tuple[str, str]:
+    """A self-signed certificate made with openssl; returns (cert PEM, key PEM)."""
+    key = ["-newkey", "rsa:2048"] if alg == "rsa" else \
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    openssl(d, "req", *key, "-nodes", "-x509", "-days", "30", "-subj", f"/CN={cn}",
+            "-keyout", f"{name}.key", "-out", f"{name}.crt")
+    return (d / f"{name}.crt").read_text(), (d / f"{name}.key").read_text()

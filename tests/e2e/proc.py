@@ -72,7 +72,10 @@ def launch(workdir: Path, settings: dict[str, Any], env: dict[str, str] | None =
            ) -> Running:
     """``ramparts start -c <settings>`` in ``workdir``, without waiting for it."""
     port = free_port()
-    settings = {"admin_listen": f"127.0.0.1:{port}", **settings}
+    # loopback only, on free ports, unless the test says otherwise
+    settings = {"admin_listen": f"127.0.0.1:{port}", "prefix": str(workdir / "prefix"),
+                "proxy_listen": f"127.0.0.1:{free_port()}, 127.0.0.1:{free_port()} ssl",
+                **settings}
     conf = workdir / "ramparts.yaml"
     conf.write_text(json.dumps(settings))
     log = workdir / "ramparts.log"

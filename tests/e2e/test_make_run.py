@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.proc import curl, wait_for
+from tests.e2e.proc import curl, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +45,8 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path) -> None:
     repo = fresh_copy(tmp_path / "ramparts")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RAMPARTS_", "MAKE", "VIRTUAL_ENV"))}
+    # the proxy's defaults listen on every interface: tests stay on loopback
+    env["RAMPARTS_PROXY_LISTEN"] = f"127.0.0.1:{free_port()}, 127.0.0.1:{free_port()} ssl"
     log = (tmp_path / "make-run.log").open("wb")
     proc = subprocess.Popen(["make", "run"], cwd=repo, stdout=log, stderr=subprocess.STDOUT,
                             env=env, start_new_session=True)

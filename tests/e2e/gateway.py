@@ -1,0 +1,104 @@
+"""Helpers for proxy-plane tests: upstream processes, a node with proxy listeners, TLS probes.
+
+Everything binds 127.0.0.1 on free ports and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.proc import Running, free_port, ramparts, wait_for
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def upstream(name: str = "upstream", port: int | None = None) -> Iterator[int]:
+    """``tests/e2e/upstream.py`` in its own process; yields its port."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.upstream", str(port), name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: proc.poll() is None and port_open(port), 30, f"upstream {name}")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Node:
+    running: Running
+    http_port: int
+    https_port: int
+
+    @property
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.running.admin, timeout=10)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with self.admin as client:
+            return client.request(method, path, **kwargs)
+
+    def proxy(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.http_port}{path}", timeout=10, **kwargs)
+
+
+@contextlib.contextmanager
+def node(workdir: Path, database: str, **settings: Any) -> Iterator[Node]:
+    http_port, https_port = free_port(), free_port()
+    base = {"database": database,
+            "proxy_listen": f"127.0.0.1:{http_port}, 127.0.0.1:{https_port} ssl",
+            "prefix": str(workdir / "prefix"), "log_level": "info"}
+    with ramparts(workdir, {**base, **settings}) as running:
+        yield Node(running, http_port, https_port)
+
+
+def _cn(subject: str) -> str:
+    match = re.search(r"CN ?= ?([^,;/]+)", subject)
+    return f"CN={match.group(1).strip()}" if match else subject[-300:]
+
+
+def served_subject(port: int, servername: str | None, *args: str) -> str:
+    """``CN=...`` of the certificate ``openssl s_client`` is served."""
+    sni = ["-servername", servername] if servername else ["-noservername"]
+    hello = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *sni,
+                            *args], input=b"", capture_output=True, timeout=15)
+    cert = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+                          input=hello.stdout, capture_output=True, timeout=15)
+    return _cn(cert.stdout.decode())
+
+
+def served_key_bits(port: int, servername: str, *args: str) -> str:
+    hello = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                            "-servername", servername, *args], input=b"",
+                           capture_output=True, timeout=15)
+    match = re.search(rb"Server public key is (\d+) bit", hello.stdout)
+    return match.group(1).decode() if match else hello.stdout.decode()[-300:]
+
+
+def curl_subject(name: str, port: int) -> str:
+    """What curl sees, resolving ``name`` to 127.0.0.1 (so the SNI is ``name``)."""
+    out = subprocess.run(["curl", "-skv", "--resolve", f"{name}:{port}:127.0.0.1",
+                          f"https://{name}:{port}/__health"], capture_output=True, text=True,
+                         timeout=15)
+    match = re.search(r"subject: (.*)", out.stderr)
+    return _cn(match.group(1)) if match else out.stderr[-300:]
+
+
+def json_of(response: httpx.Response) -> Any:
+    return json.loads(response.text)

@@ -1,0 +1,221 @@
+"""The proxy as a client sees it: routing, headers, Kong's errors, streaming, retries."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.gateway import Node, node, upstream
+from tests.e2e.proc import free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def up() -> Iterator[int]:
+    with upstream("echo") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    work = tmp_path_factory.mktemp("proxy-node")
+    with node(work, f"sqlite:///{work}/r.db") as running:
+        yield running
+
+
+def setup(gw: Node, service: dict[str, Any], route: dict[str, Any]) -> None:
+    name = service["name"]
+    r = gw.call("PUT", f"/services/{name}", json=service)
+    assert r.status_code == 200, r.text
+    r = gw.call("PUT", f"/routes/{route['name']}", json={**route, "service": {"name": name}})
+    assert r.status_code == 200, r.text
+
+
+def live(gw: Node, path: str, status: int = 200, **kwargs: Any) -> httpx.Response:
+    """Poll the proxy until the route answers as expected (the reload deadline is 1 s)."""
+    return wait_for(lambda: (r := gw.proxy(path, **kwargs)).status_code == status and r, 1,
+                    f"{path} to answer {status}")
+
+
+def test_forwarded_headers_and_strip_path(gw: Node, up: int) -> None:
+    setup(gw, {"name": "echo", "url": f"http://127.0.0.1:{up}/base"},
+          {"name": "echo", "paths": ["/api"]})
+    r = live(gw, "/api/users?x=1&y=%20", headers={"X-Forwarded-For": "10.0.0.9",
+                                                   "Connection": "close, X-Drop",
+                                                   "X-Drop": "secret", "Via": "1.0 edge"})
+    seen = r.json()
+    assert seen["path"] == "/base/users" and seen["query"] == "x=1&y=%20"
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["host"] == f"127.0.0.1:{up}"
+    assert headers["x-forwarded-for"] == "10.0.0.9, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http" and headers["x-real-ip"] == "127.0.0.1"
+    assert headers["x-forwarded-host"] == "127.0.0.1"
+    assert headers["x-forwarded-port"] == str(gw.http_port)
+    assert headers["x-forwarded-path"] == "/api/users"
+    assert headers["x-forwarded-prefix"] == "/api"
+    assert headers["via"] == "1.0 edge, 1.1 ramparts/0.1.0"
+    assert "x-drop" not in headers and "connection" not in headers
+    assert r.headers["via"] == "1.1 ramparts/0.1.0" and r.headers["x-upstream"] == "echo"
+    assert int(r.headers["x-kong-upstream-latency"]) >= 0
+    assert len(r.headers["x-kong-request-id"]) == 32
+
+
+def test_preserve_host_and_no_strip(gw: Node, up: int) -> None:
+    setup(gw, {"name": "keep", "url": f"http://127.0.0.1:{up}"},
+          {"name": "keep", "hosts": ["keep.test"], "strip_path": False,
+           "preserve_host": True})
+    r = live(gw, "/a/b", headers={"Host": "keep.test"})
+    seen = r.json()
+    assert seen["path"] == "/a/b"
+    assert {k.lower(): v for k, v in seen["headers"].items()}["host"] == "keep.test"
+
+
+def test_https_only_routes(gw: Node, up: int) -> None:
+    setup(gw, {"name": "secure", "url": f"http://127.0.0.1:{up}"},
+          {"name": "upgrade", "paths": ["/secure"], "protocols": ["https"]})
+    r = live(gw, "/secure", 426)
+    assert r.json()["message"] == "Please use HTTPS protocol"
+    assert r.headers["upgrade"] == "TLS/1.2, HTTP/1.1" and r.headers["connection"] == "Upgrade"
+    setup(gw, {"name": "secure", "url": f"http://127.0.0.1:{up}"},
+          {"name": "redirect", "paths": ["/moved"], "protocols": ["https"],
+           "https_redirect_status_code": 301})
+    r = live(gw, "/moved/x?q=1", 301, headers={"Host": "site.test:8000"})
+    assert r.headers["location"] == "https://site.test/moved/x?q=1"
+    r = httpx.get(f"https://127.0.0.1:{gw.https_port}/secure", verify=False, timeout=10)
+    assert r.status_code == 200
+
+
+def test_kong_error_responses(gw: Node, up: int) -> None:
+    r = gw.proxy("/definitely/not/routed")
+    assert r.status_code == 404
+    body = r.json()
+    assert body["message"] == "no Route matched with those values"
+    assert body["request_id"] == r.headers["x-kong-request-id"]
+    assert r.text.startswith('{\n  "message":')  # Kong's template
+    r = gw.proxy("/definitely/not/routed", headers={"Accept": "text/plain"})
+    assert r.text.startswith("no Route matched with those values\nrequest_id: ")
+    r = gw.call("POST", "/routes", json={"name": "orphan", "paths": ["/orphan"]})
+    assert r.status_code == 201
+    r = live(gw, "/orphan", 503)
+    assert r.json()["message"] == "no Service found with those values"
+
+    dead = free_port()
+    setup(gw, {"name": "dead", "url": f"http://127.0.0.1:{dead}", "retries": 0},
+          {"name": "dead", "paths": ["/dead"]})
+    r = live(gw, "/dead", 502)
+    assert r.json()["message"] == "An invalid response was received from the upstream server"
+    setup(gw, {"name": "slow", "url": f"http://127.0.0.1:{up}/slow", "read_timeout": 200},
+          {"name": "slow", "paths": ["/slow"]})
+    r = live(gw, "/slow/2", 504)
+    assert r.json()["message"] == "The upstream server is timing out"
+    assert "timed out" in gw.running.output()
+
+
+class Hangup:
+    """Accepts connections and closes them without answering; counts them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.recv(65536)
+            conn.close()
+
+
+def test_retries(gw: Node) -> None:
+    hangup = Hangup()
+    try:
+        setup(gw, {"name": "flaky", "url": f"http://127.0.0.1:{hangup.port}", "retries": 2},
+              {"name": "flaky", "paths": ["/flaky"]})
+        live(gw, "/flaky", 502)
+        before = hangup.accepted
+        assert gw.proxy("/flaky").status_code == 502
+        assert hangup.accepted - before == 3  # the first try and two retries
+        r = httpx.post(f"http://127.0.0.1:{gw.http_port}/flaky", content=b"x", timeout=10)
+        assert r.status_code == 502  # a POST with a body is not sent twice
+    finally:
+        hangup.sock.close()
+
+
+def test_disabled_service_and_live_route_changes(gw: Node, up: int) -> None:
+    setup(gw, {"name": "toggle", "url": f"http://127.0.0.1:{up}"},
+          {"name": "toggle", "paths": ["/toggle"]})
+    live(gw, "/toggle")
+    gw.call("PATCH", "/services/toggle", json={"enabled": False})
+    live(gw, "/toggle", 404)
+    gw.call("PATCH", "/services/toggle", json={"enabled": True})
+    live(gw, "/toggle")
+    gw.call("DELETE", "/routes/toggle")
+    live(gw, "/toggle", 404)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_rss_while(pid: int, command: list[str], shell_input: str | None = None
+                   ) -> tuple[int, str]:
+    peak = rss_kib(pid)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, shell=shell_input is not None)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        peak = max(peak, rss_kib(pid))
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    out, _ = proc.communicate(timeout=10)
+    return peak, out
+
+
+GIB = 1024 ** 3
+
+
+def test_one_gib_streams_both_ways_in_bounded_memory(gw: Node, up: int) -> None:
+    setup(gw, {"name": "bulk", "url": f"http://127.0.0.1:{up}"},
+          {"name": "bulk", "paths": ["/bulk"]})
+    live(gw, "/bulk/bytes/10")
+    pid = gw.running.proc.pid
+    baseline = rss_kib(pid)
+    peak, out = peak_rss_while(pid, ["curl", "-s", "-o", "/dev/null", "-w",
+                                     "%{http_code} %{size_download}",
+                                     f"http://127.0.0.1:{gw.http_port}/bulk/bytes/{GIB}"])
+    assert out == f"200 {GIB}"
+    assert peak - baseline < 64 * 1024, f"download grew the proxy by {peak - baseline} KiB"
+    upload = (f"head -c {GIB} /dev/zero | curl -s -T - -X POST "
+              f"http://127.0.0.1:{gw.http_port}/bulk/count")
+    peak, out = peak_rss_while(pid, [upload], shell_input=upload)
+    assert '"size": 1073741824' in out
+    assert peak - baseline < 64 * 1024, f"upload grew the proxy by {peak - baseline} KiB"
+
+
+def test_health_path_settings(tmp_path: Path) -> None:
+    with node(tmp_path, f"sqlite:///{tmp_path}/r.db", health_path="/ready") as custom:
+        assert custom.proxy("/ready").json()["status"] == "ok"
+        assert custom.proxy("/__health").status_code == 404
+    (tmp_path / "off").mkdir()
+    with node(tmp_path / "off", f"sqlite:///{tmp_path}/off.db", health_path="") as off:
+        assert off.proxy("/__health").status_code == 404

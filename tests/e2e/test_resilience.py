@@ -1,0 +1,158 @@
+"""The proxy keeps serving the last good configuration: through a database outage (a private
+PostgreSQL instance this test stops and restarts) and through a configuration that fails to
+build."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.gateway import Node, node, upstream
+from tests.e2e.proc import free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class PrivatePostgres:
+    data: Path
+    port: int
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D",
+                        str(self.data), *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self.ctl("-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 "
+                       "-c fsync=off", "-l", str(self.data / "server.log"), "-w", "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "fast", "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL server binaries are required in {PG_BIN}")
+    root = Path(tempfile.mkdtemp(prefix="ramparts-pg-", dir="/tmp"))
+    root.chmod(0o755)
+    data = root / "data"
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data),
+                    "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
+                   capture_output=True, timeout=120)
+    pg = PrivatePostgres(data, free_port())
+    pg.start()
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg.ctl("-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Traffic:
+    """Requests the proxy in a loop (bounded in time) and records every failure."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 120
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    status = client.get(self.url).status_code
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                else:
+                    if status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(str(status))
+                time.sleep(0.02)
+
+
+def route_to(gw: Node, up: int, path: str) -> None:
+    name = path.strip("/")
+    assert gw.call("PUT", f"/services/{name}", json={"url": f"http://127.0.0.1:{up}"}
+                   ).status_code == 200
+    assert gw.call("PUT", f"/routes/{name}", json={"paths": [path],
+                                                   "service": {"name": name}}
+                   ).status_code == 200
+    wait_for(lambda: gw.proxy(path).status_code == 200, 2, f"{path} to be routed")
+
+
+def test_database_outage(tmp_path: Path) -> None:
+    with private_postgres() as pg, upstream("steady") as up, \
+            node(tmp_path, pg.url) as gw:
+        route_to(gw, up, "/steady")
+        with Traffic(f"http://127.0.0.1:{gw.http_port}/steady") as traffic:
+            pg.stop()
+            down = gw.call("GET", "/services")
+            assert down.status_code == 503, down.text
+            assert down.json()["message"].startswith("database unreachable")
+            assert gw.call("GET", "/status").json()["database"] == {"reachable": False}
+            served_during_outage = traffic.ok
+            time.sleep(1.5)  # traffic keeps flowing while the database is away
+            assert traffic.ok > served_during_outage
+            pg.start()
+            wait_for(lambda: gw.call("GET", "/services").status_code == 200, 20,
+                     "the Admin API to recover")
+            route_to(gw, up, "/after")  # and the reloader catches up with new changes
+        assert traffic.failures == [] and traffic.ok > 50
+        assert "serving version" in gw.running.output()
+        assert "database reachable again" in gw.running.output()
+
+
+def test_failed_build_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    with upstream("good") as up, node(tmp_path, f"sqlite:///{db}") as gw:
+        route_to(gw, up, "/good")
+        # a row no Admin API would accept (an invalid regex), written behind its back
+        bad = str(uuid.uuid4())
+        with sqlite3.connect(db) as conn:
+            conn.execute("INSERT INTO routes (id, created_at, updated_at, protocols, paths, "
+                         "https_redirect_status_code, regex_priority, strip_path, "
+                         "path_handling, preserve_host, request_buffering, "
+                         "response_buffering) VALUES (?, 1, 1, '[\"http\"]', '[\"~/(\"]', "
+                         "426, 0, 1, 'v0', 0, 1, 1)", (bad.replace("-", ""),))
+            conn.execute("UPDATE ramparts_meta SET value = value + 1")
+        wait_for(lambda: "cannot be built" in gw.running.output(), 2, "the failed build log")
+        for _ in range(20):
+            assert gw.proxy("/good").status_code == 200
+        assert gw.call("DELETE", f"/routes/{bad}").status_code == 204
+        route_to(gw, up, "/fixed")
+        assert os.path.exists(db)
