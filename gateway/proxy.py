@@ -9,7 +9,7 @@ upstream server is timing out``.
 from __future__ import annotations
 
 import logging
-import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,9 +21,9 @@ from gateway import version
 from gateway.errors_proxy import error_response, health_body
 from gateway.router.paths import upstream_uri
 from gateway.router.router import Match, Request
-from gateway.schema.entities.services import ServiceEntity
 from gateway.snapshot import Holder
-from gateway.upstream.pools import PoolKey, Pools, TLSProfile
+from gateway.upstream.pools import Pools
+from gateway.upstream.target import UpstreamTarget, sni_for
 
 log = logging.getLogger("ramparts.proxy")
 
@@ -38,12 +38,8 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
 OWN_REQUEST = frozenset({b"host", b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host",
                          b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
                          b"x-forwarded-for", b"via", b"x-kong-request-id"})
-RESPONSE_DROP = frozenset({"connection", "keep-alive", "proxy-authenticate",
-                           "proxy-authorization", "proxy-connection", "te", "trailer",
-                           "transfer-encoding", "upgrade"})
 VIA = f"ramparts/{version.__version__}"
-DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "ws": 80, "wss": 443}
-REQUIRE_TLS = frozenset({"https", "grpcs", "wss"})
+VIA_HEADER = f"1.1 {VIA}".encode()
 BAD_GATEWAY = "An invalid response was received from the upstream server"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
@@ -60,13 +56,10 @@ class ProxyApp:
         self.started = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return  # websockets are not proxied yet; uvicorn closes the connection
         started = time.monotonic()
-        request_id = os.urandom(16).hex()
+        request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
         snapshot = self.holder.current
         if self.mtls_required and scope["scheme"] == "https":
             refused = _client_cert_problem(scope)
@@ -77,48 +70,51 @@ class ProxyApp:
         if self.health_path and scope["path"] == self.health_path:
             await health_body(send, self.started)
             return
-        req = _request_facts(scope)
+        req = _request_facts(scope, snapshot.router.uses_headers)
         match = snapshot.router.match(req)
         if match is None:
             await error_response(send, scope, 404, "no Route matched with those values",
+                                 request_id, started)
+            return
+        blocked = snapshot.unrunnable.get(match.route.id) or snapshot.unrunnable.get("*")
+        if blocked is not None:
+            log.error("route %s: plugin '%s' is configured but this version cannot run it; "
+                      "refusing the request rather than skipping the plugin",
+                      match.route.name or match.route.id, blocked)
+            await error_response(send, scope, 500, "An unexpected error occurred",
                                  request_id, started)
             return
         protocols = match.route.protocols
         if scope["scheme"] == "http" and not ({"http", "grpc", "ws"} & set(protocols)):
             await _https_redirect(send, scope, match, req, request_id, started)
             return
-        if match.service is None:
+        target = snapshot.targets.get(match.service.id) if match.service else None
+        if target is None:
             await error_response(send, scope, 503, "no Service found with those values",
                                  request_id, started)
             return
-        await self._forward(scope, receive, send, req, match, match.service, request_id,
-                            started)
+        await self._forward(scope, receive, send, req, match, target, request_id, started)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, req: Request,
-                       match: Match, service: ServiceEntity, request_id: str,
+                       match: Match, target: UpstreamTarget, request_id: str,
                        started: float) -> None:
-        path = upstream_uri(service.path, match.path, match.prefix, match.route.strip_path)
-        query = scope["query_string"]
-        target = path + ("?" + query.decode("latin-1") if query else "")
-        scheme = "https" if service.protocol in REQUIRE_TLS else "http"
-        host_header = req.host if match.route.preserve_host else _host_header(service, scheme)
+        route = match.route
+        path = upstream_uri(target.base_path, match.path, match.prefix, route.strip_path)
+        url = URL.build(scheme=target.scheme, host=target.host, port=target.port, path=path,
+                        query_string=scope["query_string"].decode("latin-1"), encoded=True)
+        host_header, sni = target.host_header, target.sni
+        if route.preserve_host and req.host:
+            host_header = _client_host(scope) or req.host
+            sni = sni_for(req.host) if target.scheme == "https" else None
         headers = _upstream_headers(scope, req, match, host_header, request_id)
-        url = URL.build(scheme=scheme, host=service.host, port=service.port,
-                        encoded=True).join(URL(target, encoded=True))
-        key: PoolKey = TLSProfile() if scheme == "https" else None
-        timeout = aiohttp.ClientTimeout(total=None,
-                                        sock_connect=(service.connect_timeout or 60000) / 1000,
-                                        sock_read=(service.read_timeout or 60000) / 1000)
         body = _request_body(scope, receive)
-        session = self.pools.session(key)
-        attempts = (service.retries or 0) + 1
+        session = self.pools.session(target.pool)
         sent_at = time.monotonic()
-        sni = _sni(host_header) if scheme == "https" else None
-        name = service.name or service.id
+        attempts = target.attempts
         for attempt in range(attempts):
             try:
                 async with session.request(scope["method"], url, headers=headers, data=body,
-                                           allow_redirects=False, timeout=timeout,
+                                           allow_redirects=False, timeout=target.timeout,
                                            server_hostname=sni) as resp:
                     await _relay(send, resp, request_id, started, sent_at)
                 return
@@ -126,24 +122,25 @@ class ProxyApp:
                 if attempt + 1 < attempts:
                     continue  # nothing reached the upstream: safe for any method
                 status, message = 502, BAD_GATEWAY
-                log.error("service %s: cannot connect to %s: %s", name, url.origin(), exc)
+                log.error("service %s: cannot connect to %s: %s", target.name, target.origin,
+                          exc)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # closed before answering: nginx retries these for idempotent requests
                 # whose body can be sent again (Kong's `proxy_next_upstream error timeout`)
                 if attempt + 1 < attempts and body is None and scope["method"] in IDEMPOTENT:
                     continue
                 status, message = 502, BAD_GATEWAY
-                log.error("service %s: %s failed: %s", name, url.origin(), exc)
+                log.error("service %s: %s failed: %s", target.name, target.origin, exc)
             except ResponseStarted as exc:
-                log.error("service %s: %s failed while streaming the response: %s", name,
-                          url.origin(), exc)
+                log.error("service %s: %s failed while streaming the response: %s",
+                          target.name, target.origin, exc)
                 raise  # uvicorn closes the client connection: the body is incomplete
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 status, message = 504, "The upstream server is timing out"
-                log.error("service %s: %s timed out", name, url.origin())
+                log.error("service %s: %s timed out", target.name, target.origin)
             except (aiohttp.ClientError, ConnectionError) as exc:
                 status, message = 502, BAD_GATEWAY
-                log.error("service %s: %s failed: %s", name, url.origin(), exc)
+                log.error("service %s: %s failed: %s", target.name, target.origin, exc)
             await error_response(send, scope, status, message, request_id, started)
             return
 
@@ -155,15 +152,22 @@ class ResponseStarted(Exception):
 async def _relay(send: Send, resp: aiohttp.ClientResponse, request_id: str, started: float,
                  sent_at: float) -> None:
     now = time.monotonic()
-    headers = [(k, v) for k, v in resp.raw_headers
-               if k.decode("latin-1").lower() not in RESPONSE_DROP]
-    headers.append((b"via", f"1.1 {VIA}".encode()))
-    headers.append((b"x-kong-upstream-latency", str(int((now - sent_at) * 1000)).encode()))
-    headers.append((b"x-kong-proxy-latency", str(int((sent_at - started) * 1000)).encode()))
+    headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP]
+    headers.append((b"via", VIA_HEADER))
+    headers.append((b"x-kong-upstream-latency", b"%d" % ((now - sent_at) * 1000)))
+    headers.append((b"x-kong-proxy-latency", b"%d" % ((sent_at - started) * 1000)))
     headers.append((b"x-kong-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    content = resp.content
     try:
-        async for chunk in resp.content.iter_any():
+        first = await content.readany()
+        if content.at_eof():  # the whole body is here already: one send, not three
+            await send({"type": "http.response.start", "status": resp.status,
+                        "headers": headers})
+            await send({"type": "http.response.body", "body": first})
+            return
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in content.iter_any():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         raise ResponseStarted(str(exc)) from exc
@@ -191,16 +195,19 @@ def _request_body(scope: Scope, receive: Receive) -> AsyncIterator[bytes] | None
     return stream()
 
 
-def _request_facts(scope: Scope) -> Request:
-    headers: dict[str, list[str]] = {}
-    host = ""
+def _client_host(scope: Scope) -> str:
     for name, value in scope["headers"]:
-        text = value.decode("latin-1")
-        key = name.decode("latin-1")
-        headers.setdefault(key, []).append(text)
-        if key == "host" and not host:
-            host = text
-    host = _strip_port(host)
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _request_facts(scope: Scope, with_headers: bool) -> Request:
+    headers: dict[str, list[str]] = {}
+    if with_headers:
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    host = _strip_port(_client_host(scope))
     raw = scope.get("raw_path") or scope["path"].encode()
     raw_path = raw.decode("latin-1").split("?", 1)[0]
     port = scope["server"][1] if scope.get("server") else 0
@@ -214,18 +221,6 @@ def _strip_port(host: str) -> str:
     if host.startswith("["):
         return host[:host.index("]") + 1] if "]" in host else host
     return host.rsplit(":", 1)[0] if ":" in host else host
-
-
-def _host_header(service: ServiceEntity, scheme: str) -> str:
-    host = f"[{service.host}]" if ":" in service.host else service.host
-    return host if service.port == DEFAULT_PORTS[scheme] else f"{host}:{service.port}"
-
-
-def _sni(host_header: str) -> str | None:
-    name = _strip_port(host_header).strip("[]")
-    if not name or ":" in name or name.replace(".", "").isdigit():
-        return None  # no SNI for IP literals
-    return name
 
 
 def _upstream_headers(scope: Scope, req: Request, match: Match, host_header: str,
@@ -285,13 +280,4 @@ def _client_cert_problem(scope: Scope) -> str | None:
         return "TLS certificate failed verification"
     return None
 
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
 import asyncpg
 
+from gateway.db.engine import database_name
 from gateway.db.load import load_all
 from gateway.db.store import NOTIFY_CHANNEL, Store
 from gateway.snapshot import Holder, Loaded, Snapshot, build_snapshot
@@ -36,9 +38,24 @@ class Reloader:
         self._failed_version: int | None = None
         self._db_down_since: float | None = None
         self._stopping = False
+        self._listening = False  # a healthy LISTEN connection: polling can slow down
+        self._last_signature: tuple[object, ...] | None = None
+        self._sqlite_path = database_name(store.url) if store.dialect == "sqlite" else None
         store.on_commit.append(self._wake.set)
 
     # ------------------------------------------------------------------ one reload
+    async def check(self) -> bool:
+        """The cheap poll: on SQLite a stat of the database files first (microseconds, no
+        query unless they changed), then one version read; a full load only when it moved."""
+        signature = self._files_signature()
+        if signature is not None and signature == self._last_signature:
+            return False
+        version = await self.store.config_version()
+        self._last_signature = signature
+        if version in (self.holder.current.version, self._failed_version):
+            return False
+        return await self.reload()
+
     async def reload(self) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
         loaded = await load_all(self.store)
@@ -80,20 +97,35 @@ class Reloader:
             if self._stopping:
                 return
             try:
-                await self.reload()
-            except Exception as exc:
+                await self.check()
+            except Exception as exc:  # an outage must never stop the loop
                 self._outage(exc)
             else:
                 self._recovered()
+
+    def _files_signature(self) -> tuple[object, ...] | None:
+        if self._sqlite_path is None:
+            return None
+        out: list[object] = []
+        for path in (self._sqlite_path, self._sqlite_path + "-wal"):
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append(None)
+            else:
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(out)
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
 
     def _interval(self) -> float:
-        if self._db_down_since is None:
-            return self.frequency
-        return min(5.0, max(self.frequency, time.monotonic() - self._db_down_since) / 2)
+        if self._db_down_since is not None:
+            return min(5.0, max(self.frequency, time.monotonic() - self._db_down_since) / 2)
+        if self._listening:
+            return max(self.frequency, 1.0)  # NOTIFY wakes us; the poll is only a fallback
+        return self.frequency
 
     def _outage(self, exc: BaseException) -> None:
         if self._db_down_since is None:
@@ -116,6 +148,7 @@ class Reloader:
             try:
                 conn = await asyncpg.connect(dsn, timeout=5)
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._listening = True
                 self._wake.set()  # catch up on anything missed while disconnected
                 while not self._stopping:
                     await asyncio.sleep(5)
@@ -123,6 +156,7 @@ class Reloader:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 pass
             finally:
+                self._listening = False
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()

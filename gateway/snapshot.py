@@ -17,6 +17,7 @@ from gateway.schema.build import build
 from gateway.schema.entities.routes import ROUTES, RouteEntity
 from gateway.schema.entities.services import SERVICES, ServiceEntity
 from gateway.tls.store import EMPTY_INDEX, CertEntry, CertIndex
+from gateway.upstream.target import UpstreamTarget, target_for
 
 Row = Mapping[str, Any]
 
@@ -35,6 +36,9 @@ class Snapshot:
     router: Router
     certs: CertIndex
     services: Mapping[str, ServiceEntity] = field(default_factory=dict)
+    targets: Mapping[str, UpstreamTarget] = field(default_factory=dict)
+    # route id (or "*" for every route) -> an enabled plugin this node cannot run yet
+    unrunnable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -53,7 +57,28 @@ class Holder:
         self.current = snapshot
 
 
-def build_snapshot(loaded: Loaded) -> Snapshot:
+def unrunnable_plugins(loaded: Loaded, runnable: frozenset[str]) -> dict[str, str]:
+    """Fail closed: a route covered by an enabled plugin this node has no handler for must
+    not be proxied as if the plugin were absent (an mtls-auth route would become open)."""
+    rows = loaded.rows
+    out: dict[str, str] = {}
+    for plugin in rows.get("plugins", ()):
+        name = plugin["name"]
+        if not plugin["enabled"] or name in runnable:
+            continue
+        if plugin["route"]:
+            out[plugin["route"]["id"]] = name
+        elif plugin["service"]:
+            sid = plugin["service"]["id"]
+            for route in rows.get("routes", ()):
+                if route["service"] and route["service"]["id"] == sid:
+                    out[route["id"]] = name
+        else:  # global, or consumer-scoped (any request may belong to that consumer)
+            out["*"] = name
+    return out
+
+
+def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset()) -> Snapshot:
     """Pure: rows -> typed records -> router and certificate index."""
     rows = loaded.rows
     services: dict[str, ServiceEntity] = {
@@ -64,5 +89,8 @@ def build_snapshot(loaded: Loaded) -> Snapshot:
              for r in rows.get("certificates", ())}
     snis = [(r["name"], certs[r["certificate"]["id"]]) for r in rows.get("snis", ())
             if r["certificate"]["id"] in certs]
+    targets = {sid: target_for(service) for sid, service in services.items()}
     return Snapshot(version=loaded.version, router=Router(routes, services),
-                    certs=CertIndex.build(snis), services=MappingProxyType(services))
+                    certs=CertIndex.build(snis), services=MappingProxyType(services),
+                    targets=MappingProxyType(targets),
+                    unrunnable=MappingProxyType(unrunnable_plugins(loaded, runnable)))

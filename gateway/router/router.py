@@ -201,6 +201,8 @@ class Router:
             matchers.extend(_matchers(route, service))
         matchers.sort(key=lambda m: m.sort_key, reverse=True)
         self._matchers = tuple(matchers)
+        # requests need their headers decoded only if some route looks at them
+        self.uses_headers = any(m.headers for m in matchers)
 
     def __len__(self) -> int:
         return len(self._matchers)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import re
 import ssl
 from dataclasses import dataclass
@@ -155,6 +156,9 @@ def _self_check(bridge: Bridge) -> None:
 
 
 def _load() -> tuple[Bridge | None, str]:
+    if os.environ.get("RAMPARTS_LIBSSL_BRIDGE", "on").lower() in ("off", "0", "false"):
+        # the operator's escape hatch: behave exactly as if the self-check had failed
+        return None, "disabled by RAMPARTS_LIBSSL_BRIDGE=off"
     try:
         bridge = _bind()
         _self_check(bridge)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import ssl
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class TLSTerminator:
         self.current_index = current_index
         self.cache_size = cache_size
         self._cache: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        self._known: set[str] = set()  # digests of the last prepared index
         self._lock = threading.Lock()
         self.default = server_context(policy, default_pairs)
         self.default.ramparts_cert = default_pairs[0][0]  # type: ignore[attr-defined]
@@ -122,21 +124,29 @@ class TLSTerminator:
         ctx.ramparts_cert = entry.cert  # type: ignore[attr-defined]
         return ctx
 
-    def prepare(self, index: CertIndex, eager_limit: int = 1000) -> int:
-        """Off the event loop, before a swap: build contexts for new certificates (up to
-        ``eager_limit``; the rest are built on their first handshake) and drop contexts of
-        certificates the new index no longer has. Returns how many were built."""
+    def prepare(self, index: CertIndex, budget: float = 0.25) -> int:
+        """Off the event loop, before a swap: drop contexts of certificates the new index no
+        longer has, and build contexts for the certificates that are new since the previous
+        index, for at most ``budget`` seconds (~0.5 ms each). Anything left is built on its
+        first handshake, so a reload stays fast however many certificates there are.
+        Returns how many contexts were built."""
         wanted = index.entries()
         with self._lock:
             for digest in [d for d in self._cache if d not in wanted]:
                 del self._cache[digest]
-            missing = [e for d, e in wanted.items() if d not in self._cache]
-        for entry in missing[:eager_limit]:
+        new = [e for d, e in wanted.items() if d not in self._known]
+        self._known = set(wanted)
+        deadline = time.monotonic() + budget
+        built = 0
+        for entry in new:
+            if time.monotonic() > deadline:
+                break
             try:
                 self.context_for(entry)
+                built += 1
             except (ssl.SSLError, OSError, ValueError) as exc:
                 log.error("certificate %s cannot be served: %s", entry.id, exc)
-        return min(len(missing), eager_limit)
+        return built
 
     # ------------------------------------------------------------------ handshake
     def _sni_callback(self, obj: Any, server_name: str | None, initial: ssl.SSLContext

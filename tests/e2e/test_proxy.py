@@ -69,6 +69,14 @@ def test_forwarded_headers_and_strip_path(gw: Node, up: int) -> None:
     assert len(r.headers["x-kong-request-id"]) == 32
 
 
+def test_upstream_connections_are_reused(gw: Node, up: int) -> None:
+    setup(gw, {"name": "pooled", "url": f"http://127.0.0.1:{up}"},
+          {"name": "pooled", "paths": ["/pooled"]})
+    live(gw, "/pooled")
+    peers = {tuple(gw.proxy("/pooled").json()["peer"]) for _ in range(20)}
+    assert len(peers) == 1  # one keep-alive connection served every sequential request
+
+
 def test_preserve_host_and_no_strip(gw: Node, up: int) -> None:
     setup(gw, {"name": "keep", "url": f"http://127.0.0.1:{up}"},
           {"name": "keep", "hosts": ["keep.test"], "strip_path": False,
@@ -219,3 +227,18 @@ def test_health_path_settings(tmp_path: Path) -> None:
     (tmp_path / "off").mkdir()
     with node(tmp_path / "off", f"sqlite:///{tmp_path}/off.db", health_path="") as off:
         assert off.proxy("/__health").status_code == 404
+
+
+def test_plugins_without_a_handler_fail_closed(gw: Node, up: int) -> None:
+    setup(gw, {"name": "guarded", "url": f"http://127.0.0.1:{up}"},
+          {"name": "guarded", "paths": ["/guarded"]})
+    live(gw, "/guarded")
+    r = gw.call("POST", "/routes/guarded/plugins", json={"name": "acl",
+                                                         "config": {"allow": ["ops"]}})
+    assert r.status_code == 201
+    blocked = live(gw, "/guarded", 500)
+    assert blocked.json()["message"] == "An unexpected error occurred"
+    assert "plugin 'acl' is configured but this version cannot run it" in gw.running.output()
+    gw.call("PATCH", f"/plugins/{r.json()['id']}", json={"enabled": False})
+    live(gw, "/guarded")
+    gw.call("DELETE", f"/plugins/{r.json()['id']}")
