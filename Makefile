@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONF   ?=
 DEBIAN_TEST_PACKAGES := curl openssl sslscan
 
-.PHONY: run test lint typecheck pytest deps clean
+.PHONY: run test lint typecheck pytest deps clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,20 @@ pytest: $(VENV)/.installed-test deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Benchmark next to nginx (and the naive uvicorn+aiohttp proxy) in one run, with the shared
+# harness (root, Debian: it installs nginx, wrk, ...). Not part of `make test`.
+BENCH_DIR ?= ../shared/bench
+BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
+BENCH_PROXIES ?= nginx pyref
+BENCH_SCENARIOS ?= a b b_rsa b_resume c
+bench: $(VENV)/.installed-run
+	@test -x $(BENCH_DIR)/run.sh || { echo "bench harness not found at $(BENCH_DIR)"; exit 1; }
+	PROXIES="$(BENCH_PROXIES)" SCENARIOS="$(BENCH_SCENARIOS)" GATEWAY_NAME=ramparts \
+	  GATEWAY_CMD="exec $(CURDIR)/bench/gateway.sh" GATEWAY_SETUP_CMD="$(CURDIR)/bench/setup.sh" \
+	  OUT=$(CURDIR)/$(BENCH_OUT) bash $(BENCH_DIR)/run.sh
+	$(BIN)/python bench/reload.py $(BENCH_OUT)/reload.md
+	$(BIN)/python bench/publish.py $(BENCH_OUT) docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
