@@ -140,3 +140,17 @@ def test_ramparts_check_prints_every_error(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "admin.cli", "check", "-c", good],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "is valid" in out.stdout
+
+
+def test_krakend_port_and_disabled_tls(tmp_path: Path) -> None:
+    tls_port = load(write(tmp_path / "a.json", json.dumps(
+        {"port": 9443, "listen_ip": "127.0.0.1", "tls": {}})), env={})
+    assert [(x.bind_host, x.port, x.ssl) for x in tls_port.proxy_listeners] == [
+        ("127.0.0.1", 9443, True)]
+    off = load(write(tmp_path / "b.json", json.dumps(
+        {"port": 9080, "listen_ip": "::1", "tls": {"disabled": True}})), env={})
+    assert [(x.bind_host, x.port, x.ssl) for x in off.proxy_listeners] == [("::1", 9080, False)]
+    kong = load(write(tmp_path / "c.json", json.dumps({"tls": {"disabled": True}})), env={})
+    assert [x.ssl for x in kong.proxy_listeners] == [False, False]
+    plain = load(write(tmp_path / "d.json", json.dumps({"port": 8080})), env={})
+    assert [x.ssl for x in plain.proxy_listeners] == [False]
