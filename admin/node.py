@@ -6,6 +6,7 @@ import logging
 import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from admin.app import create_app
@@ -18,9 +19,10 @@ from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
 from gateway.settings.model import Settings
-from gateway.snapshot import Holder
+from gateway.snapshot import Holder, Snapshot
 from gateway.tasks import spawn
 from gateway.tls import libssl
+from gateway.tls.client import ClientDefaults, client_defaults
 from gateway.tls.contexts import PolicyError, ServerPolicy
 from gateway.tls.defaults import default_pairs
 from gateway.tls.store import TLSTerminator
@@ -49,6 +51,17 @@ def tls_terminator(settings: Settings, holder: Holder) -> TLSTerminator:
         raise StartError(f"cannot load the default certificate: {exc}") from exc
 
 
+def client_tls_defaults(settings: Settings) -> ClientDefaults:
+    tls = settings.client_tls
+    if tls is not None and "SSL3.0" in (tls.min_version, tls.max_version):
+        raise StartError("client_tls.min_version/max_version: SSL 3.0 is not supported by the "
+                         "OpenSSL this process uses")
+    try:
+        return client_defaults(settings)
+    except (OSError, ValueError) as exc:
+        raise StartError(f"cannot read the client TLS settings: {exc}") from exc
+
+
 def _bind_all(listeners: Any) -> list[socket.socket]:
     try:
         return [bind(listener) for listener in listeners]
@@ -72,9 +85,15 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         listeners = settings.proxy_listeners
         tls_listeners = [x for x in listeners if x.ssl]
         terminator = tls_terminator(settings, holder) if tls_listeners else None
-        reloader = Reloader(store, holder, terminator, settings.db_update_frequency)
-        await reloader.reload()
         pools = Pools()
+        prepare: list[Callable[[Snapshot], object]] = [
+            lambda snap: pools.prepare(snap.client_profiles())]
+        if terminator is not None:
+            prepare.append(lambda snap: terminator.prepare(snap.certs))
+        reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
+                            client=client_tls_defaults(settings), prepare=prepare,
+                            after_swap=[lambda snap: pools.retain(snap.client_profiles())])
+        await reloader.reload()
         proxy = ProxyApp(holder, pools, health_path=settings.health_path,
                          mtls_required=bool(terminator and terminator.policy.mtls))
         servers: list[tuple[Server, list[socket.socket]]] = []

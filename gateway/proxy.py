@@ -22,6 +22,7 @@ from gateway.errors_proxy import error_response, health_body
 from gateway.router.paths import upstream_uri
 from gateway.router.router import Match, Request
 from gateway.snapshot import Holder
+from gateway.tls.client import describe_failure
 from gateway.upstream.pools import Pools
 from gateway.upstream.target import UpstreamTarget, sni_for
 
@@ -118,6 +119,11 @@ class ProxyApp:
                                            server_hostname=sni) as resp:
                     await _relay(send, resp, request_id, started, sent_at)
                 return
+            except aiohttp.ClientSSLError as exc:
+                # certificate problems do not go away by trying again
+                status, message = 502, BAD_GATEWAY
+                log.error("service %s: TLS to %s failed: %s", target.name, target.origin,
+                          describe_failure(exc))
             except aiohttp.ClientConnectorError as exc:
                 if attempt + 1 < attempts:
                     continue  # nothing reached the upstream: safe for any method
@@ -130,14 +136,18 @@ class ProxyApp:
                 if attempt + 1 < attempts and body is None and scope["method"] in IDEMPOTENT:
                     continue
                 status, message = 502, BAD_GATEWAY
-                log.error("service %s: %s failed: %s", target.name, target.origin, exc)
+                log.error("service %s: %s failed: %s", target.name, target.origin,
+                          describe_failure(exc) if target.scheme == "https" else exc)
             except ResponseStarted as exc:
                 log.error("service %s: %s failed while streaming the response: %s",
                           target.name, target.origin, exc)
                 raise  # uvicorn closes the client connection: the body is incomplete
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 status, message = 504, "The upstream server is timing out"
-                log.error("service %s: %s timed out", target.name, target.origin)
+                log.error("service %s: %s timed out %s", target.name, target.origin,
+                          "connecting (TLS handshake included)"
+                          if isinstance(exc, aiohttp.ConnectionTimeoutError)
+                          else "waiting for the response")
             except (aiohttp.ClientError, ConnectionError) as exc:
                 status, message = 502, BAD_GATEWAY
                 log.error("service %s: %s failed: %s", target.name, target.origin, exc)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -22,18 +23,24 @@ from gateway.db.load import load_all
 from gateway.db.store import NOTIFY_CHANNEL, Store
 from gateway.snapshot import Holder, Loaded, Snapshot, build_snapshot
 from gateway.tasks import spawn
-from gateway.tls.store import TLSTerminator
+from gateway.tls.client import ClientDefaults
 
 log = logging.getLogger("ramparts.reload")
 
 
 class Reloader:
-    def __init__(self, store: Store, holder: Holder, tls: TLSTerminator | None = None,
-                 frequency: float = 0.1) -> None:
+    def __init__(self, store: Store, holder: Holder, *, frequency: float = 0.1,
+                 client: ClientDefaults | None = None,
+                 prepare: Sequence[Callable[[Snapshot], object]] = (),
+                 after_swap: Sequence[Callable[[Snapshot], object]] = ()) -> None:
+        """``prepare`` hooks run in the build thread before a swap (contexts, pools);
+        ``after_swap`` hooks run on the loop once the new snapshot is live."""
         self.store = store
         self.holder = holder
-        self.tls = tls
         self.frequency = frequency
+        self.client = client
+        self.prepare_hooks = tuple(prepare)
+        self.after_swap = tuple(after_swap)
         self._wake = asyncio.Event()
         self._failed_version: int | None = None
         self._db_down_since: float | None = None
@@ -74,6 +81,8 @@ class Reloader:
             return False
         self.holder.current = snapshot
         self._failed_version = None
+        for hook in self.after_swap:
+            hook(snapshot)
         log.info("configuration version %d live (%d routes, %d SNIs) in %.0f ms",
                  snapshot.version, len(snapshot.router), len(snapshot.certs.names),
                  (time.monotonic() - started) * 1000)
@@ -81,9 +90,9 @@ class Reloader:
 
     def _build(self, loaded: Loaded) -> Snapshot:
         # runs in a worker thread: nothing here touches the event loop
-        snapshot = build_snapshot(loaded)
-        if self.tls is not None:
-            self.tls.prepare(snapshot.certs)
+        snapshot = build_snapshot(loaded, client=self.client)
+        for hook in self.prepare_hooks:
+            hook(snapshot)
         return snapshot
 
     # ------------------------------------------------------------------ the loop

@@ -16,8 +16,15 @@ from gateway.router.router import Router
 from gateway.schema.build import build
 from gateway.schema.entities.routes import ROUTES, RouteEntity
 from gateway.schema.entities.services import SERVICES, ServiceEntity
+from gateway.schema.entities.upstreams import (
+    TARGETS,
+    UPSTREAMS,
+    TargetEntity,
+    UpstreamEntity,
+)
+from gateway.tls.client import ClientDefaults, ClientProfile
 from gateway.tls.store import EMPTY_INDEX, CertEntry, CertIndex
-from gateway.upstream.target import UpstreamTarget, target_for
+from gateway.upstream.target import TLSInputs, UpstreamTarget, target_for
 
 Row = Mapping[str, Any]
 
@@ -39,6 +46,11 @@ class Snapshot:
     targets: Mapping[str, UpstreamTarget] = field(default_factory=dict)
     # route id (or "*" for every route) -> an enabled plugin this node cannot run yet
     unrunnable: Mapping[str, str] = field(default_factory=dict)
+    upstreams: Mapping[str, UpstreamEntity] = field(default_factory=dict)  # by name
+    targets_of: Mapping[str, tuple[TargetEntity, ...]] = field(default_factory=dict)
+
+    def client_profiles(self) -> set[ClientProfile]:
+        return {t.pool for t in self.targets.values() if t.pool is not None}
 
     @property
     def empty(self) -> bool:
@@ -78,19 +90,34 @@ def unrunnable_plugins(loaded: Loaded, runnable: frozenset[str]) -> dict[str, st
     return out
 
 
-def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset()) -> Snapshot:
-    """Pure: rows -> typed records -> router and certificate index."""
+def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
+                   client: ClientDefaults | None = None) -> Snapshot:
+    """Pure: rows -> typed records -> router, certificate index, upstream targets."""
     rows = loaded.rows
     services: dict[str, ServiceEntity] = {
         r["id"]: build(SERVICES.record, dict(r)) for r in rows.get("services", ())}
+    upstreams: dict[str, UpstreamEntity] = {
+        r["name"]: build(UPSTREAMS.record, dict(r)) for r in rows.get("upstreams", ())}
+    targets_of: dict[str, list[TargetEntity]] = {}
+    for r in rows.get("targets", ()):
+        target: TargetEntity = build(TARGETS.record, dict(r))
+        targets_of.setdefault(target.upstream.id, []).append(target)
     routes: list[RouteEntity] = [build(ROUTES.record, dict(r)) for r in rows.get("routes", ())]
     certs = {r["id"]: CertEntry(id=r["id"], cert=r["cert"], key=r["key"],
                                 cert_alt=r.get("cert_alt"), key_alt=r.get("key_alt"))
              for r in rows.get("certificates", ())}
     snis = [(r["name"], certs[r["certificate"]["id"]]) for r in rows.get("snis", ())
             if r["certificate"]["id"] in certs]
-    targets = {sid: target_for(service) for sid, service in services.items()}
+    inputs = TLSInputs(defaults=client or ClientDefaults(),
+                       ca_certificates={r["id"]: r["cert"]
+                                        for r in rows.get("ca_certificates", ())},
+                       certificates=certs)
+    targets = {sid: target_for(service, upstreams, inputs)
+               for sid, service in services.items()}
     return Snapshot(version=loaded.version, router=Router(routes, services),
                     certs=CertIndex.build(snis), services=MappingProxyType(services),
                     targets=MappingProxyType(targets),
-                    unrunnable=MappingProxyType(unrunnable_plugins(loaded, runnable)))
+                    unrunnable=MappingProxyType(unrunnable_plugins(loaded, runnable)),
+                    upstreams=MappingProxyType(upstreams),
+                    targets_of=MappingProxyType({k: tuple(sorted(v, key=lambda t: t.id))
+                                                 for k, v in targets_of.items()}))

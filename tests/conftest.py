@@ -102,3 +102,8 @@ async def admin(store: Store) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> pki_mod.Pki:
     return pki_mod.build(Path(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.fixture(scope="session")
+def upki(tmp_path_factory: pytest.TempPathFactory) -> pki_mod.UpstreamPki:
+    return pki_mod.build_upstream(Path(tmp_path_factory.mktemp("upstream-pki")))

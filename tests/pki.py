@@ -117,3 +117,77 @@ def self_signed(d: Path, name: str, cn: str, alg: str = "rsa") -> tuple[str, str
     openssl(d, "req", *key, "-nodes", "-x509", "-days", "30", "-subj", f"/CN={cn}",
             "-keyout", f"{name}.key", "-out", f"{name}.crt")
     return (d / f"{name}.crt").read_text(), (d / f"{name}.key").read_text()
+
+
+@dataclass(frozen=True)
+class UpstreamPki:
+    """Upstream-side certificates (all made with openssl): a root, intermediates, server
+    chains with 0, 1 and 2 intermediates, a self-signed and a wrong-name certificate, another
+    CA, and client certificates for the gateway under their own CA."""
+
+    dir: Path
+
+    def path(self, name: str) -> str:
+        return str(self.dir / name)
+
+    def read(self, name: str) -> str:
+        return (self.dir / name).read_text()
+
+
+def _ext(d: Path, name: str, lines: list[str]) -> str:
+    (d / f"{name}.ext").write_text("\n".join(lines) + "\n")
+    return f"{name}.ext"
+
+
+def _ca(d: Path, name: str, cn: str, issuer: str | None = None) -> None:
+    openssl(d, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", f"{name}.key")
+    ext = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
+           "subjectKeyIdentifier=hash"]
+    if issuer is None:
+        openssl(d, "req", "-x509", "-new", "-key", f"{name}.key", "-days", "30", "-subj",
+                f"/CN={cn}", "-out", f"{name}.crt", "-addext",
+                "basicConstraints=critical,CA:TRUE", "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign")
+        return
+    openssl(d, "req", "-new", "-key", f"{name}.key", "-subj", f"/CN={cn}", "-out",
+            f"{name}.csr")
+    openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.crt", "-CAkey",
+            f"{issuer}.key", "-CAcreateserial", "-days", "30", "-extfile",
+            _ext(d, name, [*ext, "authorityKeyIdentifier=keyid"]), "-out", f"{name}.crt")
+
+
+def _leaf(d: Path, name: str, cn: str, issuer: str, san: str, eku: str) -> None:
+    openssl(d, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", f"{name}.key")
+    openssl(d, "req", "-new", "-key", f"{name}.key", "-subj", f"/CN={cn}", "-out",
+            f"{name}.csr")
+    openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.crt", "-CAkey",
+            f"{issuer}.key", "-CAcreateserial", "-days", "30", "-extfile",
+            _ext(d, name, ["basicConstraints=CA:FALSE", f"extendedKeyUsage={eku}",
+                           *([f"subjectAltName={san}"] if san else [])]),
+            "-out", f"{name}.crt")
+
+
+def build_upstream(d: Path) -> UpstreamPki:
+    d.mkdir(parents=True, exist_ok=True)
+    local = "DNS:localhost,IP:127.0.0.1"
+    _ca(d, "root", "Upstream Root")
+    _ca(d, "int1", "Upstream Intermediate 1", "root")
+    _ca(d, "int2", "Upstream Intermediate 2", "int1")
+    _ca(d, "other", "Some Other CA")
+    _leaf(d, "depth0", "depth0", "root", local, "serverAuth")
+    _leaf(d, "depth1", "depth1", "int1", local, "serverAuth")
+    _leaf(d, "depth2", "depth2", "int2", local, "serverAuth")
+    _leaf(d, "wrongname", "wrongname", "root", "DNS:elsewhere.test", "serverAuth")
+    _leaf(d, "othersrv", "othersrv", "other", local, "serverAuth")
+    openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-x509", "-days", "30", "-subj", "/CN=selfsigned", "-addext",
+            f"subjectAltName={local}", "-keyout", "selfsigned.key", "-out", "selfsigned.crt")
+    (d / "depth1.chain").write_text((d / "depth1.crt").read_text() + (d / "int1.crt").read_text())
+    (d / "depth2.chain").write_text((d / "depth2.crt").read_text() + (d / "int2.crt").read_text()
+                                    + (d / "int1.crt").read_text())
+    _ca(d, "clientca", "Gateway Clients CA")
+    for who in ("gateway-svc", "gateway-svc2", "gateway-default", "gateway-upstream"):
+        _leaf(d, who, who, "clientca", "", "clientAuth")
+    return UpstreamPki(d)

@@ -9,7 +9,8 @@ from gateway.db import tables
 from gateway.db.store import Store, read_version, row_mapping
 from gateway.snapshot import Loaded
 
-SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins")
+SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
+                     "ca_certificates", "upstreams", "targets")
 
 
 async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> Loaded:

@@ -1,52 +1,55 @@
-"""Upstream connection pools: one aiohttp session per TLS profile.
+"""Upstream connection pools: one aiohttp session per pool key.
 
-A pool key says everything that makes a connection unusable for another request: plain or
-TLS, and for TLS the whole profile (verification, depth, trusted CAs, client certificate,
-versions). Services with equal keys share a pool; a connection is never reused with another
-client certificate because that would be another key. Runtime state: lives outside the
-snapshot, created on first use, closed with the process.
+The key is ``None`` for plain HTTP, else the whole ``ClientProfile`` (verification, depth,
+trusted CAs, client certificate, versions): services with equal profiles share a pool, and a
+connection is never reused under another profile, so never with another client certificate.
+When a snapshot stops using a profile its pool drains (in-flight requests finish) and closes.
+Runtime state: outside the snapshot, per process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable
 
 import aiohttp
 
+from gateway.tasks import spawn
+from gateway.tls.client import ClientProfile, client_context
 
-@dataclass(frozen=True, slots=True)
-class TLSProfile:
-    """How the gateway speaks TLS to an upstream. Filled from the service, the upstream entity
-    and ``client_tls`` (the fields the next iteration adds go here)."""
-
-    verify: bool = True
-    ca_digest: str | None = None  # None: the system trust store
-
-
-PoolKey = TLSProfile | None  # None: plain HTTP
-
-
-def client_context(profile: TLSProfile) -> ssl.SSLContext:
-    if profile.verify:
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+PoolKey = ClientProfile | None
 
 
 class Pools:
-    """Sessions by pool key; keep-alive connections are reused per (host, port, SNI)."""
-
-    def __init__(self, keepalive: float = 60.0) -> None:
+    def __init__(self, keepalive: float = 60.0, drain: float = 65.0) -> None:
         self.keepalive = keepalive
+        self.drain = drain
         self._sessions: dict[PoolKey, aiohttp.ClientSession] = {}
+        self._contexts: dict[ClientProfile, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+        self._retiring: set[asyncio.TimerHandle] = set()
+
+    def prepare(self, profiles: Iterable[ClientProfile]) -> int:
+        """Off the event loop (snapshot build): client contexts for new profiles, so loading
+        CA stores and client certificates never blocks a request. Returns how many."""
+        built = 0
+        for profile in set(profiles):
+            if profile not in self._contexts:
+                ctx = client_context(profile)
+                with self._lock:
+                    self._contexts[profile] = ctx
+                built += 1
+        return built
 
     def session(self, key: PoolKey) -> aiohttp.ClientSession:
         session = self._sessions.get(key)
         if session is None or session.closed:
-            tls: ssl.SSLContext | bool = client_context(key) if key is not None else False
+            tls: ssl.SSLContext | bool = False
+            if key is not None:
+                tls = self._contexts.get(key) or self._context(key)
             connector = aiohttp.TCPConnector(limit=0, ssl=tls, keepalive_timeout=self.keepalive,
                                              ttl_dns_cache=10, enable_cleanup_closed=True)
             session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -60,7 +63,35 @@ class Pools:
             self._sessions[key] = session
         return session
 
+    def _context(self, profile: ClientProfile) -> ssl.SSLContext:
+        ctx = client_context(profile)
+        with self._lock:
+            self._contexts[profile] = ctx
+        return ctx
+
+    def retain(self, keys: Iterable[PoolKey]) -> None:
+        """On the loop, after a swap: pools the new snapshot no longer uses drain and close."""
+        wanted = set(keys) | {None}
+        loop = asyncio.get_running_loop()
+        for key in [k for k in self._sessions if k not in wanted]:
+            session = self._sessions.pop(key)
+            with self._lock:
+                self._contexts.pop(key, None)  # type: ignore[arg-type]
+            handle = loop.call_later(self.drain, self._close_later, session)
+            self._retiring.add(handle)
+
+    def _close_later(self, session: aiohttp.ClientSession) -> None:
+        spawn(session.close(), "close-drained-pool")
+
     async def close(self) -> None:
+        for handle in self._retiring:
+            handle.cancel()
+        self._retiring.clear()
         for session in self._sessions.values():
-            await session.close()
+            with contextlib.suppress(Exception):
+                await session.close()
         self._sessions.clear()
+
+    @property
+    def size(self) -> int:
+        return len(self._sessions)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
 from gateway.schema.entities.services import ServiceEntity
-from gateway.upstream.pools import PoolKey, TLSProfile
+from gateway.schema.entities.upstreams import UpstreamEntity
+from gateway.tls.client import ClientDefaults, ClientProfile
+from gateway.tls.store import CertEntry
+from gateway.upstream.pools import PoolKey
+
+log = logging.getLogger("ramparts.upstream")
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 TLS_PROTOCOLS = frozenset({"https", "grpcs", "wss"})
@@ -25,6 +32,7 @@ class UpstreamTarget:
     pool: PoolKey
     timeout: aiohttp.ClientTimeout
     attempts: int
+    upstream: UpstreamEntity | None = None  # the service's host names this upstream entity
 
     @property
     def origin(self) -> str:
@@ -39,16 +47,63 @@ def sni_for(host: str) -> str | None:
     return name or None
 
 
-def target_for(service: ServiceEntity) -> UpstreamTarget:
+def host_header(host: str, port: int, scheme: str) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInputs:
+    """Everything a profile may draw on, from one snapshot's rows and the settings."""
+
+    defaults: ClientDefaults
+    ca_certificates: Mapping[str, str]  # id -> PEM
+    certificates: Mapping[str, CertEntry]
+
+
+def profile_for(service: ServiceEntity, upstream: UpstreamEntity | None,
+                inputs: TLSInputs) -> ClientProfile:
+    """Kong's precedence, with KrakenD's secure default: verification on unless the service
+    says ``tls_verify: false`` (or ``client_tls.allow_insecure_connections``); the service's
+    ``ca_certificates`` replace the default trust; the client certificate is the service's,
+    else the upstream entity's, else the global default."""
+    d = inputs.defaults
+    verify = service.tls_verify if service.tls_verify is not None else d.verify
+    ca_pem, system_ca = d.ca_pem, d.system_ca
+    if service.ca_certificates:
+        missing = [i for i in service.ca_certificates if i not in inputs.ca_certificates]
+        if missing:
+            log.error("service %s: ca_certificates %s do not exist; those CAs are not trusted",
+                      service.name or service.id, ", ".join(missing))
+        ca_pem = "".join(inputs.ca_certificates[i] for i in service.ca_certificates
+                         if i in inputs.ca_certificates)
+        system_ca = False
+    cert, key = d.cert, d.key
+    ref = service.client_certificate or (upstream.client_certificate if upstream else None)
+    if ref is not None:
+        entry = inputs.certificates.get(ref.id)
+        if entry is not None:
+            cert, key = entry.cert, entry.key
+    return ClientProfile(verify=verify, depth=service.tls_verify_depth, ca_pem=ca_pem,
+                         system_ca=system_ca, cert=cert, key=key, min_version=d.min_version,
+                         max_version=d.max_version, tls13_suites=d.tls13_suites,
+                         tls12_ciphers=d.tls12_ciphers, groups=d.groups)
+
+
+def target_for(service: ServiceEntity, upstreams: Mapping[str, UpstreamEntity],
+               inputs: TLSInputs) -> UpstreamTarget:
     scheme = "https" if service.protocol in TLS_PROTOCOLS else "http"
-    host = f"[{service.host}]" if ":" in service.host else service.host
-    host_header = host if service.port == DEFAULT_PORTS[scheme] else f"{host}:{service.port}"
+    upstream = upstreams.get(service.host)
+    header = host_header(service.host, service.port, scheme)
+    if upstream is not None and upstream.host_header:
+        header = upstream.host_header
     timeout = aiohttp.ClientTimeout(total=None,
                                     sock_connect=(service.connect_timeout or 60000) / 1000,
                                     sock_read=(service.read_timeout or 60000) / 1000)
+    profile = profile_for(service, upstream, inputs) if scheme == "https" else None
     return UpstreamTarget(
         name=service.name or service.id, scheme=scheme, host=service.host, port=service.port,
-        base_path=service.path, host_header=host_header,
-        sni=sni_for(service.host) if scheme == "https" else None,
-        pool=TLSProfile() if scheme == "https" else None, timeout=timeout,
-        attempts=(service.retries or 0) + 1)
+        base_path=service.path, host_header=header,
+        sni=sni_for(header.rsplit(":", 1)[0] if header.count(":") == 1 else header)
+        if scheme == "https" else None,
+        pool=profile, timeout=timeout, attempts=(service.retries or 0) + 1, upstream=upstream)

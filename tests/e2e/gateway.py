@@ -102,3 +102,18 @@ def curl_subject(name: str, port: int) -> str:
 
 def json_of(response: httpx.Response) -> Any:
     return json.loads(response.text)
+
+
+@contextlib.contextmanager
+def tls_upstream(chain: str, key: str, client_ca: str | None = None) -> Iterator[int]:
+    """``tests/e2e/tls_upstream.py`` in its own process; yields its port."""
+    port = free_port()
+    args = [sys.executable, "-m", "tests.e2e.tls_upstream", str(port), chain, key]
+    proc = subprocess.Popen([*args, *([client_ca] if client_ca else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: proc.poll() is None and port_open(port), 30, "the TLS upstream")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
