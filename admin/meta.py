@@ -29,6 +29,7 @@ from gateway.schema.typedefs import tag as tag_error
 from gateway.settings.load import redacted
 from gateway.settings.model import Settings
 from gateway.stats import ServerStats
+from gateway.upstream.balancer import Balancers
 
 if TYPE_CHECKING:
     from admin.entities import EntityApi
@@ -42,6 +43,7 @@ class NodeInfo:
     node_id: str
     stats: ServerStats = field(default_factory=ServerStats)
     hostname: str = field(default_factory=socket.gethostname)
+    balancers: Balancers | None = None  # this node's health view (None: no proxy here)
 
 
 def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[BaseRoute]:

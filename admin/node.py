@@ -26,6 +26,8 @@ from gateway.tls.client import ClientDefaults, client_defaults
 from gateway.tls.contexts import PolicyError, ServerPolicy
 from gateway.tls.defaults import default_pairs
 from gateway.tls.store import TLSTerminator
+from gateway.upstream.balancer import Balancers
+from gateway.upstream.health import ActiveChecks
 from gateway.upstream.pools import Pools
 
 log = logging.getLogger("ramparts")
@@ -86,15 +88,24 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         tls_listeners = [x for x in listeners if x.ssl]
         terminator = tls_terminator(settings, holder) if tls_listeners else None
         pools = Pools()
+        balancers = Balancers()
+        checks = ActiveChecks(balancers, pools)
         prepare: list[Callable[[Snapshot], object]] = [
             lambda snap: pools.prepare(snap.client_profiles())]
         if terminator is not None:
             prepare.append(lambda snap: terminator.prepare(snap.certs))
+
+        def swapped(snap: Snapshot) -> None:
+            pools.retain(snap.client_profiles())
+            balancers.update(snap.upstreams.values(), snap.targets_of, snap.health_marks)
+            checks.sync(snap)
+
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
                             client=client_tls_defaults(settings), prepare=prepare,
-                            after_swap=[lambda snap: pools.retain(snap.client_profiles())])
+                            after_swap=[swapped])
         await reloader.reload()
-        proxy = ProxyApp(holder, pools, health_path=settings.health_path,
+        node.balancers = balancers
+        proxy = ProxyApp(holder, pools, balancers, health_path=settings.health_path,
                          mtls_required=bool(terminator and terminator.policy.mtls))
         servers: list[tuple[Server, list[socket.socket]]] = []
         admin_socks = _bind_all(settings.admin_listeners)
@@ -117,6 +128,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             await run_servers(servers)
         finally:
             reloader.stop()
+            checks.stop()
             await pools.close()
     except StartError as exc:
         log.error("%s", exc)

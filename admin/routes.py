@@ -24,7 +24,9 @@ from admin.entities import (
     child_base,
 )
 from admin.http import Resource, json_response
+from gateway.db.health_marks import mark_target
 from gateway.db.store import Store
+from gateway.errors import EndpointNotFound
 from gateway.schema.compile import FieldSpec
 from gateway.schema.entity import EntitySchema
 
@@ -154,7 +156,7 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store)
-    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *target_routes(apis)]
+    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *target_routes(apis, node)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
             continue
@@ -172,9 +174,40 @@ def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     return routes
 
 
-def target_routes(apis: dict[str, EntityApi]) -> list[BaseRoute]:
-    """Targets live under their upstream only; PUT and PATCH both update (Kong 3.x)."""
+def target_routes(apis: dict[str, EntityApi], node: meta.NodeInfo) -> list[BaseRoute]:
+    """Targets live under their upstream only; PUT and PATCH both update (Kong 3.x); health
+    is read from this node's balancer and set for the whole cluster."""
     upstreams, targets = apis["upstreams"], apis["targets"]
+    store = upstreams.store
+
+    async def health(request: Request) -> Response:
+        prow = await upstreams.require(_key(request, "pkey"))
+        balancer = node.balancers.get(prow["id"]) if node.balancers else None
+        if request.query_params.get("balancer_health") in ("1", "true"):
+            state = "HEALTHCHECKS_OFF"
+            if balancer is not None and balancer.checks_on:
+                state = "HEALTHY" if balancer.available() else "UNHEALTHY"
+            return json_response(200, {"data": {"health": state, "id": prow["id"]},
+                                       "next": None, "node_id": node.node_id})
+        async with store.read() as conn:
+            rows = await targets.dao.find(conn, {"upstream": {"id": prow["id"]}})
+        for row in rows:
+            row["health"] = balancer.status_of(row["target"]) \
+                if balancer is not None and row["target"] in balancer.health \
+                else "HEALTHCHECKS_OFF"
+        return json_response(200, {"data": rows, "next": None, "node_id": node.node_id})
+
+    def setter(healthy: bool) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            prow = await upstreams.require(_key(request, "pkey"))
+            row = await targets.owned(_key(request), "upstream", prow)
+            address = request.path_params.get("address")
+            if address is not None and address != row["target"]:
+                raise EndpointNotFound()  # no DNS-resolved sub-addresses here
+            await mark_target(store, row["id"], healthy)
+            return Response(status_code=204)
+
+        return handler
 
     async def listing(request: Request) -> Response:
         prow = await upstreams.require(_key(request, "pkey"))
@@ -203,6 +236,11 @@ def target_routes(apis: dict[str, EntityApi]) -> list[BaseRoute]:
 
     base = "/upstreams/{pkey}/targets"
     return [
+        Route("/upstreams/{pkey}/health", Resource(get=health)),
+        Route(base + "/{key}/healthy", Resource(put=setter(True))),
+        Route(base + "/{key}/unhealthy", Resource(put=setter(False))),
+        Route(base + "/{key}/{address}/healthy", Resource(put=setter(True))),
+        Route(base + "/{key}/{address}/unhealthy", Resource(put=setter(False))),
         Route(base + "/all", Resource(get=listing)),
         Route(base, Resource(get=listing, post=create)),
         Route(base + "/{key}", Resource(get=get, put=update, patch=update, delete=delete)),

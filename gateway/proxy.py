@@ -23,8 +23,10 @@ from gateway.router.paths import upstream_uri
 from gateway.router.router import Match, Request
 from gateway.snapshot import Holder
 from gateway.tls.client import describe_failure
+from gateway.upstream.balancer import Balancers, Outcome
+from gateway.upstream.hashing import hash_key
 from gateway.upstream.pools import Pools
-from gateway.upstream.target import UpstreamTarget, sni_for
+from gateway.upstream.target import UpstreamTarget, endpoint, sni_for
 
 log = logging.getLogger("ramparts.proxy")
 
@@ -48,10 +50,11 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 class ProxyApp:
     """One instance per process; reads the holder once per request."""
 
-    def __init__(self, holder: Holder, pools: Pools, *, health_path: str = "/__health",
-                 mtls_required: bool = False) -> None:
+    def __init__(self, holder: Holder, pools: Pools, balancers: Balancers | None = None, *,
+                 health_path: str = "/__health", mtls_required: bool = False) -> None:
         self.holder = holder
         self.pools = pools
+        self.balancers = balancers or Balancers()
         self.health_path = health_path
         self.mtls_required = mtls_required
         self.started = time.monotonic()
@@ -101,57 +104,80 @@ class ProxyApp:
                        started: float) -> None:
         route = match.route
         path = upstream_uri(target.base_path, match.path, match.prefix, route.strip_path)
-        url = URL.build(scheme=target.scheme, host=target.host, port=target.port, path=path,
-                        query_string=scope["query_string"].decode("latin-1"), encoded=True)
-        host_header, sni = target.host_header, target.sni
-        if route.preserve_host and req.host:
-            host_header = _client_host(scope) or req.host
-            sni = sni_for(req.host) if target.scheme == "https" else None
-        headers = _upstream_headers(scope, req, match, host_header, request_id)
+        query = scope["query_string"].decode("latin-1")
+        base_headers = _upstream_headers(scope, req, match, request_id)
         body = _request_body(scope, receive)
         session = self.pools.session(target.pool)
+        balancer = self.balancers.get(target.upstream.id) if target.upstream else None
+        key, set_cookie = None, None
+        if balancer is not None and balancer.upstream.algorithm == "consistent-hashing":
+            key, set_cookie = hash_key(balancer.upstream, scope, match.path, match.captures)
+        tried: list[str] = []
         sent_at = time.monotonic()
-        attempts = target.attempts
-        for attempt in range(attempts):
+        for attempt in range(target.attempts):
+            last = attempt + 1 == target.attempts
+            peer = None
+            if balancer is not None:
+                peer = balancer.pick(key, tried)
+                if peer is None:
+                    await error_response(send, scope, 503, "failure to get a peer from the "
+                                         "ring-balancer", request_id, started)
+                    return
+                tried.append(peer.address)
+            ep = endpoint(target, peer)
+            host_header, sni = ep.host_header, ep.sni
+            if route.preserve_host and req.host:
+                host_header = _client_host(scope) or req.host
+                sni = sni_for(req.host) if target.scheme == "https" else None
+            url = URL.build(scheme=target.scheme, host=ep.host, port=ep.port, path=path,
+                            query_string=query, encoded=True)
+            since = balancer.started(peer) if balancer and peer else 0.0
+            outcome: Outcome = "tcp_failure"
+            status_seen: int | None = None
             try:
-                async with session.request(scope["method"], url, headers=headers, data=body,
+                async with session.request(scope["method"], url, data=body,
+                                           headers=[("Host", host_header), *base_headers],
                                            allow_redirects=False, timeout=target.timeout,
                                            server_hostname=sni) as resp:
-                    await _relay(send, resp, request_id, started, sent_at)
+                    outcome, status_seen = "success", resp.status
+                    await _relay(send, resp, request_id, started, sent_at, set_cookie)
                 return
             except aiohttp.ClientSSLError as exc:
-                # certificate problems do not go away by trying again
-                status, message = 502, BAD_GATEWAY
-                log.error("service %s: TLS to %s failed: %s", target.name, target.origin,
-                          describe_failure(exc))
+                retry = False  # certificate problems do not go away by trying again
+                cause = f"TLS to {ep.origin} failed: {describe_failure(exc)}"
             except aiohttp.ClientConnectorError as exc:
-                if attempt + 1 < attempts:
-                    continue  # nothing reached the upstream: safe for any method
-                status, message = 502, BAD_GATEWAY
-                log.error("service %s: cannot connect to %s: %s", target.name, target.origin,
-                          exc)
+                retry = True  # nothing reached the upstream: safe for any method
+                cause = f"cannot connect to {ep.origin}: {exc}"
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # closed before answering: nginx retries these for idempotent requests
                 # whose body can be sent again (Kong's `proxy_next_upstream error timeout`)
-                if attempt + 1 < attempts and body is None and scope["method"] in IDEMPOTENT:
-                    continue
-                status, message = 502, BAD_GATEWAY
-                log.error("service %s: %s failed: %s", target.name, target.origin,
-                          describe_failure(exc) if target.scheme == "https" else exc)
+                retry = body is None and scope["method"] in IDEMPOTENT
+                cause = f"{ep.origin} failed: " + (describe_failure(exc)
+                                                   if target.scheme == "https" else str(exc))
             except ResponseStarted as exc:
                 log.error("service %s: %s failed while streaming the response: %s",
-                          target.name, target.origin, exc)
+                          target.name, ep.origin, exc)
                 raise  # uvicorn closes the client connection: the body is incomplete
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                status, message = 504, "The upstream server is timing out"
-                log.error("service %s: %s timed out %s", target.name, target.origin,
-                          "connecting (TLS handshake included)"
-                          if isinstance(exc, aiohttp.ConnectionTimeoutError)
-                          else "waiting for the response")
+                outcome, retry = "timeout", body is None and scope["method"] in IDEMPOTENT
+                cause = f"{ep.origin} timed out " + (
+                    "connecting (TLS handshake included)"
+                    if isinstance(exc, aiohttp.ConnectionTimeoutError)
+                    else "waiting for the response")
             except (aiohttp.ClientError, ConnectionError) as exc:
-                status, message = 502, BAD_GATEWAY
-                log.error("service %s: %s failed: %s", target.name, target.origin, exc)
-            await error_response(send, scope, status, message, request_id, started)
+                retry, cause = False, f"{ep.origin} failed: {exc}"
+            finally:
+                if balancer is not None and peer is not None:
+                    balancer.finished(peer, since, outcome, status_seen)
+            if retry and not last:
+                log.warning("service %s: %s; trying again", target.name, cause)
+                continue
+            log.error("service %s: %s", target.name, cause)
+            if outcome == "timeout":
+                await error_response(send, scope, 504, "The upstream server is timing out",
+                                     request_id, started)
+            else:
+                await error_response(send, scope, 502, BAD_GATEWAY, request_id, started)
             return
 
 
@@ -160,9 +186,11 @@ class ResponseStarted(Exception):
 
 
 async def _relay(send: Send, resp: aiohttp.ClientResponse, request_id: str, started: float,
-                 sent_at: float) -> None:
+                 sent_at: float, set_cookie: bytes | None = None) -> None:
     now = time.monotonic()
     headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP]
+    if set_cookie is not None:
+        headers.append((b"set-cookie", set_cookie))
     headers.append((b"via", VIA_HEADER))
     headers.append((b"x-kong-upstream-latency", b"%d" % ((now - sent_at) * 1000)))
     headers.append((b"x-kong-proxy-latency", b"%d" % ((sent_at - started) * 1000)))
@@ -233,8 +261,9 @@ def _strip_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
-def _upstream_headers(scope: Scope, req: Request, match: Match, host_header: str,
-                      request_id: str) -> list[tuple[str, str]]:
+def _upstream_headers(scope: Scope, req: Request, match: Match, request_id: str
+                      ) -> list[tuple[str, str]]:
+    """Everything but ``Host`` (which depends on the target picked for each attempt)."""
     raw_headers = scope["headers"]
     connection_listed: set[bytes] = set()
     xff = ""
@@ -250,7 +279,6 @@ def _upstream_headers(scope: Scope, req: Request, match: Match, host_header: str
     out = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers
            if n not in HOP_BY_HOP and n not in OWN_REQUEST and n not in connection_listed]
     client = scope["client"][0] if scope.get("client") else ""
-    out.append(("Host", host_header))
     out.append(("X-Forwarded-For", f"{xff}, {client}" if xff else client))
     out.append(("X-Forwarded-Proto", scope["scheme"]))
     out.append(("X-Forwarded-Host", req.host))

@@ -7,6 +7,7 @@ that object to the end, so a reload never changes a request halfway through.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,7 +25,7 @@ from gateway.schema.entities.upstreams import (
 )
 from gateway.tls.client import ClientDefaults, ClientProfile
 from gateway.tls.store import EMPTY_INDEX, CertEntry, CertIndex
-from gateway.upstream.target import TLSInputs, UpstreamTarget, target_for
+from gateway.upstream.target import TLSInputs, UpstreamTarget, profile_for, target_for
 
 Row = Mapping[str, Any]
 
@@ -48,9 +49,12 @@ class Snapshot:
     unrunnable: Mapping[str, str] = field(default_factory=dict)
     upstreams: Mapping[str, UpstreamEntity] = field(default_factory=dict)  # by name
     targets_of: Mapping[str, tuple[TargetEntity, ...]] = field(default_factory=dict)
+    probe_profiles: Mapping[str, ClientProfile] = field(default_factory=dict)  # upstream id
+    health_marks: Mapping[str, tuple[bool, int]] = field(default_factory=dict)  # target id
 
     def client_profiles(self) -> set[ClientProfile]:
-        return {t.pool for t in self.targets.values() if t.pool is not None}
+        pools = {t.pool for t in self.targets.values() if t.pool is not None}
+        return pools | set(self.probe_profiles.values())
 
     @property
     def empty(self) -> bool:
@@ -114,10 +118,36 @@ def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
                        certificates=certs)
     targets = {sid: target_for(service, upstreams, inputs)
                for sid, service in services.items()}
+    probes = {u.id: probe_profile(u, targets, inputs) for u in upstreams.values()
+              if u.healthchecks.active.type == "https"}
     return Snapshot(version=loaded.version, router=Router(routes, services),
                     certs=CertIndex.build(snis), services=MappingProxyType(services),
                     targets=MappingProxyType(targets),
                     unrunnable=MappingProxyType(unrunnable_plugins(loaded, runnable)),
                     upstreams=MappingProxyType(upstreams),
                     targets_of=MappingProxyType({k: tuple(sorted(v, key=lambda t: t.id))
-                                                 for k, v in targets_of.items()}))
+                                                 for k, v in targets_of.items()}),
+                    probe_profiles=MappingProxyType(probes),
+                    health_marks=MappingProxyType({r["target_id"]: (r["healthy"], r["stamp"])
+                                                   for r in rows.get("target_health", ())}))
+
+
+def probe_profile(upstream: UpstreamEntity, targets: Mapping[str, UpstreamTarget],
+                  inputs: TLSInputs) -> ClientProfile:
+    """HTTPS probes use the traffic's TLS profile: that of the first (by id) HTTPS service
+    balanced over this upstream, else the defaults with the upstream's client certificate;
+    ``https_verify_certificate: false`` turns verification off for probes only."""
+    profile: ClientProfile | None = None
+    for sid in sorted(targets):
+        target = targets[sid]
+        if target.upstream is not None and target.upstream.id == upstream.id and target.pool:
+            profile = target.pool
+            break
+    if profile is None:
+        stand_in = build(SERVICES.record, {"id": upstream.id, "created_at": 0,
+                                           "updated_at": 0, "host": upstream.name,
+                                           "protocol": "https", "port": 443})
+        profile = profile_for(stand_in, upstream, inputs)
+    if not upstream.healthchecks.active.https_verify_certificate:
+        profile = dataclasses.replace(profile, verify=False)
+    return profile

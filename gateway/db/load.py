@@ -24,4 +24,7 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> 
                 dao = store.dao(name)
                 result = await conn.execute(sa.select(tables.table(name)))
                 rows[name] = [dao.to_json(row_mapping(r)) for r in result.all()]
+            marks = await conn.execute(sa.select(tables.target_health))
+            rows["target_health"] = [{"target_id": str(r.target_id), "healthy": r.healthy,
+                                      "stamp": r.stamp} for r in marks.all()]
     return Loaded(version=version, rows=rows)

@@ -46,6 +46,16 @@ tags = sa.Table(
     sa.Index(None, "tag", "entity_name"),
 )
 
+# Manual health marks (PUT /upstreams/{u}/targets/{t}/healthy|unhealthy): written here so
+# that, like Kong's cluster event, every node applies them; `stamp` is the config version.
+target_health = sa.Table(
+    "ramparts_target_health", metadata,
+    sa.Column("target_id", UUIDType, sa.ForeignKey("targets.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("healthy", sa.Boolean, nullable=False),
+    sa.Column("stamp", sa.BigInteger, nullable=False),
+)
+
 _tables: dict[str, sa.Table] = {}
 
 

@@ -12,6 +12,7 @@ from gateway.schema.entities.services import ServiceEntity
 from gateway.schema.entities.upstreams import UpstreamEntity
 from gateway.tls.client import ClientDefaults, ClientProfile
 from gateway.tls.store import CertEntry
+from gateway.upstream.balancer import Peer
 from gateway.upstream.pools import PoolKey
 
 log = logging.getLogger("ramparts.upstream")
@@ -88,6 +89,31 @@ def profile_for(service: ServiceEntity, upstream: UpstreamEntity | None,
                          system_ca=system_ca, cert=cert, key=key, min_version=d.min_version,
                          max_version=d.max_version, tls13_suites=d.tls13_suites,
                          tls12_ciphers=d.tls12_ciphers, groups=d.groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one attempt goes: the service's host, or the target the balancer picked."""
+
+    host: str
+    port: int
+    host_header: str
+    sni: str | None
+    origin: str
+
+
+def endpoint(target: UpstreamTarget, peer: Peer | None) -> Endpoint:
+    if peer is None:
+        return Endpoint(target.host, target.port, target.host_header, target.sni,
+                        target.origin)
+    header = host_header(peer.host, peer.port, target.scheme)
+    if target.upstream is not None and target.upstream.host_header:
+        header = target.upstream.host_header
+    name = header[:header.rindex(":")] if header.count(":") == 1 else header
+    shown = f"[{peer.host}]" if ":" in peer.host else peer.host
+    return Endpoint(peer.host, peer.port, header,
+                    sni_for(name) if target.scheme == "https" else None,
+                    f"{target.scheme}://{shown}:{peer.port}")
 
 
 def target_for(service: ServiceEntity, upstreams: Mapping[str, UpstreamEntity],

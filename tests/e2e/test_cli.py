@@ -28,7 +28,7 @@ def test_start_serves_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
         started = time.monotonic()
         assert node.stop() == 0
         assert time.monotonic() - started < 10
-        assert "database migrated: 0001" in node.output()
+        assert "database migrated: 0001, 0002" in node.output()
     with ramparts(tmp_path, {"database": f"sqlite:///{tmp_path}/r.db"}) as node:
         # restart: nothing to migrate, data kept
         code, body = curl(node.admin + "/consumers/x")
@@ -41,10 +41,10 @@ def test_migrations_commands(tmp_path: Path) -> None:
     conf.write_text(f"database: sqlite:///{tmp_path}/m.db\n")
     status = subprocess.run([RAMPARTS, "migrations", "status", "-c", str(conf)],
                             capture_output=True, text=True, timeout=60)
-    assert status.returncode == 3 and "pending: 0001" in status.stdout
+    assert status.returncode == 3 and "pending: 0001, 0002" in status.stdout
     up = subprocess.run([RAMPARTS, "migrations", "up", "-c", str(conf)],
                         capture_output=True, text=True, timeout=60)
-    assert up.returncode == 0 and "applied: 0001" in up.stdout
+    assert up.returncode == 0 and "applied: 0001, 0002" in up.stdout
     status = subprocess.run([RAMPARTS, "migrations", "status", "-c", str(conf)],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "pending: none" in status.stdout
@@ -85,7 +85,7 @@ def test_two_nodes_start_together_on_postgres(tmp_path: Path) -> None:
             assert code == 201
             wait_for(lambda: curl(b.admin + "/consumers/shared")[0] == 200, 5,
                      "the second node to read the first node's write")
-            migrated = [n.output().count("database migrated: 0001") for n in nodes]
+            migrated = [n.output().count("database migrated: 0001, 0002") for n in nodes]
             assert sorted(migrated) == [0, 1]
         finally:
             for node in nodes:

@@ -121,7 +121,8 @@ def test_kong_error_responses(gw: Node, up: int) -> None:
           {"name": "dead", "paths": ["/dead"]})
     r = live(gw, "/dead", 502)
     assert r.json()["message"] == "An invalid response was received from the upstream server"
-    setup(gw, {"name": "slow", "url": f"http://127.0.0.1:{up}/slow", "read_timeout": 200},
+    setup(gw, {"name": "slow", "url": f"http://127.0.0.1:{up}/slow", "read_timeout": 200,
+               "retries": 0},
           {"name": "slow", "paths": ["/slow"]})
     r = live(gw, "/slow/2", 504)
     assert r.json()["message"] == "The upstream server is timing out"

@@ -1,0 +1,238 @@
+"""Upstreams and targets: weighted balancing, hashing, health checks, retries, health API."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.gateway import Node, node, port_open, tls_upstream
+from tests.e2e.proc import free_port, wait_for
+from tests.pki import UpstreamPki
+
+pytestmark = pytest.mark.e2e
+
+
+class Backend:
+    """An echo upstream process that can be killed and brought back on the same port."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Backend:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.upstream",
+                                      str(self.port), self.name],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), 30, f"backend {self.name}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        wait_for(lambda: not port_open(self.port), 5, f"backend {self.name} to go away")
+
+
+@contextlib.contextmanager
+def backends(*names: str) -> Iterator[list[Backend]]:
+    started = [Backend(n).start() for n in names]
+    try:
+        yield started
+    finally:
+        for backend in started:
+            backend.kill()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    work = tmp_path_factory.mktemp("balancing-node")
+    with node(work, f"sqlite:///{work}/r.db") as running:
+        yield running
+
+
+def upstream(gw: Node, name: str, targets: list[tuple[Backend, int]], **fields: Any) -> str:
+    r = gw.call("PUT", f"/upstreams/{name}", json=fields)
+    assert r.status_code == 200, r.text
+    for backend, weight in targets:
+        r = gw.call("POST", f"/upstreams/{name}/targets",
+                    json={"target": f"127.0.0.1:{backend.port}", "weight": weight})
+        assert r.status_code == 201, r.text
+    r = gw.call("PUT", f"/services/{name}", json={"host": name, "port": 80, "protocol": "http"})
+    assert r.status_code == 200, r.text
+    r = gw.call("PUT", f"/routes/{name}", json={"paths": [f"/{name}"],
+                                                "service": {"name": name}})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: gw.proxy(f"/{name}").status_code == 200, 2, f"/{name} to be routed")
+    return f"/{name}"
+
+
+def spread(gw: Node, path: str, n: int, **kwargs: Any) -> collections.Counter[str]:
+    seen: collections.Counter[str] = collections.Counter()
+    with httpx.Client(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+        for _ in range(n):
+            r = client.get(path, **kwargs)
+            assert r.status_code == 200, r.text
+            seen[r.headers["x-upstream"]] += 1
+    return seen
+
+
+def test_weights_are_respected(gw: Node) -> None:
+    with backends("a", "b", "c") as (a, b, c):
+        path = upstream(gw, "weighted", [(a, 1), (b, 1), (c, 2)])
+        assert spread(gw, path, 400) == {"a": 100, "b": 100, "c": 200}
+        # weight 0 takes a target out of rotation
+        target = f"127.0.0.1:{c.port}"
+        assert gw.call("PATCH", f"/upstreams/weighted/targets/{target}",
+                       json={"weight": 0}).status_code == 200
+        wait_for(lambda: "c" not in spread(gw, path, 10), 2, "weight 0 to apply")
+
+
+ACTIVE = {"active": {"type": "http", "http_path": "/health", "timeout": 1,
+                     "healthy": {"interval": 0.2, "successes": 1},
+                     "unhealthy": {"interval": 0.2, "tcp_failures": 1, "http_failures": 1,
+                                   "timeouts": 1}}}
+
+
+def test_active_checks_take_a_dead_target_out_and_back(gw: Node) -> None:
+    with backends("x", "y") as (x, y):
+        path = upstream(gw, "active", [(x, 1), (y, 1)], healthchecks=ACTIVE)
+        assert set(spread(gw, path, 10)) == {"x", "y"}
+        y.kill()
+        # retries move to the next target: nothing fails while x is alive
+        assert spread(gw, path, 10) == {"x": 10}
+
+        def states() -> dict[str, str]:
+            health = gw.call("GET", "/upstreams/active/health").json()
+            assert health["node_id"]
+            return {t["target"]: t["health"] for t in health["data"]}
+
+        wait_for(lambda: states() == {f"127.0.0.1:{x.port}": "HEALTHY",
+                                      f"127.0.0.1:{y.port}": "UNHEALTHY"}, 1,
+                 "an active probe (every 0.2 s) to mark the dead target unhealthy")
+        retried = gw.running.output().count("trying again")
+        assert spread(gw, path, 10) == {"x": 10}
+        assert gw.running.output().count("trying again") == retried  # no attempt goes to y
+        y.start()
+        wait_for(lambda: set(spread(gw, path, 10)) == {"x", "y"}, 3,
+                 "the restarted target to come back")
+
+
+PASSIVE = {"passive": {"unhealthy": {"tcp_failures": 2, "http_failures": 2,
+                                     "http_statuses": [500, 503]}}}
+
+
+def test_passive_checks_count_real_traffic(gw: Node) -> None:
+    with backends("p", "q") as (p, q):
+        path = upstream(gw, "passive", [(p, 1), (q, 1)], healthchecks=PASSIVE)
+        q.kill()
+        # every request still succeeds (the failed attempt retries on p) ...
+        assert spread(gw, path, 20) == {"p": 20}
+        health = gw.call("GET", "/upstreams/passive/health").json()
+        states = {t["target"]: t["health"] for t in health["data"]}
+        assert states[f"127.0.0.1:{q.port}"] == "UNHEALTHY"
+        # ... and passive checks alone never bring a target back (Kong): set it healthy
+        q.start()
+        assert spread(gw, path, 6) == {"p": 6}
+        r = gw.call("PUT", f"/upstreams/passive/targets/127.0.0.1:{q.port}/healthy")
+        assert r.status_code == 204
+        wait_for(lambda: "q" in spread(gw, path, 6), 2, "the manual mark to apply")
+        r = gw.call("PUT", f"/upstreams/passive/targets/127.0.0.1:{p.port}/unhealthy")
+        assert r.status_code == 204
+        wait_for(lambda: spread(gw, path, 6) == {"q": 6}, 2, "p to be marked unhealthy")
+        bal = gw.call("GET", "/upstreams/passive/health?balancer_health=1").json()
+        assert bal["data"]["health"] == "HEALTHY"
+
+
+def test_no_healthy_target_is_503(gw: Node) -> None:
+    with backends("only") as (only,):
+        path = upstream(gw, "lonely", [(only, 1)], healthchecks=ACTIVE)
+        only.kill()
+        r = wait_for(lambda: (r := gw.proxy(path)).status_code == 503 and r, 3,
+                     "the upstream to have no healthy target")
+        assert r.json()["message"] == "failure to get a peer from the ring-balancer"
+
+
+def test_consistent_hashing(gw: Node) -> None:
+    with backends("h1", "h2", "h3") as targets:
+        path = upstream(gw, "hashed", [(t, 1) for t in targets], hash_on="header",
+                        hash_on_header="x-user")
+        for user in ("alice", "bob", "carol", "dave"):
+            seen = spread(gw, path, 8, headers={"x-user": user})
+            assert len(seen) == 1, (user, seen)
+        users = {next(iter(spread(gw, path, 1, headers={"x-user": f"u{i}"})))
+                 for i in range(30)}
+        assert len(users) > 1  # different keys spread over the targets
+
+        path = upstream(gw, "sticky", [(t, 1) for t in targets], hash_on="cookie",
+                        hash_on_cookie="lb")
+        first = gw.proxy(path)
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith("lb=") and "Path=/" in cookie
+        value = cookie.split(";")[0].split("=", 1)[1]
+        seen = spread(gw, path, 8, headers={"Cookie": f"lb={value}"})
+        assert set(seen) == {first.headers["x-upstream"]}
+
+
+def test_upstream_host_header(gw: Node) -> None:
+    with backends("hh") as (hh,):
+        upstream(gw, "named", [(hh, 1)], host_header="api.internal")
+        seen = gw.proxy("/named").json()
+        assert {k.lower(): v for k, v in seen["headers"].items()}["host"] == "api.internal"
+
+
+def test_upstream_client_certificate(gw: Node, upki: UpstreamPki) -> None:
+    root = gw.call("POST", "/ca_certificates", json={"cert": upki.read("root.crt")})
+    root_id = root.json()["id"] if root.status_code == 201 else None
+    if root_id is None:
+        digest = root.json()["fields"]["cert_digest"]
+        root_id = next(c["id"] for c in gw.call("GET", "/ca_certificates").json()["data"]
+                       if c["cert_digest"] == digest)
+    certs = {}
+    for name in ("gateway-upstream", "gateway-svc"):
+        r = gw.call("POST", "/certificates", json={"cert": upki.read(f"{name}.crt"),
+                                                   "key": upki.read(f"{name}.key")})
+        certs[name] = r.json()["id"]
+    with tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key"),
+                      upki.path("clientca.crt")) as port:
+        probes = {"active": {"type": "https", "http_path": "/probe", "timeout": 2,
+                             "healthy": {"interval": 0.2, "successes": 1},
+                             "unhealthy": {"interval": 0.2, "tcp_failures": 1}}}
+        gw.call("PUT", "/upstreams/mtls-up", json={
+            "client_certificate": {"id": certs["gateway-upstream"]},
+            "host_header": "localhost", "healthchecks": probes})
+        gw.call("POST", "/upstreams/mtls-up/targets", json={"target": f"127.0.0.1:{port}"})
+        gw.call("PUT", "/services/mtls-up", json={"host": "mtls-up", "port": 443,
+                                                 "protocol": "https",
+                                                 "ca_certificates": [root_id]})
+        gw.call("PUT", "/routes/mtls-up", json={"paths": ["/mtls-up"],
+                                                "service": {"name": "mtls-up"}})
+        r = wait_for(lambda: (r := gw.proxy("/mtls-up")).status_code == 200 and r, 2,
+                     "the upstream entity's certificate")
+        assert r.json()["client_cn"] == "gateway-upstream" and r.json()["sni"] == "localhost"
+        # HTTPS probes present the same client certificate (without it the upstream refuses
+        # the handshake and the target would turn UNHEALTHY)
+        for _ in range(5):
+            health = gw.call("GET", "/upstreams/mtls-up/health").json()["data"]
+            assert [t["health"] for t in health] == ["HEALTHY"]
+            time.sleep(0.2)
+        # the control: the same probes without a client certificate fail
+        gw.call("PUT", "/upstreams/no-client-cert", json={"healthchecks": probes})
+        gw.call("POST", "/upstreams/no-client-cert/targets",
+                json={"target": f"127.0.0.1:{port}"})
+        wait_for(lambda: [t["health"] for t in gw.call(
+            "GET", "/upstreams/no-client-cert/health").json()["data"]] == ["UNHEALTHY"], 2,
+            "probes without a client certificate to fail")
+        gw.call("PATCH", "/services/mtls-up",
+                json={"client_certificate": {"id": certs["gateway-svc"]}})
+        wait_for(lambda: gw.proxy("/mtls-up").json()["client_cn"] == "gateway-svc", 1,
+                 "the service certificate to win over the upstream's")
