@@ -50,7 +50,7 @@ test: lint typecheck pytest
 BENCH_DIR ?= ../shared/bench
 BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
 BENCH_PROXIES ?= nginx pyref
-BENCH_SCENARIOS ?= a b b_rsa b_resume c
+BENCH_SCENARIOS ?= a b b_rsa b_resume c d
 bench: $(VENV)/.installed-run
 	@test -x $(BENCH_DIR)/run.sh || { echo "bench harness not found at $(BENCH_DIR)"; exit 1; }
 	PROXIES="$(BENCH_PROXIES)" SCENARIOS="$(BENCH_SCENARIOS)" GATEWAY_NAME=ramparts \

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -236,3 +237,25 @@ def test_upstream_client_certificate(gw: Node, upki: UpstreamPki) -> None:
                 json={"client_certificate": {"id": certs["gateway-svc"]}})
         wait_for(lambda: gw.proxy("/mtls-up").json()["client_cn"] == "gateway-svc", 1,
                  "the service certificate to win over the upstream's")
+
+
+def test_manual_marks_reach_every_node(tmp_path: Path) -> None:
+    from tests.conftest import create_pg_database, drop_pg_database, pg_url
+
+    name = create_pg_database("ramparts_marks")
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with backends("m1", "m2") as (m1, m2), \
+                node(tmp_path / "a", pg_url(name)) as a, node(tmp_path / "b", pg_url(name)) as b:
+            path = upstream(a, "marked", [(m1, 1), (m2, 1)], healthchecks=PASSIVE)
+            wait_for(lambda: b.proxy(path).status_code == 200, 2, "node B to route")
+            r = a.call("PUT", f"/upstreams/marked/targets/127.0.0.1:{m2.port}/unhealthy")
+            assert r.status_code == 204
+            wait_for(lambda: spread(b, path, 6) == {"m1": 6}, 1,
+                     "node B to apply node A's mark")
+            states = {t["target"]: t["health"]
+                      for t in b.call("GET", "/upstreams/marked/health").json()["data"]}
+            assert states[f"127.0.0.1:{m2.port}"] == "UNHEALTHY"
+    finally:
+        drop_pg_database(name)
