@@ -96,6 +96,30 @@ def expired_ca() -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _expired_leaf(d: Path, issuer: str) -> str:
+    """A server certificate (for localhost) whose validity ended yesterday; openssl 3.0's
+    x509 command cannot backdate, so cryptography signs it with the issuer's key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    ca_key = load_pem_private_key((d / f"{issuer}.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((d / f"{issuer}.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    (d / "expired.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=10))
+            .not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def rsa_key_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -187,6 +211,7 @@ def build_upstream(d: Path) -> UpstreamPki:
     (d / "depth1.chain").write_text((d / "depth1.crt").read_text() + (d / "int1.crt").read_text())
     (d / "depth2.chain").write_text((d / "depth2.crt").read_text() + (d / "int2.crt").read_text()
                                     + (d / "int1.crt").read_text())
+    (d / "expired.crt").write_text(_expired_leaf(d, "root"))
     _ca(d, "clientca", "Gateway Clients CA")
     for who in ("gateway-svc", "gateway-svc2", "gateway-default", "gateway-upstream"):
         _leaf(d, who, who, "clientca", "", "clientAuth")

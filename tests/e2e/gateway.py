@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import socket
 import subprocess
@@ -105,11 +106,13 @@ def json_of(response: httpx.Response) -> Any:
 
 
 @contextlib.contextmanager
-def tls_upstream(chain: str, key: str, client_ca: str | None = None) -> Iterator[int]:
+def tls_upstream(chain: str, key: str, client_ca: str | None = None,
+                 max_tls12: bool = False) -> Iterator[int]:
     """``tests/e2e/tls_upstream.py`` in its own process; yields its port."""
     port = free_port()
     args = [sys.executable, "-m", "tests.e2e.tls_upstream", str(port), chain, key]
-    proc = subprocess.Popen([*args, *([client_ca] if client_ca else [])],
+    env = {**os.environ, **({"TLS_UPSTREAM_MAX": "1.2"} if max_tls12 else {})}
+    proc = subprocess.Popen([*args, *([client_ca] if client_ca else [])], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: proc.poll() is None and port_open(port), 30, "the TLS upstream")

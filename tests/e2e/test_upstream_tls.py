@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,51 @@ def test_krakend_client_tls_block(tmp_path: Path, upki: UpstreamPki) -> None:
         assert status_eventually(gw2, path, 200).json()["client_cn"] == "gateway-default"
         path = route(gw2, "strict", port, tls_verify=True)  # the service turns it back on
         status_eventually(gw2, path, 502)
+
+
+def test_expired_upstream_certificate(gw: Node, upki: UpstreamPki) -> None:
+    with tls_upstream(upki.path("expired.crt"), upki.path("expired.key")) as port:
+        path = route(gw, "expired", port, ca_certificates=[ca_id(gw, upki, "root")])
+        status_eventually(gw, path, 502)
+        assert "service expired: TLS to https://localhost" in gw.running.output()
+        assert "upstream certificate expired" in gw.running.output()
+
+
+def test_handshake_timeout(gw: Node) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP, never says a TLS word
+    try:
+        path = route(gw, "silent", silent.getsockname()[1], connect_timeout=300)
+        r = status_eventually(gw, path, 504)
+        assert r.json()["message"] == "The upstream server is timing out"
+        assert "timed out connecting (TLS handshake included)" in gw.running.output()
+    finally:
+        silent.close()
+
+
+def test_equal_profiles_share_a_pool(gw: Node, upki: UpstreamPki) -> None:
+    root = ca_id(gw, upki, "root")
+    with tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key")) as port:
+        one = route(gw, "share-a", port, ca_certificates=[root])
+        two = route(gw, "share-b", port, ca_certificates=[root])
+        first = status_eventually(gw, one, 200).json()["peer_port"]
+        assert status_eventually(gw, two, 200).json()["peer_port"] == first
+        three = route(gw, "share-c", port, ca_certificates=[root], tls_verify_depth=3)
+        assert status_eventually(gw, three, 200).json()["peer_port"] != first
+
+
+def test_client_tls_versions_apply_upstream(tmp_path: Path, upki: UpstreamPki) -> None:
+    client_tls = {"ca_certs": [upki.path("root.crt")]}  # KrakenD default: TLS 1.3 only
+    with node(tmp_path, f"sqlite:///{tmp_path}/r.db", client_tls=client_tls) as gw2, \
+            tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key"),
+                         max_tls12=True) as port:
+        path = route(gw2, "old-upstream", port)
+        status_eventually(gw2, path, 502)
+    (tmp_path / "b").mkdir()
+    client_tls["min_version"] = "TLS12"
+    with node(tmp_path / "b", f"sqlite:///{tmp_path}/b.db", client_tls=client_tls) as gw3, \
+            tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key"),
+                         max_tls12=True) as port:
+        path = route(gw3, "old-upstream", port)
+        status_eventually(gw3, path, 200)

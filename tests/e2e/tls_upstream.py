@@ -11,6 +11,7 @@ SNI the client sent, the Host header and the client's port (to see connection re
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ def main() -> None:
     port, chain, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(chain, key)
+    if os.environ.get("TLS_UPSTREAM_MAX") == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if len(sys.argv) > 4:
         ctx.load_verify_locations(sys.argv[4])
         ctx.verify_mode = ssl.CERT_REQUIRED
