@@ -73,10 +73,11 @@ class Pools:
         """On the loop, after a swap: pools the new snapshot no longer uses drain and close."""
         wanted = set(keys) | {None}
         loop = asyncio.get_running_loop()
+        with self._lock:  # contexts hold CA stores: never keep one nobody can use
+            for profile in [p for p in self._contexts if p not in wanted]:
+                del self._contexts[profile]
         for key in [k for k in self._sessions if k not in wanted]:
             session = self._sessions.pop(key)
-            with self._lock:
-                self._contexts.pop(key, None)  # type: ignore[arg-type]
             handle = loop.call_later(self.drain, self._close_later, session)
             self._retiring.add(handle)
 
