@@ -24,14 +24,16 @@ pytestmark = pytest.mark.e2e
 class Backend:
     """An echo upstream process that can be killed and brought back on the same port."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, mode: str | None = None) -> None:
         self.name = name
+        self.mode = mode
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Backend:
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.upstream",
-                                      str(self.port), self.name],
+                                      str(self.port), self.name,
+                                      *([self.mode] if self.mode else [])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.port), 30, f"backend {self.name}")
         return self
@@ -46,7 +48,8 @@ class Backend:
 
 @contextlib.contextmanager
 def backends(*names: str) -> Iterator[list[Backend]]:
-    started = [Backend(n).start() for n in names]
+    """``name`` or ``name:mode`` (``status=500``, ``delay=2``)."""
+    started = [Backend(*n.split(":", 1)).start() for n in names]
     try:
         yield started
     finally:
@@ -259,3 +262,47 @@ def test_manual_marks_reach_every_node(tmp_path: Path) -> None:
             assert states[f"127.0.0.1:{m2.port}"] == "UNHEALTHY"
     finally:
         drop_pg_database(name)
+
+
+def health_of(gw: Node, name: str) -> dict[str, str]:
+    rows = gw.call("GET", f"/upstreams/{name}/health").json()["data"]
+    return {t["target"]: t["health"] for t in rows}
+
+
+def test_passive_http_failures_by_status(gw: Node) -> None:
+    with backends("fine", "broken:status=500") as (fine, broken):
+        path = upstream(gw, "statuses", [(fine, 1), (broken, 1)], healthchecks=PASSIVE)
+        with httpx.Client(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=10) as client:
+            codes = [client.get(path).status_code for _ in range(8)]
+        # its 500s pass through until the second one is counted (the set-up's probe request
+        # may have been the first)
+        assert 1 <= codes.count(500) <= 2 and codes[-4:] == [200] * 4
+        assert health_of(gw, "statuses")[f"127.0.0.1:{broken.port}"] == "UNHEALTHY"
+        assert spread(gw, path, 10) == {"fine": 10}
+
+
+def test_passive_timeouts(gw: Node) -> None:
+    checks = {"passive": {"unhealthy": {"timeouts": 1}}}
+    with backends("quick", "sluggish:delay=2") as (quick, slow):
+        path = upstream(gw, "timeouts", [(quick, 1), (slow, 1)], healthchecks=checks)
+        gw.call("PATCH", "/services/timeouts", json={"read_timeout": 300})
+
+        def counted() -> bool:
+            assert gw.proxy(path).status_code == 200  # a timeout is retried on `quick`
+            return health_of(gw, "timeouts")[f"127.0.0.1:{slow.port}"] == "UNHEALTHY"
+
+        wait_for(counted, 5, "a timeout on real traffic to be counted")
+        assert spread(gw, path, 6) == {"quick": 6}
+
+
+def test_active_http_statuses(gw: Node) -> None:
+    checks = {"active": {"type": "http", "http_path": "/", "timeout": 1,
+                         "healthy": {"interval": 0.2, "successes": 1,
+                                     "http_statuses": [200]},
+                         "unhealthy": {"interval": 0.2, "http_failures": 2,
+                                       "http_statuses": [500]}}}
+    with backends("well", "ill:status=500") as (well, ill):
+        upstream(gw, "probed", [(well, 1), (ill, 1)], healthchecks=checks)
+        wait_for(lambda: health_of(gw, "probed") == {
+            f"127.0.0.1:{well.port}": "HEALTHY", f"127.0.0.1:{ill.port}": "UNHEALTHY"}, 2,
+            "probes answered 500 to mark the target unhealthy")

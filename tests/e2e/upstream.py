@@ -1,11 +1,12 @@
 """A real upstream for the proxy tests, run as its own process:
 
-    python -m tests.e2e.upstream PORT [NAME]
+    python -m tests.e2e.upstream PORT [NAME] [status=CODE | delay=SECONDS]
 
 ``/bytes/N`` streams N bytes (generated, never held in memory), ``/slow/S`` answers after S
 seconds, ``POST /count`` reads the body as a stream and answers its length and SHA-256, and any
 other path echoes the request (method, path, query, headers, body size) as JSON. Every answer
-carries ``X-Upstream: NAME``.
+carries ``X-Upstream: NAME``. ``status=500`` makes every answer a 500 and ``delay=2`` makes
+every answer wait two seconds (a sick target, for health-check tests).
 """
 
 from __future__ import annotations
@@ -61,8 +62,21 @@ async def slow(request: web.Request) -> web.Response:
     return web.json_response({"slept": True}, headers={"X-Upstream": request.app["name"]})
 
 
-def make_app(name: str) -> web.Application:
-    app = web.Application(client_max_size=0)
+def sick(mode: str) -> web.middleware:  # type: ignore[valid-type]
+    kind, _, value = mode.partition("=")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: object) -> web.StreamResponse:
+        if kind == "delay":
+            await asyncio.sleep(float(value))
+        return web.json_response({"sick": mode}, status=int(value) if kind == "status" else 200,
+                                 headers={"X-Upstream": request.app["name"]})
+
+    return middleware
+
+
+def make_app(name: str, mode: str | None = None) -> web.Application:
+    app = web.Application(client_max_size=0, middlewares=[sick(mode)] if mode else [])
     app["name"] = name
     app.router.add_route("*", "/bytes/{n}", stream_bytes)
     app.router.add_post("/count", count)
@@ -73,5 +87,6 @@ def make_app(name: str) -> web.Application:
 
 if __name__ == "__main__":
     port = int(sys.argv[1])
-    web.run_app(make_app(sys.argv[2] if len(sys.argv) > 2 else "upstream"), host="127.0.0.1",
-                port=port, print=None, access_log=None)
+    web.run_app(make_app(sys.argv[2] if len(sys.argv) > 2 else "upstream",
+                         sys.argv[3] if len(sys.argv) > 3 else None),
+                host="127.0.0.1", port=port, print=None, access_log=None)
