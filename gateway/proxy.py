@@ -65,7 +65,7 @@ class ProxyApp:
         started = time.monotonic()
         request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
         snapshot = self.holder.current
-        if self.mtls_required and scope["scheme"] == "https":
+        if self.mtls_required:  # plain-HTTP listeners too: they carry no certificate at all
             refused = _client_cert_problem(scope)
             if refused is not None:
                 await error_response(send, scope, 401, refused, request_id, started,

@@ -61,3 +61,19 @@ def test_seed_001_flow(tmp_path: Path, pki: Pki) -> None:
         text, _, code = stranger.stdout.rpartition("\n")
         assert code == "401"
         assert json.loads(text) == {"message": "TLS certificate failed verification"}
+
+
+def test_mtls_covers_plain_listeners_too(tmp_path: Path, pki: Pki) -> None:
+    """With enable_mtls every endpoint needs a client certificate: a plain-HTTP listener in
+    proxy_listen cannot be a way around it."""
+    plain, tls = free_port(), free_port()
+    settings = {"database": f"sqlite:///{tmp_path}/r.db",
+                "proxy_listen": f"127.0.0.1:{plain}, 127.0.0.1:{tls} ssl",
+                "tls": {"enable_mtls": True, "ca_certs": [pki.path("s001/rootCA.pem")],
+                        "disable_system_ca_pool": True}}
+    with ramparts(tmp_path, settings):
+        out = curl("-w", "\n%{http_code}", f"http://127.0.0.1:{plain}/__health",
+                   cwd=tmp_path)
+        text, _, code = out.stdout.rpartition("\n")
+        assert code == "401"
+        assert json.loads(text) == {"message": "No required TLS certificate was sent"}
