@@ -22,7 +22,7 @@ from gateway.errors_proxy import error_response, health_body
 from gateway.router.paths import upstream_uri
 from gateway.router.router import Match, Request
 from gateway.snapshot import Holder
-from gateway.tls.client import describe_failure
+from gateway.tls.client import describe_failure, is_tls_failure
 from gateway.upstream.balancer import Balancers, Outcome
 from gateway.upstream.hashing import hash_key
 from gateway.upstream.pools import Pools
@@ -149,11 +149,14 @@ class ProxyApp:
                 retry = True  # nothing reached the upstream: safe for any method
                 cause = f"cannot connect to {ep.origin}: {exc}"
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                # closed before answering: nginx retries these for idempotent requests
-                # whose body can be sent again (Kong's `proxy_next_upstream error timeout`)
-                retry = body is None and scope["method"] in IDEMPOTENT
-                cause = f"{ep.origin} failed: " + (describe_failure(exc)
-                                                   if target.scheme == "https" else str(exc))
+                if target.scheme == "https" and is_tls_failure(exc):
+                    retry = False  # e.g. our client certificate refused after the handshake
+                    cause = f"TLS to {ep.origin} failed: {describe_failure(exc)}"
+                else:
+                    # closed before answering: nginx retries these for idempotent requests
+                    # whose body can be sent again (Kong's `proxy_next_upstream error timeout`)
+                    retry = body is None and scope["method"] in IDEMPOTENT
+                    cause = f"{ep.origin} failed: {exc}"
             except ResponseStarted as exc:
                 log.error("service %s: %s failed while streaming the response: %s",
                           target.name, ep.origin, exc)

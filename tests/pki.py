@@ -215,4 +215,5 @@ def build_upstream(d: Path) -> UpstreamPki:
     _ca(d, "clientca", "Gateway Clients CA")
     for who in ("gateway-svc", "gateway-svc2", "gateway-default", "gateway-upstream"):
         _leaf(d, who, who, "clientca", "", "clientAuth")
+    _leaf(d, "stranger", "stranger", "other", "", "clientAuth")  # a client the upstream refuses
     return UpstreamPki(d)

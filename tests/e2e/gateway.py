@@ -60,12 +60,13 @@ class Node:
 
 
 @contextlib.contextmanager
-def node(workdir: Path, database: str, **settings: Any) -> Iterator[Node]:
+def node(workdir: Path, database: str, env: dict[str, str] | None = None, **settings: Any
+         ) -> Iterator[Node]:
     http_port, https_port = free_port(), free_port()
     base = {"database": database,
             "proxy_listen": f"127.0.0.1:{http_port}, 127.0.0.1:{https_port} ssl",
             "prefix": str(workdir / "prefix"), "log_level": "info"}
-    with ramparts(workdir, {**base, **settings}) as running:
+    with ramparts(workdir, {**base, **settings}, env=env) as running:
         yield Node(running, http_port, https_port)
 
 
@@ -107,11 +108,15 @@ def json_of(response: httpx.Response) -> Any:
 
 @contextlib.contextmanager
 def tls_upstream(chain: str, key: str, client_ca: str | None = None,
-                 max_tls12: bool = False) -> Iterator[int]:
-    """``tests/e2e/tls_upstream.py`` in its own process; yields its port."""
+                 max_tls12: bool = False, group: str | None = None,
+                 ciphers: str | None = None) -> Iterator[int]:
+    """``tests/e2e/tls_upstream.py`` in its own process; yields its port. ``group`` limits
+    the key exchange to one named group, ``ciphers`` the TLS 1.2 suites (OpenSSL names)."""
     port = free_port()
     args = [sys.executable, "-m", "tests.e2e.tls_upstream", str(port), chain, key]
-    env = {**os.environ, **({"TLS_UPSTREAM_MAX": "1.2"} if max_tls12 else {})}
+    env = {**os.environ, **({"TLS_UPSTREAM_MAX": "1.2"} if max_tls12 else {}),
+           **({"TLS_UPSTREAM_GROUP": group} if group else {}),
+           **({"TLS_UPSTREAM_CIPHERS": ciphers} if ciphers else {})}
     proc = subprocess.Popen([*args, *([client_ca] if client_ca else [])], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

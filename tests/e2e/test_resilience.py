@@ -25,7 +25,17 @@ from tests.e2e.proc import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+def _pg_bin() -> Path:
+    """The server binaries of the newest PostgreSQL Debian installs (initdb is not on PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
+# initdb refuses to run as root: as root, run the server as the `postgres` user
+AS_PG = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
 @dataclass
@@ -34,7 +44,7 @@ class PrivatePostgres:
     port: int
 
     def ctl(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D",
+        subprocess.run([*AS_PG, str(PG_BIN / "pg_ctl"), "-D",
                         str(self.data), *args], check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
@@ -57,8 +67,9 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     root.chmod(0o755)
     data = root / "data"
     data.mkdir()
-    shutil.chown(data, "postgres", "postgres")
-    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data),
+    if AS_PG:
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run([*AS_PG, str(PG_BIN / "initdb"), "-D", str(data),
                     "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
                    capture_output=True, timeout=120)
     pg = PrivatePostgres(data, free_port())

@@ -93,6 +93,20 @@ def test_no_sni_for_ip_literals(gw: Node, upki: UpstreamPki) -> None:
         assert status_eventually(gw, path, 200).json()["sni"] is None
 
 
+def test_sni_follows_preserve_host(gw: Node, upki: UpstreamPki) -> None:
+    with tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key")) as port:
+        path = route(gw, "keep-host", port, tls_verify=False)
+        r = gw.call("PATCH", "/routes/keep-host", json={"preserve_host": True})
+        assert r.status_code == 200, r.text
+        seen = wait_for(lambda: (r := gw.proxy(path, headers={"Host": "shop.test:8000"}).json())
+                        ["host"] == "shop.test:8000" and r, 2, "the client's Host upstream")
+        assert seen["sni"] == "shop.test"  # Kong: the preserved host is the SNI too
+        r = gw.call("PATCH", "/routes/keep-host", json={"preserve_host": False})
+        seen = wait_for(lambda: (r := gw.proxy(path, headers={"Host": "shop.test"}).json())
+                        ["host"] == f"localhost:{port}" and r, 2, "the service's host upstream")
+        assert seen["sni"] == "localhost"
+
+
 def openssl_verify(upki: UpstreamPki, leaf: str, chain: list[str], depth: int) -> bool:
     untrusted = upki.dir / f"{leaf}-untrusted.pem"
     untrusted.write_text("".join(upki.read(f"{c}.crt") for c in chain))
@@ -114,8 +128,9 @@ def test_verify_depth_matches_openssl(gw: Node, upki: UpstreamPki, leaf: str,
             path = route(gw, f"{leaf}-d{depth}", port, tls_verify=True, tls_verify_depth=depth,
                          ca_certificates=[ca_id(gw, upki, "root")])
             status_eventually(gw, path, expected)
-            if expected == 502:
-                assert "certificate chain too long" in gw.running.output()
+            if expected == 502:  # this service's own line, not an earlier one's
+                assert (f"service {leaf}-d{depth}: TLS to https://localhost:{port} failed: "
+                        "certificate chain too long") in gw.running.output()
 
 
 def test_client_certificates(gw: Node, upki: UpstreamPki) -> None:
@@ -124,7 +139,15 @@ def test_client_certificates(gw: Node, upki: UpstreamPki) -> None:
                       upki.path("clientca.crt")) as port:
         path = route(gw, "mtls", port, ca_certificates=[root])
         status_eventually(gw, path, 502)
-        assert "the upstream requires a client certificate" in gw.running.output()
+        assert f"service mtls: TLS to https://localhost:{port} failed: the upstream requires " \
+               "a client certificate" in gw.running.output()
+
+        stranger = cert_id(gw, upki, "stranger")  # signed by a CA the upstream does not trust
+        route(gw, "mtls", port, ca_certificates=[root], client_certificate={"id": stranger})
+        refused = f"service mtls: TLS to https://localhost:{port} failed: the upstream does " \
+                  "not trust the client certificate"
+        wait_for(lambda: gw.proxy(path).status_code == 502 and refused in gw.running.output(),
+                 2, "the refused client certificate to be a 502 named in the log")
 
         svc = cert_id(gw, upki, "gateway-svc")
         route(gw, "mtls", port, ca_certificates=[root], client_certificate={"id": svc})
@@ -218,3 +241,34 @@ def test_client_tls_versions_apply_upstream(tmp_path: Path, upki: UpstreamPki) -
                          max_tls12=True) as port:
         path = route(gw3, "old-upstream", port)
         status_eventually(gw3, path, 200)
+
+
+@pytest.mark.parametrize(("client_tls", "upstream", "expected"), [
+    ({"curve_preferences": [23]}, {"group": "secp384r1"}, 502),
+    ({"curve_preferences": [24]}, {"group": "secp384r1"}, 200),
+    ({"min_version": "TLS12", "cipher_suites": [49195]},
+     {"max_tls12": True, "ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384"}, 502),
+    ({"min_version": "TLS12", "cipher_suites": [49196]},
+     {"max_tls12": True, "ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384"}, 200),
+])
+def test_client_tls_curves_and_suites_apply_upstream(
+        tmp_path: Path, upki: UpstreamPki, client_tls: dict[str, Any],
+        upstream: dict[str, Any], expected: int) -> None:
+    with node(tmp_path, f"sqlite:///{tmp_path}/r.db",
+              client_tls={"ca_certs": [upki.path("root.crt")], **client_tls}) as gw2, \
+            tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key"), **upstream) as port:
+        status_eventually(gw2, route(gw2, "picky", port), expected)
+        if expected == 502:
+            assert f"service picky: TLS to https://localhost:{port} failed" in \
+                gw2.running.output()
+
+
+@pytest.mark.parametrize(("disable", "expected"), [(False, 200), (True, 502)])
+def test_client_tls_system_ca_pool(tmp_path: Path, upki: UpstreamPki, disable: bool,
+                                   expected: int) -> None:
+    # OpenSSL's SSL_CERT_FILE stands in for the system pool: it holds the upstream's CA
+    client_tls = {"ca_certs": [upki.path("root.crt")], "disable_system_ca_pool": disable}
+    with node(tmp_path, f"sqlite:///{tmp_path}/r.db", client_tls=client_tls,
+              env={"SSL_CERT_FILE": upki.path("other.crt")}) as gw2, \
+            tls_upstream(upki.path("othersrv.crt"), upki.path("othersrv.key")) as port:
+        status_eventually(gw2, route(gw2, "system-ca", port), expected)

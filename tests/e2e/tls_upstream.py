@@ -46,6 +46,10 @@ def main() -> None:
     ctx.load_cert_chain(chain, key)
     if os.environ.get("TLS_UPSTREAM_MAX") == "1.2":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if os.environ.get("TLS_UPSTREAM_GROUP"):
+        ctx.set_ecdh_curve(os.environ["TLS_UPSTREAM_GROUP"])  # OpenSSL 3: TLS 1.3 groups too
+    if os.environ.get("TLS_UPSTREAM_CIPHERS"):
+        ctx.set_ciphers(os.environ["TLS_UPSTREAM_CIPHERS"])
     if len(sys.argv) > 4:
         ctx.load_verify_locations(sys.argv[4])
         ctx.verify_mode = ssl.CERT_REQUIRED
