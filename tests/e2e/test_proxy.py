@@ -42,8 +42,10 @@ def setup(gw: Node, service: dict[str, Any], route: dict[str, Any]) -> None:
 
 def live(gw: Node, path: str, status: int = 200, **kwargs: Any) -> httpx.Response:
     """Poll the proxy until the route answers as expected (the reload deadline is 1 s)."""
-    return wait_for(lambda: (r := gw.proxy(path, **kwargs)).status_code == status and r, 1,
-                    f"{path} to answer {status}")
+    r: httpx.Response = wait_for(
+        lambda: (r := gw.proxy(path, **kwargs)).status_code == status and r, 1,
+        f"{path} to answer {status}")
+    return r
 
 
 def test_forwarded_headers_and_strip_path(gw: Node, up: int) -> None:

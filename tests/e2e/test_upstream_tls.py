@@ -228,7 +228,7 @@ def test_equal_profiles_share_a_pool(gw: Node, upki: UpstreamPki) -> None:
 
 
 def test_client_tls_versions_apply_upstream(tmp_path: Path, upki: UpstreamPki) -> None:
-    client_tls = {"ca_certs": [upki.path("root.crt")]}  # KrakenD default: TLS 1.3 only
+    client_tls: dict[str, Any] = {"ca_certs": [upki.path("root.crt")]}  # KrakenD: TLS 1.3
     with node(tmp_path, f"sqlite:///{tmp_path}/r.db", client_tls=client_tls) as gw2, \
             tls_upstream(upki.path("depth0.crt"), upki.path("depth0.key"),
                          max_tls12=True) as port:

@@ -28,7 +28,8 @@ async def echo(request: web.Request) -> web.Response:
         "headers": {k: v for k, v in request.headers.items()},
         "header_list": [[k, v] for k, v in request.headers.items()],
         "body_size": len(body), "name": request.app["name"],
-        "peer": list(request.transport.get_extra_info("peername") or ()),
+        "peer": list((request.transport.get_extra_info("peername") if request.transport
+                      else None) or ()),
     }, headers={"X-Upstream": request.app["name"]})
 
 
