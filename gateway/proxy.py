@@ -8,10 +8,12 @@ upstream server is timing out``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -37,14 +39,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
                         b"proxy-authorization", b"proxy-connection", b"te", b"trailer",
                         b"transfer-encoding", b"upgrade"})
-# set by the gateway itself; client values are never forwarded
+# set by the gateway itself; client values are never forwarded. `Expect: 100-continue` is
+# answered to the client by uvicorn (on the first receive); forwarded, it would make aiohttp
+# hold the body until the upstream says 100, which not every upstream does (nginx drops it too)
 OWN_REQUEST = frozenset({b"host", b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host",
                          b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
-                         b"x-forwarded-for", b"via", b"x-kong-request-id"})
+                         b"x-forwarded-for", b"via", b"x-kong-request-id", b"expect"})
 VIA = f"ramparts/{version.__version__}"
 VIA_HEADER = f"1.1 {VIA}".encode()
 BAD_GATEWAY = "An invalid response was received from the upstream server"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+NO_DEADLINE: contextlib.nullcontext[None] = contextlib.nullcontext()  # bodiless requests
 
 
 class ProxyApp:
@@ -106,7 +111,7 @@ class ProxyApp:
         path = upstream_uri(target.base_path, match.path, match.prefix, route.strip_path)
         query = scope["query_string"].decode("latin-1")
         base_headers = _upstream_headers(scope, req, match, request_id)
-        body = _request_body(scope, receive)
+        body = _request_body(scope, receive, target.write_timeout)
         session = self.pools.session(target.pool)
         balancer = self.balancers.get(target.upstream.id) if target.upstream else None
         key, set_cookie = None, None
@@ -135,12 +140,17 @@ class ProxyApp:
             outcome: Outcome = "tcp_failure"
             status_seen: int | None = None
             try:
-                async with session.request(scope["method"], url, data=body,
-                                           headers=[("Host", host_header), *base_headers],
-                                           allow_redirects=False, timeout=target.timeout,
-                                           server_hostname=sni) as resp:
-                    outcome, status_seen = "success", resp.status
-                    await _relay(send, resp, request_id, started, sent_at, set_cookie)
+                async with (NO_DEADLINE if body is None else asyncio.timeout(None)) as deadline:
+                    if body is not None:
+                        body.deadline = deadline
+                    async with session.request(scope["method"], url, data=body,
+                                               headers=[("Host", host_header), *base_headers],
+                                               allow_redirects=False, timeout=target.timeout,
+                                               server_hostname=sni) as resp:
+                        if body is not None:
+                            body.answered()
+                        outcome, status_seen = "success", resp.status
+                        await _relay(send, resp, request_id, started, sent_at, set_cookie)
                 return
             except aiohttp.ClientSSLError as exc:
                 retry = False  # certificate problems do not go away by trying again
@@ -166,6 +176,8 @@ class ProxyApp:
                 cause = f"{ep.origin} timed out " + (
                     "connecting (TLS handshake included)"
                     if isinstance(exc, aiohttp.ConnectionTimeoutError)
+                    else "sending the request (write_timeout)"
+                    if body is not None and body.timed_out()
                     else "waiting for the response")
             except (aiohttp.ClientError, ConnectionError) as exc:
                 retry, cause = False, f"{ep.origin} failed: {exc}"
@@ -215,25 +227,58 @@ async def _relay(send: Send, resp: aiohttp.ClientResponse, request_id: str, star
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _request_body(scope: Scope, receive: Receive) -> AsyncIterator[bytes] | None:
+class RequestBody:
+    """The client's body, streamed to the upstream chunk by chunk, under the service's
+    ``write_timeout`` (Kong: the time allowed between two successive writes to the upstream).
+
+    aiohttp asks for the next chunk only once the previous one is written (its writer drains),
+    so the deadline is armed when a chunk is handed over and disarmed when the next is asked
+    for; time spent waiting for the client's bytes is not the upstream's fault."""
+
+    __slots__ = ("_done", "_receive", "deadline", "write_timeout")
+
+    def __init__(self, receive: Receive, write_timeout: float) -> None:
+        self._receive = receive
+        self._done = False
+        self.write_timeout = write_timeout
+        self.deadline: asyncio.Timeout | None = None
+
+    def __aiter__(self) -> RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.deadline is not None:
+            self.deadline.reschedule(None)  # the previous chunk is written
+        while not self._done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionError("the client went away while sending the body")
+            self._done = not message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                if self.deadline is not None:
+                    self.deadline.reschedule(asyncio.get_running_loop().time()
+                                             + self.write_timeout)
+                return chunk
+        raise StopAsyncIteration
+
+    def answered(self) -> None:
+        """The upstream answered: a write stalling now is no longer a write timeout."""
+        if self.deadline is not None:
+            self.deadline.reschedule(None)
+            self.deadline = None
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and self.deadline.expired()
+
+
+def _request_body(scope: Scope, receive: Receive, write_timeout: float) -> RequestBody | None:
     headers = dict(scope["headers"])
     if b"content-length" not in headers and b"transfer-encoding" not in headers:
         return None
     if headers.get(b"content-length") == b"0":
         return None
-
-    async def stream() -> AsyncIterator[bytes]:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ConnectionError("the client went away while sending the body")
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
-    return stream()
+    return RequestBody(receive, write_timeout)
 
 
 def _client_host(scope: Scope) -> str:

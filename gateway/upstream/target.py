@@ -34,6 +34,7 @@ class UpstreamTarget:
     timeout: aiohttp.ClientTimeout
     attempts: int
     upstream: UpstreamEntity | None = None  # the service's host names this upstream entity
+    write_timeout: float = 60.0  # seconds one chunk of the request body may take to write
 
     @property
     def origin(self) -> str:
@@ -132,4 +133,5 @@ def target_for(service: ServiceEntity, upstreams: Mapping[str, UpstreamEntity],
         base_path=service.path, host_header=header,
         sni=sni_for(header.rsplit(":", 1)[0] if header.count(":") == 1 else header)
         if scheme == "https" else None,
-        pool=profile, timeout=timeout, attempts=(service.retries or 0) + 1, upstream=upstream)
+        pool=profile, timeout=timeout, attempts=(service.retries or 0) + 1, upstream=upstream,
+        write_timeout=(service.write_timeout or 60000) / 1000)

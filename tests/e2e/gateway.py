@@ -56,7 +56,8 @@ class Node:
             return client.request(method, path, **kwargs)
 
     def proxy(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.http_port}{path}", timeout=10, **kwargs)
+        return httpx.get(f"http://127.0.0.1:{self.http_port}{path}",
+                         **{"timeout": 10, **kwargs})
 
 
 @contextlib.contextmanager

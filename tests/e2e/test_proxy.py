@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.gateway import Node, node, upstream
-from tests.e2e.proc import free_port, wait_for
+from tests.e2e.proc import curl, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +70,11 @@ def test_forwarded_headers_and_strip_path(gw: Node, up: int) -> None:
     assert r.headers["via"] == "1.1 ramparts/0.1.0" and r.headers["x-upstream"] == "echo"
     assert int(r.headers["x-kong-upstream-latency"]) >= 0
     assert len(r.headers["x-kong-request-id"]) == 32
+    # the gateway answers `Expect: 100-continue` itself; the upstream never sees it
+    code, body = curl("-H", "Expect: 100-continue", "--data-binary", "x" * 2048,
+                      f"http://127.0.0.1:{gw.http_port}/api/upload")
+    assert code == 200 and json.loads(body)["body_size"] == 2048
+    assert "expect" not in {k.lower() for k in json.loads(body)["headers"]}
 
 
 def test_upstream_connections_are_reused(gw: Node, up: int) -> None:
@@ -151,6 +157,62 @@ class Hangup:
             self.accepted += 1
             conn.recv(65536)
             conn.close()
+
+
+class Deaf:
+    """Accepts connections, reads the request's first bytes, then never reads again."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.recv(1024)
+            self.held.append(conn)  # open, unread: the proxy's writes stall
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_write_timeout(gw: Node, tmp_path: Path) -> None:
+    deaf = Deaf()
+    try:
+        setup(gw, {"name": "deaf", "url": f"http://127.0.0.1:{deaf.port}", "retries": 0,
+                   "write_timeout": 300, "read_timeout": 60000},
+              {"name": "deaf", "paths": ["/deaf"]})
+
+
+        def routed() -> bool:  # the route is live once a request waits instead of a 404
+            try:
+                return gw.proxy("/deaf", timeout=0.5).status_code != 404
+            except httpx.TimeoutException:
+                return True
+
+        wait_for(routed, 1, "the route to the deaf upstream")
+        big = tmp_path / "big.bin"
+        with big.open("wb") as f:
+            f.truncate(64 * 1024 * 1024)  # far more than the socket buffers hold
+        started = time.monotonic()
+        code, _ = curl("-o", "/dev/null", "--max-time", "20", "--data-binary", f"@{big}",
+                       f"http://127.0.0.1:{gw.http_port}/deaf")
+        assert code == 504
+        assert time.monotonic() - started < 10  # the write timeout, not the 60 s read one
+        assert f"service deaf: http://127.0.0.1:{deaf.port} timed out sending the request " \
+               "(write_timeout)" in gw.running.output()
+    finally:
+        deaf.close()
 
 
 def test_retries(gw: Node) -> None:
