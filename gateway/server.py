@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.cork import CorkedTransport
 from gateway.settings.listen import Listener
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
@@ -86,11 +87,13 @@ class _WithTLS:
 
 
 class ProxyProtocol(CountingHttpToolsProtocol):
-    """Counts connections and fills ``scope["extensions"]["tls"]`` (uvicorn does not): the
-    handshake is complete when ``connection_made`` runs, so the facts are computed once."""
+    """Counts connections, corks writes (see ``gateway.cork``) and fills
+    ``scope["extensions"]["tls"]`` (uvicorn does not): the handshake is complete when
+    ``connection_made`` runs, so the facts are computed once."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        corked: Any = CorkedTransport(transport, asyncio.get_running_loop())
+        super().connection_made(corked)
         obj = transport.get_extra_info("ssl_object")
         if obj is not None:
             self.app = _WithTLS(self.app, tls_info(obj))
