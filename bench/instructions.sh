@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Instructions per proxied keep-alive HTTPS request, counted by valgrind (callgrind), for
+# ramparts and for the naive uvicorn+aiohttp proxy (pyref) behind the same nginx origin.
+# Unlike req/s on a shared machine, the count does not move with other tenants' load, so it
+# shows what a code change saves. User-space instructions only: syscalls and the kernel's
+# share are not counted (the wrk runs of `make bench` see those).
+#   bench/instructions.sh OUT.md     (N=500 requests after 200 warm-up; ~4 minutes)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-/dev/stdout}
+N=${N:-500}
+py=$here/.venv/bin/python
+pyref=${PYREF:-$here/../shared/bench/proxies/pyref.py}
+work=$(mktemp -d /tmp/ramparts-instr.XXXXXX)
+cleanup() {  # by PID: every process this script started is listed in $work/pids
+  [[ -f $work/pids ]] && while read -r p; do kill "$p" 2>/dev/null || true; done <"$work/pids"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
+command -v nginx >/dev/null || apt-get install -y nginx >/dev/null
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+  -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:19999; location / { return 200 "ok"; } } }
+NGINX
+nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
+
+wait_port() { for _ in $(seq 300); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
+
+# count: run "$@" under callgrind, zero the counters after warm-up, dump after N requests
+count() {
+  local url=$1; shift
+  rm -f "$work"/callgrind.out.*
+  PYTHONMALLOC=malloc valgrind --tool=callgrind --cache-sim=no --branch-sim=no \
+    --callgrind-out-file="$work/callgrind.out.%p" "$@" >"$work/proc.log" 2>&1 &
+  local vpid=$!; echo "$vpid" >>"$work/pids"  # count runs in a subshell: a file, not an array
+  wait_port "$url/" || { cat "$work/proc.log" >&2; return 1; }
+  [[ -n ${SETUP:-} ]] && eval "$SETUP"
+  curl -sk -o /dev/null "$url/w[1-200]"
+  callgrind_control -z "$vpid" >/dev/null
+  curl -sk -o /dev/null "$url/m[1-$N]"
+  callgrind_control -d "$vpid" >/dev/null
+  kill "$vpid"; wait "$vpid" 2>/dev/null || true
+  local ir
+  ir=$(grep -h "^summary" "$work"/callgrind.out.*.1 | awk '{s+=$2} END {print s}')
+  echo $((ir / N))
+}
+
+cat >"$work/r.yaml" <<YAML
+database: sqlite:///$work/r.db
+admin_listen: 127.0.0.1:19001
+proxy_listen: 127.0.0.1:19080, 127.0.0.1:19443 ssl
+ssl_cert: $work/cert.pem
+ssl_cert_key: $work/key.pem
+prefix: $work/prefix
+log_level: warn
+YAML
+"$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
+SETUP='curl -sf -o /dev/null -X PUT 127.0.0.1:19001/services/o --data url=http://127.0.0.1:19999
+       curl -sf -o /dev/null -X PUT 127.0.0.1:19001/routes/o --data "paths[]=/m" --data "paths[]=/w" --data service.name=o
+       for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
+ramparts=$(count https://127.0.0.1:19443 "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
+SETUP=
+pyref_count=$(GW_TLS_PORT=19543 GW_CERT=$work/cert.pem GW_KEY=$work/key.pem GW_CA=$work/cert.pem \
+  GW_UPSTREAM_CLIENT_CERT=$work/cert.pem GW_UPSTREAM_CLIENT_KEY=$work/key.pem \
+  GW_UPSTREAM_HTTP=http://127.0.0.1:19999 count https://127.0.0.1:19543 "$py" "$pyref")
+cat >"$out" <<MD
+## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl)
+
+| proxy | instructions / request | ÷ pyref |
+|---|---:|---:|
+| pyref | $pyref_count | 1.00 |
+| ramparts | $ramparts | $(awk "BEGIN {printf \"%.2f\", $ramparts / $pyref_count}") |
+MD
+[[ $out == /dev/stdout ]] || cat "$out"
