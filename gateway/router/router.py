@@ -80,12 +80,15 @@ class _Hosts:
 
 
 def _split_port(value: str) -> tuple[str, int | None]:
+    # IPv6 literals keep their brackets: the request's Host header carries them
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else None
+        return f"[{host}]", int(rest[1:]) if rest.startswith(":") else None
     if value.count(":") == 1:
         host, port = value.split(":")
         return host, int(port)
+    if ":" in value:
+        return f"[{value}]", None
     return value, None
 
 

@@ -88,6 +88,16 @@ def test_host_with_port_needs_that_port() -> None:
     assert matched(routes, host="a.test", port=8000) is None
 
 
+def test_ipv6_literal_hosts() -> None:
+    # the request's host keeps its brackets (Host: [::1]:8000), so must the route's
+    routes = [route("v6", hosts=["[::1]"]), route("v6-port", hosts=["[::2]:8443"]),
+              route("v6-bare", hosts=["::3"])]
+    assert matched(routes, host="[::1]", port=8000) == "v6"
+    assert matched(routes, host="[::2]", port=8443) == "v6-port"
+    assert matched(routes, host="[::2]", port=8000) is None
+    assert matched(routes, host="[::3]") == "v6-bare"
+
+
 def test_more_fields_win_then_plain_hosts() -> None:
     routes = [route("paths-only", paths=["/"]),
               route("host-and-path", hosts=["x.test"], paths=["/"]),
