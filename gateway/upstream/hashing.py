@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,15 +17,15 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
 
 
 def _cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
-    jar: SimpleCookie = SimpleCookie()
+    """nginx's ``$cookie_<name>``: split on ``;`` and ``=``, nothing more. (SimpleCookie
+    stops at the first pair it finds illegal, e.g. ``a[b]=1``, losing the sticky cookie.)"""
     for key, value in headers:
         if key == b"cookie":
-            try:
-                jar.load(value.decode("latin-1"))
-            except Exception:
-                continue
-    morsel = jar.get(name)
-    return morsel.value if morsel is not None else None
+            for pair in value.decode("latin-1").split(";"):
+                cookie, eq, content = pair.strip().partition("=")
+                if eq and cookie == name:
+                    return content
+    return None
 
 
 def _input(kind: str, scope: Mapping[str, Any], path: str, captures: Mapping[str, str],

@@ -89,6 +89,8 @@ def scope(**parts: Any) -> dict[str, Any]:
     ({"hash_on": "uri_capture", "hash_on_uri_capture": "id"}, scope(), "42"),
     ({"hash_on": "cookie", "hash_on_cookie": "lb"},
      scope(headers=[(b"cookie", b"other=1; lb=sticky")]), "sticky"),
+    ({"hash_on": "cookie", "hash_on_cookie": "lb"},  # pairs a strict parser refuses
+     scope(headers=[(b"cookie", b"a[b]=1; x=\"q; lb=sticky")]), "sticky"),
     ({"hash_on": "consumer", "hash_fallback": "path"}, scope(), "/a/b"),
 ])
 def test_hash_inputs(fields: dict[str, Any], req: dict[str, Any], key: str) -> None:
