@@ -58,10 +58,14 @@ class Reloader:
         if signature is not None and signature == self._last_signature:
             return False
         version = await self.store.config_version()
-        self._last_signature = signature
         if version in (self.holder.current.version, self._failed_version):
+            self._last_signature = signature
             return False
-        return await self.reload()
+        changed = await self.reload()
+        # remembered only once the load worked: a load that failed (database locked by a
+        # writer, say) must be tried again on the next poll, not wait for another write
+        self._last_signature = signature
+        return changed
 
     async def reload(self) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
