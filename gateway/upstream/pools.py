@@ -30,7 +30,8 @@ class Pools:
         self._sessions: dict[PoolKey, aiohttp.ClientSession] = {}
         self._contexts: dict[ClientProfile, ssl.SSLContext] = {}
         self._lock = threading.Lock()
-        self._retiring: set[asyncio.TimerHandle] = set()
+        # drained sessions waiting to close, with the timer that will look again
+        self._retiring: dict[aiohttp.ClientSession, asyncio.TimerHandle] = {}
 
     def prepare(self, profiles: Iterable[ClientProfile]) -> int:
         """Off the event loop (snapshot build): client contexts for new profiles, so loading
@@ -77,17 +78,30 @@ class Pools:
             for profile in [p for p in self._contexts if p not in wanted]:
                 del self._contexts[profile]
         for key in [k for k in self._sessions if k not in wanted]:
-            session = self._sessions.pop(key)
-            handle = loop.call_later(self.drain, self._close_later, session)
-            self._retiring.add(handle)
+            self._retire(self._sessions.pop(key), loop)
 
-    def _close_later(self, session: aiohttp.ClientSession) -> None:
+    def _retire(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+        handle = loop.call_later(self.drain, self._close_when_idle, session, loop)
+        self._retiring[session] = handle
+
+    def _close_when_idle(self, session: aiohttp.ClientSession,
+                         loop: asyncio.AbstractEventLoop) -> None:
+        self._retiring.pop(session, None)
+        connector = session.connector
+        # closing a session cuts the connections still in use: a long download that
+        # started on the old profile finishes first
+        if connector is not None and getattr(connector, "_acquired", None):
+            self._retire(session, loop)
+            return
         spawn(session.close(), "close-drained-pool")
 
     async def close(self) -> None:
-        for handle in self._retiring:
-            handle.cancel()
+        retiring = list(self._retiring.items())
         self._retiring.clear()
+        for session, handle in retiring:
+            handle.cancel()
+            with contextlib.suppress(Exception):
+                await session.close()
         for session in self._sessions.values():
             with contextlib.suppress(Exception):
                 await session.close()
