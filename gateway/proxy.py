@@ -134,12 +134,15 @@ class ProxyApp:
             if route.preserve_host and req.host:
                 host_header = _client_host(scope) or req.host
                 sni = sni_for(req.host) if target.scheme == "https" else None
-            url = URL.build(scheme=target.scheme, host=ep.host, port=ep.port, path=path,
-                            query_string=query, encoded=True)
             since = balancer.started(peer) if balancer and peer else 0.0
             outcome: Outcome = "tcp_failure"
             status_seen: int | None = None
+            status = 502
             try:
+                # yarl does not bracket IPv6 literals when told the parts are encoded
+                url = URL.build(scheme=target.scheme, port=ep.port, path=path,
+                                host=f"[{ep.host}]" if ":" in ep.host else ep.host,
+                                query_string=query, encoded=True)
                 async with (NO_DEADLINE if body is None else asyncio.timeout(None)) as deadline:
                     if body is not None:
                         body.deadline = deadline
@@ -150,11 +153,17 @@ class ProxyApp:
                         if body is not None:
                             body.answered()
                         outcome, status_seen = "success", resp.status
-                        await _relay(send, resp, request_id, started, sent_at, set_cookie)
+                        # the client's disconnect is watched only once its body is all read
+                        idle = receive if body is None or body.finished else None
+                        await _relay(send, resp, idle, request_id, started, sent_at,
+                                     set_cookie)
                 return
             except aiohttp.ClientSSLError as exc:
                 retry = False  # certificate problems do not go away by trying again
                 cause = f"TLS to {ep.origin} failed: {describe_failure(exc)}"
+            except aiohttp.ClientConnectorDNSError as exc:
+                retry, status = False, 503  # Kong: 503 `name resolution failed`
+                cause = f"name resolution failed for {ep.origin}: {exc}"
             except aiohttp.ClientConnectorError as exc:
                 retry = True  # nothing reached the upstream: safe for any method
                 cause = f"cannot connect to {ep.origin}: {exc}"
@@ -171,8 +180,14 @@ class ProxyApp:
                 log.error("service %s: %s failed while streaming the response: %s",
                           target.name, ep.origin, exc)
                 raise  # uvicorn closes the client connection: the body is incomplete
+            except ClientGone:
+                log.info("service %s: the client went away during the response from %s",
+                         target.name, ep.origin)
+                return  # the upstream connection is closed, not pooled: it was mid-body
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                outcome, retry = "timeout", body is None and scope["method"] in IDEMPOTENT
+                # a connect timeout, like a refusal, reached nothing: safe for any method
+                outcome, retry = "timeout", isinstance(exc, aiohttp.ConnectionTimeoutError) \
+                    or (body is None and scope["method"] in IDEMPOTENT)
                 cause = f"{ep.origin} timed out " + (
                     "connecting (TLS handshake included)"
                     if isinstance(exc, aiohttp.ConnectionTimeoutError)
@@ -181,9 +196,17 @@ class ProxyApp:
                     else "waiting for the response")
             except (aiohttp.ClientError, ConnectionError) as exc:
                 retry, cause = False, f"{ep.origin} failed: {exc}"
+            except ValueError as exc:  # a URL aiohttp refuses: nothing was sent
+                retry, cause = False, f"cannot build a request to {ep.origin}: {exc}"
             finally:
+                if body is not None and body.client_gone:
+                    outcome = "ignored"  # the client's fault, not the target's
                 if balancer is not None and peer is not None:
                     balancer.finished(peer, since, outcome, status_seen)
+            if body is not None and body.client_gone:
+                log.info("service %s: the client went away while sending its body",
+                         target.name)
+                return
             if retry and not last:
                 log.warning("service %s: %s; trying again", target.name, cause)
                 continue
@@ -191,6 +214,9 @@ class ProxyApp:
             if outcome == "timeout":
                 await error_response(send, scope, 504, "The upstream server is timing out",
                                      request_id, started)
+            elif status == 503:
+                await error_response(send, scope, 503, "name resolution failed", request_id,
+                                     started)
             else:
                 await error_response(send, scope, 502, BAD_GATEWAY, request_id, started)
             return
@@ -200,8 +226,16 @@ class ResponseStarted(Exception):
     """The upstream failed after the response started; the client connection must be cut."""
 
 
-async def _relay(send: Send, resp: aiohttp.ClientResponse, request_id: str, started: float,
-                 sent_at: float, set_cookie: bytes | None = None) -> None:
+class ClientGone(Exception):
+    """The client disconnected while the response streamed; the upstream read stops."""
+
+
+async def _relay(send: Send, resp: aiohttp.ClientResponse, idle: Receive | None,
+                 request_id: str, started: float, sent_at: float,
+                 set_cookie: bytes | None = None) -> None:
+    """The head goes out as soon as it is here (as nginx does: a stream's first event may
+    be minutes away); when the body is already complete too, the corked transport sends
+    both as one write."""
     now = time.monotonic()
     headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP]
     if set_cookie is not None:
@@ -210,21 +244,55 @@ async def _relay(send: Send, resp: aiohttp.ClientResponse, request_id: str, star
     headers.append((b"x-kong-upstream-latency", b"%d" % ((now - sent_at) * 1000)))
     headers.append((b"x-kong-proxy-latency", b"%d" % ((sent_at - started) * 1000)))
     headers.append((b"x-kong-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     content = resp.content
     try:
         first = await content.readany()
-        if content.at_eof():  # the whole body is here already: one send, not three
-            await send({"type": "http.response.start", "status": resp.status,
-                        "headers": headers})
+        if content.at_eof():
             await send({"type": "http.response.body", "body": first})
             return
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": first, "more_body": True})
-        async for chunk in content.iter_any():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await _stream(send, content, idle)
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         raise ResponseStarted(str(exc)) from exc
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    # a bodiless request's end-of-body event may still be unread: skip to the disconnect
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _stream(send: Send, content: aiohttp.StreamReader, idle: Receive | None) -> None:
+    """The rest of a body that is still arriving. uvicorn's ``send`` ignores a client that
+    is gone, so without a watch an endless stream would be read from the upstream forever:
+    ``receive()`` answers ``http.disconnect`` when the client leaves, and that cancels us."""
+    task = asyncio.current_task()
+    state = {"done": False, "gone": False}
+
+    def on_disconnect(watch: asyncio.Future[Any]) -> None:
+        if not state["done"] and not watch.cancelled() and watch.exception() is None \
+                and task is not None:
+            state["gone"] = True
+            task.cancel()
+
+    watch = asyncio.ensure_future(_disconnected(idle)) if idle is not None else None
+    if watch is not None:
+        watch.add_done_callback(on_disconnect)
+    try:
+        async for chunk in content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        state["done"] = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if state["gone"] and task is not None:
+            task.uncancel()
+            raise ClientGone() from None
+        raise
+    finally:
+        state["done"] = True
+        if watch is not None:
+            watch.cancel()
 
 
 class RequestBody:
@@ -235,11 +303,12 @@ class RequestBody:
     so the deadline is armed when a chunk is handed over and disarmed when the next is asked
     for; time spent waiting for the client's bytes is not the upstream's fault."""
 
-    __slots__ = ("_done", "_receive", "deadline", "write_timeout")
+    __slots__ = ("_done", "_receive", "client_gone", "deadline", "write_timeout")
 
     def __init__(self, receive: Receive, write_timeout: float) -> None:
         self._receive = receive
         self._done = False
+        self.client_gone = False
         self.write_timeout = write_timeout
         self.deadline: asyncio.Timeout | None = None
 
@@ -252,6 +321,7 @@ class RequestBody:
         while not self._done:
             message = await self._receive()
             if message["type"] == "http.disconnect":
+                self.client_gone = True
                 raise ConnectionError("the client went away while sending the body")
             self._done = not message.get("more_body", False)
             chunk: bytes = message.get("body", b"")
@@ -261,6 +331,10 @@ class RequestBody:
                                              + self.write_timeout)
                 return chunk
         raise StopAsyncIteration
+
+    @property
+    def finished(self) -> bool:
+        return self._done
 
     def answered(self) -> None:
         """The upstream answered: a write stalling now is no longer a write timeout."""
@@ -309,6 +383,17 @@ def _strip_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
+def _text(value: bytes) -> str:
+    """A header value as aiohttp wants it (str, which it encodes as UTF-8): UTF-8 bytes
+    must round-trip unchanged, so they are decoded as UTF-8, not latin-1."""
+    if value.isascii():
+        return value.decode("ascii")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")  # not UTF-8: the best aiohttp can carry
+
+
 def _upstream_headers(scope: Scope, req: Request, match: Match, request_id: str
                       ) -> list[tuple[str, str]]:
     """Everything but ``Host`` (which depends on the target picked for each attempt)."""
@@ -323,8 +408,8 @@ def _upstream_headers(scope: Scope, req: Request, match: Match, request_id: str
         elif name == b"x-forwarded-for":
             xff = value.decode("latin-1") if not xff else f"{xff}, {value.decode('latin-1')}"
         elif name == b"via":
-            via = value.decode("latin-1")
-    out = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers
+            via = value.decode("latin-1") if not via else f"{via}, {value.decode('latin-1')}"
+    out = [(n.decode("latin-1"), _text(v)) for n, v in raw_headers
            if n not in HOP_BY_HOP and n not in OWN_REQUEST and n not in connection_listed]
     client = scope["client"][0] if scope.get("client") else ""
     out.append(("X-Forwarded-For", f"{xff}, {client}" if xff else client))

@@ -22,19 +22,21 @@ import httpx
 from tests.e2e.proc import Running, free_port, ramparts, wait_for
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        return s.connect_ex((host, port)) == 0
 
 
 @contextlib.contextmanager
-def upstream(name: str = "upstream", port: int | None = None) -> Iterator[int]:
+def upstream(name: str = "upstream", port: int | None = None, host: str = "127.0.0.1"
+             ) -> Iterator[int]:
     """``tests/e2e/upstream.py`` in its own process; yields its port."""
     port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.upstream", str(port), name],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "UPSTREAM_HOST": host})
     try:
-        wait_for(lambda: proc.poll() is None and port_open(port), 30, f"upstream {name}")
+        wait_for(lambda: proc.poll() is None and port_open(port, host), 30, f"upstream {name}")
         yield port
     finally:
         proc.terminate()

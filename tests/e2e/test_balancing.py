@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -314,3 +315,20 @@ def test_active_http_statuses(gw: Node) -> None:
         wait_for(lambda: health_of(gw, "probed") == {
             f"127.0.0.1:{well.port}": "HEALTHY", f"127.0.0.1:{ill.port}": "UNHEALTHY"}, 2,
             "probes answered 500 to mark the target unhealthy")
+
+
+def test_a_client_abandoning_its_upload_is_not_the_targets_fault(gw: Node) -> None:
+    strict = {"passive": {"unhealthy": {"tcp_failures": 1, "http_failures": 1}}}
+    with backends("u") as (u,):
+        path = upstream(gw, "uploads", [(u, 1)], healthchecks=strict)
+        assert spread(gw, path, 1) == {"u": 1}
+        for _ in range(3):  # promise 10 MB, send 64 KiB, hang up
+            with socket.create_connection(("127.0.0.1", gw.http_port), timeout=5) as raw:
+                raw.sendall(f"POST {path}/count HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Length: 10000000\r\n\r\n".encode() + b"x" * 65536)
+                time.sleep(0.2)
+        wait_for(lambda: "service uploads: the client went away while sending its body"
+                 in gw.running.output(), 2, "the abandoned upload to be logged as such")
+        health = gw.call("GET", "/upstreams/uploads/health").json()
+        assert [t["health"] for t in health["data"]] == ["HEALTHY"]
+        assert spread(gw, path, 3) == {"u": 3}

@@ -307,3 +307,53 @@ def test_plugins_without_a_handler_fail_closed(gw: Node, up: int) -> None:
     gw.call("PATCH", f"/plugins/{r.json()['id']}", json={"enabled": False})
     live(gw, "/guarded")
     gw.call("DELETE", f"/plugins/{r.json()['id']}")
+
+
+def test_client_leaving_a_stream_stops_the_upstream_read(gw: Node, up: int) -> None:
+    setup(gw, {"name": "endless", "url": f"http://127.0.0.1:{up}"},
+          {"name": "endless", "paths": ["/endless", "/streams"], "strip_path": False})
+    live(gw, "/streams")  # any path of the service: the route is live
+
+    def state() -> str:
+        return str(httpx.get(f"http://127.0.0.1:{up}/streams?id=s1").json()["state"])
+
+    with httpx.stream("GET", f"http://127.0.0.1:{gw.http_port}/endless?id=s1",
+                      timeout=10) as r:
+        assert r.status_code == 200
+        # keep the iterator referenced: a generator dropped (or left by `break`) is closed,
+        # and httpx then closes the connection, i.e. the client leaves
+        chunks = r.iter_bytes()
+        ticks, started = 0, time.monotonic()
+        while time.monotonic() - started < 0.5:  # the stream flows while the client stays
+            ticks += next(chunks).count(b"tick")
+        assert ticks >= 5 and state() == "open"
+    # the client is gone: the proxy must stop reading (and close) the upstream stream
+    wait_for(lambda: state() == "closed", 3, "the upstream stream to be closed")
+    assert "service endless: the client went away during the response" in gw.running.output()
+
+
+def test_header_bytes_pass_unchanged(gw: Node, up: int) -> None:
+    setup(gw, {"name": "bytes", "url": f"http://127.0.0.1:{up}"},
+          {"name": "bytes", "paths": ["/hdr"]})
+    live(gw, "/hdr")
+    r = httpx.get(f"http://127.0.0.1:{gw.http_port}/hdr", timeout=10,
+                  headers=[(b"X-File-Name", "résumé".encode()), (b"Via", b"1.0 a"),
+                           (b"Via", b"1.1 b")])
+    headers = {k.lower(): v for k, v in r.json()["headers"].items()}
+    assert headers["x-file-name"] == "résumé"  # UTF-8 in, the same UTF-8 out
+    assert headers["via"] == "1.0 a, 1.1 b, 1.1 ramparts/0.1.0"  # every hop kept
+
+
+def test_ipv6_upstream(gw: Node) -> None:
+    with upstream("six", host="::1") as port:
+        setup(gw, {"name": "six", "url": f"http://[::1]:{port}"},
+              {"name": "six", "paths": ["/six"]})
+        r = live(gw, "/six")
+        assert r.headers["x-upstream"] == "six"
+
+
+def test_name_resolution_failure_is_503(gw: Node) -> None:
+    setup(gw, {"name": "nowhere", "url": "http://nowhere.invalid"},
+          {"name": "nowhere", "paths": ["/nowhere"]})
+    r = live(gw, "/nowhere", 503)
+    assert r.json()["message"] == "name resolution failed"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 
 from aiohttp import web
@@ -48,6 +49,29 @@ async def stream_bytes(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+STREAMS: dict[str, str] = {}  # stream id -> "open" | "closed"
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    """A chunked stream (bounded at 30 s); ``/streams?id=`` tells whether it is still open."""
+    stream_id = request.query.get("id", "")
+    resp = web.StreamResponse(headers={"X-Upstream": request.app["name"]})
+    await resp.prepare(request)
+    STREAMS[stream_id] = "open"
+    try:
+        for _ in range(600):
+            await resp.write(b"tick\n")
+            await asyncio.sleep(0.05)
+    finally:
+        STREAMS[stream_id] = "closed"
+    await resp.write_eof()
+    return resp
+
+
+async def streams(request: web.Request) -> web.Response:
+    return web.json_response({"state": STREAMS.get(request.query.get("id", ""))})
+
+
 async def count(request: web.Request) -> web.Response:
     digest = hashlib.sha256()
     size = 0
@@ -80,6 +104,8 @@ def make_app(name: str, mode: str | None = None) -> web.Application:
     app = web.Application(client_max_size=0, middlewares=[sick(mode)] if mode else [])
     app["name"] = name
     app.router.add_route("*", "/bytes/{n}", stream_bytes)
+    app.router.add_get("/endless", endless)
+    app.router.add_get("/streams", streams)
     app.router.add_post("/count", count)
     app.router.add_route("*", "/slow/{s}", slow)
     app.router.add_route("*", "/{tail:.*}", echo)
@@ -90,4 +116,5 @@ if __name__ == "__main__":
     port = int(sys.argv[1])
     web.run_app(make_app(sys.argv[2] if len(sys.argv) > 2 else "upstream",
                          sys.argv[3] if len(sys.argv) > 3 else None),
-                host="127.0.0.1", port=port, print=None, access_log=None)
+                host=os.environ.get("UPSTREAM_HOST", "127.0.0.1"), port=port, print=None,
+                access_log=None)
