@@ -137,8 +137,8 @@ def test_kong_error_responses(gw: Node, up: int) -> None:
     assert "timed out" in gw.running.output()
 
 
-class Hangup:
-    """Accepts connections and closes them without answering; counts them."""
+class RawUpstream:
+    """A TCP listener on a thread that hands each accepted connection to ``handle``."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -146,27 +146,6 @@ class Hangup:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.recv(65536)
-            conn.close()
-
-
-class Deaf:
-    """Accepts connections, reads the request's first bytes, then never reads again."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.held: list[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -176,9 +155,28 @@ class Deaf:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            conn.recv(1024)
-            self.held.append(conn)  # open, unread: the proxy's writes stall
+            self.accepted += 1
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Hangup(RawUpstream):
+    """Accepts connections and closes them without answering; counts them."""
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.close()
+
+
+class Deaf(RawUpstream):
+    """Accepts connections, reads the request's first bytes, then never reads again."""
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.recv(1024)
+        self.held.append(conn)  # open, unread: the proxy's writes stall
 
     def close(self) -> None:
         self.sock.close()
