@@ -154,3 +154,17 @@ def test_krakend_port_and_disabled_tls(tmp_path: Path) -> None:
     assert [x.ssl for x in kong.proxy_listeners] == [False, False]
     plain = load(write(tmp_path / "d.json", json.dumps({"port": 8080})), env={})
     assert [x.ssl for x in plain.proxy_listeners] == [False]
+
+
+def test_listen_edge_cases_from_the_environment() -> None:
+    s = load(None, env={"RAMPARTS_ADMIN_LISTEN": "[::1]:8001"})  # IPv6 first: not JSON
+    assert [(x.bind_host, x.port) for x in s.admin_listeners] == [("::1", 8001)]
+    with pytest.raises(SettingsError) as caught:
+        load(None, env={"RAMPARTS_ADMIN_LISTEN": "off, 127.0.0.1:8001"})
+    assert caught.value.problems == [
+        "admin_listen: 'off' cannot be combined with other addresses"]
+
+
+def test_zero_admin_body_size_means_no_limit() -> None:
+    assert load(None, env={"RAMPARTS_ADMIN_MAX_BODY_SIZE": "0"}).admin_max_body_bytes > 2**40
+    assert load(None, env={}).admin_max_body_bytes == 10 * 1024 * 1024

@@ -55,6 +55,12 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Setti
     if problems:
         raise SettingsError(problems)
     settings: Settings = build(SCHEMA, values)
+    for name in ("admin_listen", "proxy_listen", "stream_listen"):
+        entries = [e.strip() for e in getattr(settings, name)]
+        if "off" in entries and len(entries) > 1:  # each entry alone is fine; together not
+            problems.append(f"{name}: 'off' cannot be combined with other addresses")
+    if problems:
+        raise SettingsError(problems)
     return settings
 
 
@@ -94,8 +100,10 @@ def _from_env(spec: FieldSpec, value: str) -> Any:
     if spec.kind in ("array", "set") and text.startswith("["):
         try:
             return json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"expected a JSON array: {exc}") from exc
+        except ValueError:
+            if not text.startswith('["'):
+                return value  # `[::1]:8001`: an IPv6 listener, not JSON
+            raise ValueError("expected a JSON array") from None
     return value
 
 

@@ -240,7 +240,7 @@ class Settings:
     def admin_max_body_bytes(self) -> int:
         size = parse_size(self.admin_max_body_size)
         assert size is not None
-        return size
+        return size or 2**62  # 0 means no limit, as nginx's client_max_body_size 0
 
 
 def cwd_path(path: str) -> str:
