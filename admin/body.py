@@ -25,6 +25,7 @@ from gateway.schema.validate import is_uuid
 from gateway.tls.pem import repair_form_pem
 
 MAX_ARGS = 1000
+MAX_DEPTH = 32  # form keys nest at most this deep (`a[1][1]...`)
 _APPEND = object()
 _KINDS = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -38,6 +39,8 @@ class Body:
 
 
 async def read(request: Request) -> Body:
+    if len(request.headers.getlist("content-type")) > 1:
+        raise BadRequest("Multiple Content-Type headers are not allowed")
     ctype = request.headers.get("content-type")
     raw = await request.body()
     if ctype is None:
@@ -58,7 +61,9 @@ async def read(request: Request) -> Body:
 def _json(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+        # a lone surrogate (`"\ud800"`) decodes but can be neither stored nor echoed
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise BadRequest("Cannot parse JSON body") from exc
     if not isinstance(data, dict):
         raise BadRequest("Cannot parse JSON body: expected a JSON object")
@@ -66,8 +71,11 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 async def _multipart(request: Request) -> list[tuple[str, str]]:
-    form = await request.form(max_files=MAX_ARGS, max_fields=MAX_ARGS,
-                              max_part_size=64 * 1024 * 1024)
+    try:
+        form = await request.form(max_files=MAX_ARGS, max_fields=MAX_ARGS,
+                                  max_part_size=64 * 1024 * 1024)
+    except Exception as exc:  # no boundary, a torn part: the parser's many exception types
+        raise BadRequest("Cannot parse multipart/form-data body") from exc
     pairs: list[tuple[str, str]] = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
@@ -106,8 +114,10 @@ def decode_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         counts[key] = counts.get(key, 0) + 1
     for key, value in pairs:
         path = _path(key)
-        if len(path) == 1 and counts[key] > 1:
-            path = [*path, _APPEND]  # repeated plain key: a list
+        if len(path) > MAX_DEPTH:
+            raise BadRequest(f"{key[:64]}: too deeply nested")
+        if counts[key] > 1 and path[-1] is not _APPEND and not isinstance(path[-1], int):
+            path = [*path, _APPEND]  # a repeated key (`config.allow=a&config.allow=b`): a list
         _assign(root, path, value)
     return root
 
@@ -118,6 +128,8 @@ def _assign(node: Any, path: list[Any], value: Any) -> None:
         index = len(node) if head is _APPEND else (head - 1 if isinstance(head, int) else None)
         if index is None or index < 0:
             return
+        if index >= MAX_ARGS:  # `tags[10000000]=x` must not allocate ten million slots
+            raise BadRequest(f"array index {index + 1} is out of range (at most {MAX_ARGS})")
         while len(node) <= index:
             node.append(None)
         if not rest:

@@ -54,6 +54,8 @@ def tag_filter(request: Request) -> TagFilter | None:
     raw = request.query_params.get("tags")
     if raw is None:
         return None
+    if raw == "":
+        raise InvalidOptions({"tags": "cannot be null"})  # Kong's words for `?tags=`
     if "," in raw and "/" in raw:
         raise InvalidOptions({"tags": "invalid filter syntax"})
     any_of = "/" in raw
@@ -157,10 +159,12 @@ class EntityApi:
     async def put(self, request: Request, key: str, forced: Mapping[str, Any] | None = None,
                   parent: Row | None = None) -> Response:
         data = {**await self.body(request), **(forced or {})}
-        async with self.store.read() as conn:
-            ident, data = await self.put_target(conn, key, data, parent)
-        data.pop("id", None)
-        return json_response(200, await self.dao.upsert(ident, data))
+
+        async def resolve(conn: AsyncConnection) -> tuple[str, Row]:
+            ident, target = await self.put_target(conn, key, data, parent)
+            return ident, {k: v for k, v in target.items() if k != "id"}
+
+        return json_response(200, await self.dao.upsert_resolved(resolve))
 
     async def patch(self, request: Request, key: str) -> Response:
         async with self.store.read() as conn:
@@ -226,11 +230,16 @@ class CertificatesApi(EntityApi):
                          parent: Row | None = None) -> tuple[str, Row]:
         if is_uuid(key):
             return key.lower(), data
-        names = list(data.get("snis") or [])
-        if key not in names:
-            names.append(key)
         sni = await self.store.dao("snis").find_one(conn, {"name": key})
         ident = sni["certificate"]["id"] if sni else str(uuid.uuid4())
+        given = data.get("snis")
+        if isinstance(given, str):  # Kong's shorthand: `snis=a.test,b.test`
+            given = [name.strip() for name in given.split(",") if name.strip()]
+        if given is not None and not isinstance(given, list):
+            return ident, data  # not an array: left to the schema, which says so (400)
+        names = list(given or [])
+        if key not in names:
+            names.append(key)
         return ident, {**data, "snis": names}
 
 
@@ -293,6 +302,8 @@ class ConsumersApi(EntityApi):
             return await super().list(request, where, base)
         if not custom_id:
             raise BadRequest("custom_id must be an unempty string")
+        if "\x00" in custom_id:  # no stored custom_id can hold one (PostgreSQL text)
+            return json_response(200, {"data": [], "next": None})
         async with self.store.read() as conn:
             rows = await self.dao.find(conn, {"custom_id": custom_id}, limit=1)
         return json_response(200, {"data": rows, "next": None})

@@ -14,7 +14,7 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -222,6 +222,22 @@ class Dao:
 
     async def upsert(self, ident: str, data: Mapping[str, Any]) -> Row:
         return await self._write("upsert", ident.lower(), dict(data))
+
+    async def upsert_resolved(self, resolve: Callable[[AsyncConnection],
+                                                      Awaitable[tuple[str, Row]]]) -> Row:
+        """An upsert whose id is found inside the write transaction (PUT by name: two
+        concurrent PUTs of one new name must not both decide to insert)."""
+        try:
+            async with self.store.write() as conn:
+                ident, data = await resolve(conn)
+                data = self.prepare(dict(data), "upsert")
+                return await self._write_in(conn, "upsert", ident.lower(), data)
+        except IntegrityError:
+            async with self.store.read() as conn:
+                ident, data = await resolve(conn)
+                await self._write_in(conn, "upsert", ident.lower(),
+                                     self.prepare(dict(data), "upsert"), dry_run=True)
+            raise
 
     async def update(self, ident: str, patch: Mapping[str, Any]) -> Row:
         return await self._write("update", ident.lower(), dict(patch))
@@ -472,6 +488,9 @@ async def tag_page(conn: AsyncConnection, *, size: int, offset: str | None = Non
             last_id, last_tag = json.loads(raw)
         except (binascii.Error, ValueError, TypeError) as exc:
             raise InvalidOffset(offset) from exc
+        if not (isinstance(last_id, str) and is_uuid(last_id) and isinstance(last_tag, str)):
+            raise InvalidOffset(offset)  # decodes, but no page of ours ends there
+        last_id = last_id.lower()
         query = query.where(sa.or_(t.c.entity_id > last_id,
                                    sa.and_(t.c.entity_id == last_id, t.c.tag > last_tag)))
     rows = [{"entity_name": r[0], "entity_id": str(r[1]), "tag": r[2]}

@@ -135,8 +135,12 @@ def _value(spec: FieldSpec, value: Any, ctx: Context, parent: Mapping[str, Any]
 def _string(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     if not isinstance(value, str):
         return value, _TYPE_ERRORS["string"]
-    if spec.has(m.Uuid) and not is_uuid(value):
-        return value, "expected a valid UUID"
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        return value, "invalid value: must not contain NUL characters"
+    if spec.has(m.Uuid):
+        if not is_uuid(value):
+            return value, "expected a valid UUID"
+        value = value.lower()  # PostgreSQL's uuid type compares (and prints) lower case
     len_min = spec.marker(m.LenMin)
     minimum = len_min.n if len_min else (0 if spec.has(m.AllowEmpty) else 1)
     if len(value) < minimum:
@@ -147,6 +151,9 @@ def _string(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     return value, _markers(spec, value)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _integer(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value, _TYPE_ERRORS["integer"]
@@ -154,6 +161,10 @@ def _integer(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
         if not math.isfinite(value) or value != int(value):
             return value, _TYPE_ERRORS["integer"]
         value = int(value)
+    if not INT64_MIN <= value <= INT64_MAX:  # the column is a BIGINT
+        return value, f"value should be between {INT64_MIN} and {INT64_MAX}"
+    if spec.has(m.Timestamp) and value <= 0:
+        return value, "expected a valid timestamp"
     return value, _markers(spec, value)
 
 
@@ -162,6 +173,8 @@ def _number(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
         return value, _TYPE_ERRORS["number"]
     if isinstance(value, float) and not math.isfinite(value):
         return value, _TYPE_ERRORS["number"]
+    if spec.has(m.Timestamp) and value <= 0:
+        return value, "expected a valid timestamp"
     return value, _markers(spec, value)
 
 

@@ -20,6 +20,7 @@ from admin.body import decode_pairs
     ([("config.minute", "5")], {"config": {"minute": "5"}}),
     ([("headers.x-version", "v1")], {"headers": {"x-version": "v1"}}),
     ([("a%5B%5D", "x")], {"a": ["x"]}),
+    ([("config.allow", "g1"), ("config.allow", "g2")], {"config": {"allow": ["g1", "g2"]}}),
 ])
 def test_decode_pairs(pairs: list[tuple[str, str]], decoded: dict[str, Any]) -> None:
     assert decode_pairs(pairs) == decoded
@@ -89,3 +90,41 @@ async def test_oversize_chunked_body_is_413(admin: httpx.AsyncClient) -> None:
                          headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert (await admin.get("/services")).json()["data"] == []
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(("content", "headers", "message"), [
+    (b"host=a.com&tags[10000000]=x", FORM, "array index 10000000 is out of range"),
+    (b"host=a.com&a" + b"[1]" * 5000 + b"=x", FORM, "too deeply nested"),
+    (b'{"host": "a.com", "name": "\\ud800"}', JSON, "Cannot parse JSON body"),
+    (b'{"a":' + b"[" * 100000, JSON, "Cannot parse JSON body"),
+    (b"", {"content-type": "multipart/form-data"}, "Cannot parse multipart/form-data body"),
+    (b"garbage", {"content-type": "multipart/form-data; boundary=x"},
+     "Cannot parse multipart/form-data body"),
+])
+async def test_hostile_bodies_are_400s_and_write_nothing(
+        admin: httpx.AsyncClient, content: bytes, headers: dict[str, str], message: str) -> None:
+    r = await admin.post("/services", content=content, headers=headers)
+    assert r.status_code == 400 and message in r.json()["message"], r.text
+    assert (await admin.get("/services")).json()["data"] == []
+
+
+async def test_two_content_types_are_refused(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/services", content=b'{"host": "a.com"}', headers=[
+        ("content-type", "application/json"), ("content-type", "text/plain")])
+    assert r.status_code == 400
+    assert (await admin.get("/services")).json()["data"] == []
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({"created_at": 10**20}, "created_at", "value should be between"),
+    ({"created_at": -5}, "created_at", "expected a valid timestamp"),
+    ({"port": 2**63}, "port", "value should be between"),
+])
+async def test_out_of_range_integers(admin: httpx.AsyncClient, body: dict[str, Any],
+                                     field: str, message: str) -> None:
+    r = await admin.post("/services", json={"host": "a.com", **body})
+    assert r.status_code == 400 and message in r.json()["fields"][field], r.text

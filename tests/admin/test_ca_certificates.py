@@ -67,8 +67,8 @@ async def test_ca_keys_are_ids_only(admin: httpx.AsyncClient) -> None:
 async def test_delete_referenced_by_service(admin: httpx.AsyncClient, pki: Pki) -> None:
     ca = (await admin.post("/ca_certificates", json={"cert": pki.read("s003/ca.crt")})).json()
     svc = (await admin.post("/services", data={"name": "up", "url": "https://up.test",
-                                               "tls_verify": "true",
-                                               "ca_certificates[]": ca["id"]})).json()
+                                               "tls_verify": "true",  # upper case: same id
+                                               "ca_certificates[]": ca["id"].upper()})).json()
     assert svc["ca_certificates"] == [ca["id"]] and svc["tls_verify"] is True
     r = await admin.delete(f"/ca_certificates/{ca['id']}")
     assert r.status_code == 400

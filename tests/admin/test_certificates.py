@@ -209,3 +209,18 @@ async def test_snis_entity(admin: httpx.AsyncClient, pki: Pki) -> None:
     assert sorted(s["name"] for s in listing) == ["*.wild.test", "a.test"]
     assert (await admin.get(f"/certificates/{cert['id']}")).json()["snis"] == [
         "*.wild.test", "a.test"]
+
+
+@pytest.mark.parametrize("snis", [5, {"a": 1}])
+async def test_put_by_sni_needs_an_array(admin: httpx.AsyncClient, pki: Pki,
+                                         snis: object) -> None:
+    r = await admin.put("/certificates/put.test", json={"cert": pki.read("s003/server.crt"),
+                                                        "key": pki.read("s003/server.key"),
+                                                        "snis": snis})
+    assert r.status_code == 400 and r.json()["code"] == 2, r.text
+    assert "snis" in r.json()["fields"]
+    assert await count(admin, "/certificates") == 0
+    r = await admin.put("/certificates/put.test", json={"cert": pki.read("s003/server.crt"),
+                                                        "key": pki.read("s003/server.key"),
+                                                        "snis": "x.test"})  # the shorthand
+    assert r.status_code == 200 and sorted(r.json()["snis"]) == ["put.test", "x.test"], r.text

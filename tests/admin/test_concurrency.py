@@ -33,3 +33,12 @@ async def test_parallel_mixed_writes(admin: httpx.AsyncClient) -> None:
     assert all(r.status_code in (200, 201) for r in results), [r.text for r in results
                                                                if r.status_code >= 300]
     assert len((await admin.get("/services/s/routes?size=1000")).json()["data"]) == 25
+
+
+async def test_parallel_puts_of_one_new_name(admin: httpx.AsyncClient) -> None:
+    # Kong's PUT by name is an upsert: repeating it at once is safe, one row results
+    results = await asyncio.gather(*(
+        admin.put("/services/svc0", json={"host": f"h{i}.internal"}) for i in range(10)))
+    assert [r.status_code for r in results] == [200] * 10, [r.text for r in results]
+    assert len({r.json()["id"] for r in results}) == 1
+    assert len((await admin.get("/services")).json()["data"]) == 1

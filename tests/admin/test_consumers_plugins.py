@@ -156,3 +156,10 @@ async def test_credentials_and_cascades(admin: httpx.AsyncClient, pki: Pki) -> N
 @pytest.mark.parametrize("path", ["/targets", "/upstreams/u/targets/x/upstream"])
 async def test_disabled_endpoints(admin: httpx.AsyncClient, path: str) -> None:
     assert (await admin.get(path)).status_code == 404
+
+
+async def test_nul_characters(admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/consumers", json={"username": "a\u0000b"})
+    assert r.status_code == 400 and "NUL" in r.json()["fields"]["username"]
+    r = await admin.get("/consumers?custom_id=a%00b")
+    assert r.status_code == 200 and r.json()["data"] == []

@@ -65,6 +65,9 @@ async def test_next_keeps_tags_and_size(admin: httpx.AsyncClient) -> None:
     ("tags=a,b/c", {"code": 11, "name": "invalid options",
                     "message": "invalid option (tags: invalid filter syntax)",
                     "options": {"tags": "invalid filter syntax"}}),
+    ("tags=", {"code": 11, "name": "invalid options",
+               "message": "invalid option (tags: cannot be null)",
+               "options": {"tags": "cannot be null"}}),
     ("tags=a,b,c,d,e,f", {"code": 11, "name": "invalid options",
                           "message": "invalid option (tags: cannot query more than 5 tags)",
                           "options": {"tags": "cannot query more than 5 tags"}}),
@@ -96,3 +99,6 @@ async def test_tags_endpoints(admin: httpx.AsyncClient) -> None:
     assert {row["entity_name"] for row in body["data"] + rest["data"]} == {"services"}
     r = await admin.get("/tags/a,b")
     assert r.status_code == 400 and r.json()["name"] == "invalid unique tag"
+    for offset in ("W251bGwsIG51bGxd", "WyJ4IiwgInkiXQ", "ImFiIg"):  # decodes; not ours
+        r = await admin.get(f"/tags?offset={offset}")
+        assert r.status_code == 400 and r.json()["code"] == 7, (offset, r.text)
