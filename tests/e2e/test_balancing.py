@@ -332,3 +332,35 @@ def test_a_client_abandoning_its_upload_is_not_the_targets_fault(gw: Node) -> No
         health = gw.call("GET", "/upstreams/uploads/health").json()
         assert [t["health"] for t in health["data"]] == ["HEALTHY"]
         assert spread(gw, path, 3) == {"u": 3}
+
+
+def test_connect_timeouts_move_even_a_post_to_the_next_target(gw: Node) -> None:
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)  # one queued connection fills it; later SYNs are dropped: connects hang
+    filler = socket.create_connection(hole.getsockname(), timeout=2)
+    hole_port = hole.getsockname()[1]
+    try:
+        with backends("t") as (t,):
+            path = upstream(gw, "holes", [(t, 1)])
+            r = gw.call("POST", "/upstreams/holes/targets",
+                        json={"target": f"127.0.0.1:{hole_port}", "weight": 1})
+            assert r.status_code == 201, r.text
+            r = gw.call("PATCH", "/services/holes", json={"connect_timeout": 200, "retries": 2})
+            assert r.status_code == 200, r.text
+            timed_out = f"127.0.0.1:{hole_port} timed out connecting"
+
+            def post_ok() -> bool:  # a POST with a body: only safe to retry if nothing left
+                r = httpx.post(f"http://127.0.0.1:{gw.http_port}{path}/count",
+                               content=b"payload", timeout=10)
+                assert r.status_code == 200, r.text  # a 504 here is the bug
+                return timed_out in gw.running.output()
+
+            wait_for(post_ok, 5, "a POST to meet the dead target and move on")
+            for _ in range(6):
+                r = httpx.post(f"http://127.0.0.1:{gw.http_port}{path}/count",
+                               content=b"payload", timeout=10)
+                assert r.status_code == 200 and r.json()["size"] == 7, r.text
+    finally:
+        filler.close()
+        hole.close()
