@@ -227,17 +227,7 @@ class Dao:
                                                       Awaitable[tuple[str, Row]]]) -> Row:
         """An upsert whose id is found inside the write transaction (PUT by name: two
         concurrent PUTs of one new name must not both decide to insert)."""
-        try:
-            async with self.store.write() as conn:
-                ident, data = await resolve(conn)
-                data = self.prepare(dict(data), "upsert")
-                return await self._write_in(conn, "upsert", ident.lower(), data)
-        except IntegrityError:
-            async with self.store.read() as conn:
-                ident, data = await resolve(conn)
-                await self._write_in(conn, "upsert", ident.lower(),
-                                     self.prepare(dict(data), "upsert"), dry_run=True)
-            raise
+        return await self._write("upsert", None, {}, resolve)
 
     async def update(self, ident: str, patch: Mapping[str, Any]) -> Row:
         return await self._write("update", ident.lower(), dict(patch))
@@ -246,16 +236,27 @@ class Dao:
         """Insert inside a transaction the caller already holds (dependent rows)."""
         return await self._write_in(conn, "insert", None, self.prepare(dict(data), "insert"))
 
-    async def _write(self, op: Op, ident: str | None, data: Row) -> Row:
-        data = self.prepare(data, op)
+    async def _write(self, op: Op, ident: str | None, data: Row,
+                     resolve: Callable[[AsyncConnection], Awaitable[tuple[str, Row]]]
+                     | None = None) -> Row:
+        """``resolve``, when given, supplies the id and data from inside the transaction;
+        otherwise the data is prepared (PEM parsing and all) before the lock is taken."""
+        prepared = self.prepare(data, op) if resolve is None else {}
+
+        async def target(conn: AsyncConnection) -> tuple[str | None, Row]:
+            if resolve is None:
+                return ident, prepared
+            found, body = await resolve(conn)
+            return found.lower(), self.prepare(dict(body), op)
+
         try:
             async with self.store.write() as conn:
-                row = await self._write_in(conn, op, ident, data)
+                row = await self._write_in(conn, op, *await target(conn))
         except IntegrityError:
             # A constraint fired that the checks did not see (a writer that bypassed the
             # version lock); answer with the typed error the checks now find, if any.
             async with self.store.read() as conn:
-                await self._write_in(conn, op, ident, data, dry_run=True)
+                await self._write_in(conn, op, *await target(conn), dry_run=True)
             raise
         return row
 
