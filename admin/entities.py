@@ -19,7 +19,7 @@ from starlette.responses import Response
 from admin import body as bodies
 from admin.http import json_response, no_content
 from gateway.db.dao import Dao, Row, TagFilter
-from gateway.db.daos import TargetsDao
+from gateway.db.daos import TargetsDao, split_names
 from gateway.db.store import Store
 from gateway.errors import (
     BadRequest,
@@ -234,10 +234,10 @@ class CertificatesApi(EntityApi):
         ident = sni["certificate"]["id"] if sni else str(uuid.uuid4())
         given = data.get("snis")
         if isinstance(given, str):  # Kong's shorthand: `snis=a.test,b.test`
-            given = [name.strip() for name in given.split(",") if name.strip()]
+            given = [given]
         if given is not None and not isinstance(given, list):
             return ident, data  # not an array: left to the schema, which says so (400)
-        names = list(given or [])
+        names = split_names(given or [])
         if key not in names:
             names.append(key)
         return ident, {**data, "snis": names}

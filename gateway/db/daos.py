@@ -18,7 +18,7 @@ from gateway.schema.validate import is_uuid
 from gateway.tls import pem
 
 
-def _split_names(names: list[Any]) -> list[Any]:
+def split_names(names: list[Any]) -> list[Any]:
     """``snis=a.test,b.test``: commas are never valid in a host name, so split on them."""
     out: list[Any] = []
     for name in names:
@@ -39,7 +39,7 @@ class CertificatesDao(Dao):
         if isinstance(names, str):
             names = [names]
         if isinstance(names, list):
-            names = _split_names(names)
+            names = split_names(names)
             data = {**data, "snis": names}
             seen: set[str] = set()
             for name in names:
