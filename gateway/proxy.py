@@ -139,9 +139,7 @@ class ProxyApp:
             status_seen: int | None = None
             status = 502
             try:
-                # yarl does not bracket IPv6 literals when told the parts are encoded
-                url = URL.build(scheme=target.scheme, port=ep.port, path=path,
-                                host=f"[{ep.host}]" if ":" in ep.host else ep.host,
+                url = URL.build(scheme=target.scheme, host=ep.host, port=ep.port, path=path,
                                 query_string=query, encoded=True)
                 async with (NO_DEADLINE if body is None else asyncio.timeout(None)) as deadline:
                     if body is not None:

@@ -20,7 +20,7 @@ from gateway.snapshot import Snapshot
 from gateway.tasks import spawn
 from gateway.upstream.balancer import Balancer, Balancers, Outcome, Peer
 from gateway.upstream.pools import Pools
-from gateway.upstream.target import sni_for
+from gateway.upstream.target import sni_for, url_host
 
 log = logging.getLogger("ramparts.health")
 
@@ -104,8 +104,8 @@ class ActiveChecks:
         profile = self._snapshot.probe_profiles.get(balancer.upstream.id) \
             if https and self._snapshot else None
         session = self.pools.session(profile if https else None)
-        host = f"[{peer.host}]" if ":" in peer.host else peer.host
-        url = f"{'https' if https else 'http'}://{host}:{peer.port}{active.http_path}"
+        url = f"{'https' if https else 'http'}://{url_host(peer.host)}:{peer.port}" \
+              f"{active.http_path}"
         headers = {k: ", ".join(v) for k, v in (active.headers or {}).items()}
         sni = (active.https_sni or sni_for(peer.host)) if https else None
         async with session.get(url, headers=headers, allow_redirects=False,

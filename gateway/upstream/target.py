@@ -38,8 +38,12 @@ class UpstreamTarget:
 
     @property
     def origin(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{url_host(self.host)}:{self.port}"
+
+
+def url_host(host: str) -> str:
+    """The host as it is written in a URL: IPv6 literals bracketed."""
+    return f"[{host}]" if ":" in host else host
 
 
 def sni_for(host: str) -> str | None:
@@ -50,7 +54,7 @@ def sni_for(host: str) -> str | None:
 
 
 def host_header(host: str, port: int, scheme: str) -> str:
-    shown = f"[{host}]" if ":" in host else host
+    shown = url_host(host)
     return shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
 
 
@@ -96,7 +100,7 @@ def profile_for(service: ServiceEntity, upstream: UpstreamEntity | None,
 class Endpoint:
     """Where one attempt goes: the service's host, or the target the balancer picked."""
 
-    host: str
+    host: str  # as written in a URL (IPv6 bracketed)
     port: int
     host_header: str
     sni: str | None
@@ -105,14 +109,14 @@ class Endpoint:
 
 def endpoint(target: UpstreamTarget, peer: Peer | None) -> Endpoint:
     if peer is None:
-        return Endpoint(target.host, target.port, target.host_header, target.sni,
+        return Endpoint(url_host(target.host), target.port, target.host_header, target.sni,
                         target.origin)
     header = host_header(peer.host, peer.port, target.scheme)
     if target.upstream is not None and target.upstream.host_header:
         header = target.upstream.host_header
     name = header[:header.rindex(":")] if header.count(":") == 1 else header
-    shown = f"[{peer.host}]" if ":" in peer.host else peer.host
-    return Endpoint(peer.host, peer.port, header,
+    shown = url_host(peer.host)
+    return Endpoint(shown, peer.port, header,
                     sni_for(name) if target.scheme == "https" else None,
                     f"{target.scheme}://{shown}:{peer.port}")
 
