@@ -92,31 +92,33 @@ def client_context(profile: ClientProfile) -> ssl.SSLContext:
     return ctx
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (explicit or implicit), each once."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
 def is_tls_failure(exc: BaseException) -> bool:
     """An ``ssl.SSLError`` (other than an EOF) anywhere in the chain: in TLS 1.3 the
     upstream's verdict on our client certificate arrives after the handshake, as an error on
     the first read."""
-    seen: list[BaseException] = []
-    cause: BaseException | None = exc
-    while cause is not None and cause not in seen:
+    for cause in _chain(exc):
         if isinstance(cause, ssl.SSLError):
             # an EOF is a closed (maybe stale pooled) connection: retryable, not a verdict
             return not isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError)
-        seen.append(cause)
-        cause = cause.__cause__ or cause.__context__
     return False
 
 
 def describe_failure(exc: BaseException) -> str:
     """The cause of an upstream TLS failure in words an operator searches for."""
-    text = str(exc)
-    seen: list[Any] = [exc]
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None and cause not in seen:
-        seen.append(cause)
+    text = ""
+    for cause in _chain(exc):
         if str(cause) not in text:  # aiohttp repeats its cause's words
             text += " " + str(cause)
-        cause = cause.__cause__ or cause.__context__
     lowered = text.lower()
     for needle, meaning in (
             ("chain too long", "certificate chain too long (tls_verify_depth exceeded)"),
