@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -37,11 +38,15 @@ async def slow_origin() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def test_a_retired_pool_waits_for_its_download(slow_origin: str) -> None:
-    pools = Pools(drain=0.1)
+def pool_of_one_profile(drain: float) -> tuple[Pools, aiohttp.ClientSession]:
+    pools = Pools(drain=drain)
     profile = ClientProfile(verify=False, system_ca=False)
     pools.prepare([profile])
-    session = pools.session(profile)
+    return pools, pools.session(profile)
+
+
+async def test_a_retired_pool_waits_for_its_download(slow_origin: str) -> None:
+    pools, session = pool_of_one_profile(drain=0.1)
     try:
         async with session.get(slow_origin) as resp:
             first = await resp.content.readany()
@@ -59,11 +64,8 @@ async def test_a_retired_pool_waits_for_its_download(slow_origin: str) -> None:
         await pools.close()
 
 
-async def test_close_closes_retiring_pools(slow_origin: str) -> None:
-    pools = Pools(drain=60)
-    profile = ClientProfile(verify=False, system_ca=False)
-    pools.prepare([profile])
-    session = pools.session(profile)
+async def test_close_closes_retiring_pools() -> None:
+    pools, session = pool_of_one_profile(drain=60)
     pools.retain([])
     assert not session.closed
     await pools.close()  # shutdown does not leave the retiring session open
