@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import routes as admin_routes
+from admin.audit import AuditMiddleware
 from admin.http import dumps, json_response
 from admin.meta import NodeInfo
 from gateway import version
@@ -107,4 +108,5 @@ def create_app(store: Store, node: NodeInfo) -> ASGIApp:
                     exception_handlers={404: _not_found})
     app.state.store = store
     app.state.node = node
-    return AdminMiddleware(app, node, node.settings.admin_max_body_bytes)
+    audited = AuditMiddleware(app, store, node.settings.audit_log_retention)
+    return AdminMiddleware(audited, node, node.settings.admin_max_body_bytes)

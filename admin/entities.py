@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin import audit
 from admin import body as bodies
 from admin.http import json_response, no_content
 from gateway.db.dao import Dao, Row, TagFilter
@@ -33,6 +34,7 @@ from gateway.errors import (
 )
 from gateway.schema.compile import FieldSpec
 from gateway.schema.entity import EntitySchema
+from gateway.schema.redact import masked
 from gateway.schema.typedefs import tag as tag_error
 from gateway.schema.validate import field_error, is_uuid
 
@@ -118,11 +120,20 @@ class EntityApi:
     # ---------------------------------------------------------------- bodies
     async def body(self, request: Request, old: Row | None = None) -> dict[str, Any]:
         decoded = await bodies.read(request)
-        if not decoded.form:
-            return decoded.data
-        return bodies.infer_record(self.entity.record, decoded.data,
-                                   self.store.registry.context().plugin_schemas,
-                                   plugin_name=(old or {}).get("name"))
+        plugins = self.store.registry.context().plugin_schemas
+        data = decoded.data
+        if decoded.form:
+            data = bodies.infer_record(self.entity.record, data, plugins,
+                                       plugin_name=(old or {}).get("name"))
+        if audit.note_of(request) is not None:  # the changed fields, masked once, here
+            audit.noted(request, fields=masked(self.entity.record, data, plugins,
+                                               plugin=(old or {}).get("name")))
+        return data
+
+    def written(self, request: Request, row: Row) -> Row:
+        """``row`` was written by this request: its id goes in the audit log."""
+        audit.noted(request, entity_id=row["id"])
+        return row
 
     # ---------------------------------------------------------------- collection
     async def list(self, request: Request, where: Mapping[str, Any] | None = None,
@@ -150,7 +161,7 @@ class EntityApi:
     async def create(self, request: Request, forced: Mapping[str, Any] | None = None
                      ) -> Response:
         data = {**await self.body(request), **(forced or {})}
-        return json_response(201, await self.dao.insert(data))
+        return json_response(201, self.written(request, await self.dao.insert(data)))
 
     # ---------------------------------------------------------------- entity
     async def get(self, request: Request, key: str, parent: Row | None = None) -> Response:
@@ -164,7 +175,8 @@ class EntityApi:
             ident, target = await self.put_target(conn, key, data, parent)
             return ident, {k: v for k, v in target.items() if k != "id"}
 
-        return json_response(200, await self.dao.upsert_resolved(resolve))
+        row = await self.dao.upsert_resolved(resolve)
+        return json_response(200, self.written(request, row))
 
     async def patch(self, request: Request, key: str) -> Response:
         async with self.store.read() as conn:
@@ -176,13 +188,14 @@ class EntityApi:
     async def patch_row(self, request: Request, row: Row,
                         defaults: Mapping[str, Any] | None = None) -> Response:
         data = {**(defaults or {}), **await self.body(request, old=row)}
-        return json_response(200, await self.dao.update(row["id"], data))
+        written = await self.dao.update(row["id"], data)
+        return json_response(200, self.written(request, written))
 
     async def delete(self, request: Request, key: str) -> Response:
         async with self.store.read() as conn:
             row = await self.find(conn, key)
         if row is not None:
-            await self.dao.delete(row["id"])
+            await self.dao.delete(self.written(request, row)["id"])
         return no_content()
 
     # ---------------------------------------------------------------- /E/{key}/{fk}
@@ -195,7 +208,7 @@ class EntityApi:
                 created = await parent_api.dao.upsert(str(uuid.uuid4()),
                                                       await parent_api.body(request))
                 await self.dao.update(row["id"], {field.name: {"id": created["id"]}})
-                return json_response(200, created)
+                return json_response(200, parent_api.written(request, created))
             return await parent_api.put(request, ref["id"])
         if ref is None:
             raise EndpointNotFound()

@@ -12,7 +12,7 @@ from typing import Any
 from admin.app import create_app
 from admin.meta import NodeInfo
 from gateway import registry, version
-from gateway.db import migrate
+from gateway.db import audit, migrate
 from gateway.db.store import Store
 from gateway.proxy import ProxyApp
 from gateway.reload import Reloader
@@ -124,9 +124,12 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
                  version.__version__, ", ".join(map(str, settings.admin_listeners)),
                  ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
         spawn(reloader.run(), "reloader")
+        pruner = spawn(audit.prune_forever(store, settings.audit_log_retention),
+                       "audit-log-prune")
         try:
             await run_servers(servers)
         finally:
+            pruner.cancel()
             reloader.stop()
             checks.stop()
             await pools.close()

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from admin import meta
+from admin import audit_api, meta
+from admin.audit import audited
 from admin.entities import (
     CertificatesApi,
     ConsumersApi,
@@ -78,8 +79,9 @@ def entity_routes(api: EntityApi, apis: dict[str, EntityApi], url: str) -> list[
     async def item_delete(request: Request) -> Response:
         return await api.delete(request, _key(request))
 
+    name = api.entity.name
     routes: list[BaseRoute] = [
-        Route(f"/{url}", Resource(get=collection_get, post=collection_post)),
+        Route(f"/{url}", audited(name, Resource(get=collection_get, post=collection_post))),
     ]
     for spec in api.entity.foreign_fields:
         parent_api = apis.get(spec.foreign.entity) if spec.foreign else None
@@ -87,8 +89,8 @@ def entity_routes(api: EntityApi, apis: dict[str, EntityApi], url: str) -> list[
             continue
         routes.append(Route(f"/{url}/{{key}}/{spec.name}", _parent_resource(api, spec,
                                                                            parent_api)))
-    routes.append(Route(f"/{url}/{{key}}", Resource(get=item_get, put=item_put,
-                                                    patch=item_patch, delete=item_delete)))
+    routes.append(Route(f"/{url}/{{key}}", audited(name, Resource(
+        get=item_get, put=item_put, patch=item_patch, delete=item_delete))))
     return routes
 
 
@@ -96,7 +98,8 @@ def _parent_resource(api: EntityApi, spec: FieldSpec, parent_api: EntityApi) -> 
     async def handler(request: Request) -> Response:
         return await api.parent(request, _key(request), spec, parent_api)
 
-    return Resource(get=handler, put=handler, patch=handler, delete=handler)
+    return audited(parent_api.entity.name,
+                   Resource(get=handler, put=handler, patch=handler, delete=handler))
 
 
 def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_url: str,
@@ -133,14 +136,15 @@ def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_u
     async def delete_child(request: Request) -> Response:
         prow = await parent.require(_key(request, "pkey"))
         row = await child.owned(_key(request), field, prow)
-        await child.dao.delete(row["id"])
+        await child.dao.delete(child.written(request, row)["id"])
         return Response(status_code=204)
 
     base = f"/{parent_url}/{{pkey}}/{child_url}"
+    name = child.entity.name
     return [
-        Route(base, Resource(get=list_children, post=create_child)),
-        Route(base + "/{key}", Resource(get=get_child, put=put_child, patch=patch_child,
-                                        delete=delete_child)),
+        Route(base, audited(name, Resource(get=list_children, post=create_child))),
+        Route(base + "/{key}", audited(name, Resource(get=get_child, put=put_child,
+                                                      patch=patch_child, delete=delete_child))),
     ]
 
 
@@ -156,7 +160,8 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store)
-    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *target_routes(apis, node)]
+    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
+                               *target_routes(apis, node)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
             continue
@@ -204,7 +209,7 @@ def target_routes(apis: dict[str, EntityApi], node: meta.NodeInfo) -> list[BaseR
             address = request.path_params.get("address")
             if address is not None and address != row["target"]:
                 raise EndpointNotFound()  # no DNS-resolved sub-addresses here
-            await mark_target(store, row["id"], healthy)
+            await mark_target(store, targets.written(request, row)["id"], healthy)
             return Response(status_code=204)
 
         return handler
@@ -231,17 +236,21 @@ def target_routes(apis: dict[str, EntityApi], node: meta.NodeInfo) -> list[BaseR
     async def delete(request: Request) -> Response:
         prow = await upstreams.require(_key(request, "pkey"))
         row = await targets.owned(_key(request), "upstream", prow)
-        await targets.dao.delete(row["id"])
+        await targets.dao.delete(targets.written(request, row)["id"])
         return Response(status_code=204)
+
+    def writes(resource: Resource) -> Resource:  # Kong 3.x: a PUT on a target updates it
+        return audited("targets", resource, put="update")
 
     base = "/upstreams/{pkey}/targets"
     return [
         Route("/upstreams/{pkey}/health", Resource(get=health)),
-        Route(base + "/{key}/healthy", Resource(put=setter(True))),
-        Route(base + "/{key}/unhealthy", Resource(put=setter(False))),
-        Route(base + "/{key}/{address}/healthy", Resource(put=setter(True))),
-        Route(base + "/{key}/{address}/unhealthy", Resource(put=setter(False))),
+        Route(base + "/{key}/healthy", writes(Resource(put=setter(True)))),
+        Route(base + "/{key}/unhealthy", writes(Resource(put=setter(False)))),
+        Route(base + "/{key}/{address}/healthy", writes(Resource(put=setter(True)))),
+        Route(base + "/{key}/{address}/unhealthy", writes(Resource(put=setter(False)))),
         Route(base + "/all", Resource(get=listing)),
-        Route(base, Resource(get=listing, post=create)),
-        Route(base + "/{key}", Resource(get=get, put=update, patch=update, delete=delete)),
+        Route(base, writes(Resource(get=listing, post=create))),
+        Route(base + "/{key}", writes(Resource(get=get, put=update, patch=update,
+                                               delete=delete))),
     ]

@@ -61,8 +61,10 @@ class Store:
             yield conn
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction; bumps the config version before anything else."""
+    async def write(self, *, config: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; bumps the config version before anything else.
+        ``config=False`` writes rows that are not configuration (the audit log): no bump,
+        no NOTIFY, no reload — but the same writer queue on SQLite."""
         async with _unavailable_as_503():
             lock = self._write_lock or contextlib.nullcontext()
             async with lock:
@@ -71,10 +73,12 @@ class Store:
                     if self.dialect == "sqlite":
                         conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
                     async with conn.begin():
-                        await self._bump(conn)
+                        if config:
+                            await self._bump(conn)
                         yield conn
-        for callback in self.on_commit:
-            callback()
+        if config:
+            for callback in self.on_commit:
+                callback()
 
     async def _bump(self, conn: AsyncConnection) -> int:
         meta = tables.meta

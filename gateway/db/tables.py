@@ -56,6 +56,27 @@ target_health = sa.Table(
     sa.Column("stamp", sa.BigInteger, nullable=False),
 )
 
+# The Admin API audit log (admin/audit.py): one row per write request, whatever its result.
+# Not configuration: writing it never bumps the config version, reloaders never read it.
+# `id` is the monotonic order (SQLite needs INTEGER for an auto-incrementing primary key;
+# AUTOINCREMENT so ids of pruned rows are never reused); `created_at` is Kong-style seconds.
+AuditId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", AuditId, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=True),
+    sa.Column("entity_id", sa.Text, nullable=True),
+    sa.Column("operation", sa.Text, nullable=False),
+    sa.Column("fields", JSONType, nullable=True),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
 _tables: dict[str, sa.Table] = {}
 
 

@@ -216,6 +216,7 @@ class Settings:
     prefix: str = ".ramparts"  # generated files (default certificates) live here
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
     db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
+    audit_log_retention: Annotated[int, Between(0, 36500)] = 30  # days; 0 keeps forever
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
