@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from gateway.settings.load import SettingsError, load
+from admin.http import dumps
+from gateway.settings.load import SettingsError, load, redacted
 from tests.pki import UpstreamPki
 
 
@@ -50,6 +53,8 @@ def test_client_certificate_settings_need_each_other(upki: UpstreamPki) -> None:
                   "RAMPARTS_ADMIN_SSL_CLIENT_CA": ca,
                   "RAMPARTS_ADMIN_CLIENT_ROLES": '{"CN=ops": "admin", "CN=a": "read-only"}'})
     assert dict(s.admin_client_roles or {}) == {"CN=ops": "admin", "CN=a": "read-only"}
+    shown = json.loads(dumps(redacted(s)))  # GET / shows the settings
+    assert shown["admin_client_roles"] == {"CN=ops": "admin", "CN=a": "read-only"}
 
 
 def test_admin_certificate_pairs(upki: UpstreamPki) -> None:
