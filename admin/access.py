@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from admin.auth import peer_actor
 from admin.http import error_response
 from gateway.errors import Forbidden, MisdirectedRequest
+from gateway.settings.access import origin_of
 from gateway.settings.model import Settings
 
 WILDCARDS = frozenset({"0.0.0.0", "::", "*"})
@@ -73,7 +75,8 @@ class AccessPolicy:
         names.update(n.strip("[]").lower() for n in settings.admin_server_names)
         names.update(x.bind_host.lower() for x in settings.admin_listeners
                      if x.bind_host not in WILDCARDS)
-        return cls(frozenset(names), frozenset(settings.admin_gui_origin))
+        origins = {*settings.admin_gui_origin, *map(origin_of, settings.admin_gui_url)}
+        return cls(frozenset(names), frozenset(origins))
 
     def host_allowed(self, host: str | None, local_address: str | None) -> bool:
         """``local_address`` is the address the connection arrived on: with a wildcard
@@ -95,6 +98,7 @@ class OriginGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        peer_actor(scope)  # refused requests are attributed too
         headers = dict(scope.get("headers") or [])
         host = _text(headers.get(b"host"))
         server = scope.get("server")

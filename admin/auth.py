@@ -40,6 +40,13 @@ class Principal:
     role: str   # admin | read-only
 
 
+def peer_actor(scope: Scope) -> str:
+    """Set (and return) the actor of a caller known only by its address."""
+    client = scope.get("client")
+    actor = scope[ACTOR] = f"peer:{client[0] if client else 'unknown'}"
+    return actor
+
+
 def credentials_required(settings: Settings, listener: Listener) -> bool:
     """Kong OSS serves loopback callers without credentials; anything else needs them (a
     non-loopback listener with ``admin_auth: off`` never starts: settings/access.py)."""
@@ -81,9 +88,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        peer = f"peer:{client[0] if client else 'unknown'}"
-        scope[ACTOR] = peer
+        peer = peer_actor(scope)
         try:
             principal = await self.authenticate(scope, peer)
             authorize(principal, scope["method"])

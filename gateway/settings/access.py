@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.schema.checks import Issues
 from gateway.settings import listen
@@ -32,6 +33,28 @@ def origin(value: str) -> str | None:
             "http://" if value.endswith(":80") else "https://"):
         return "leave the default port out: browsers never send it in Origin"
     return None
+
+
+def gui_url(value: str) -> str | None:
+    """Kong's ``admin_gui_url``: Kong Manager's address, whose origin may call the API."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http(s) URL, e.g. http://localhost:8002"
+    return None
+
+
+def origin_of(url: str) -> str:
+    """The origin a browser sends for pages under ``url`` (lower case, no default port)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port not in (None, default) else ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def server_name(value: str) -> str | None:

@@ -222,6 +222,7 @@ class Settings:
     # Admin API access (checks in settings/access.py; enforced by admin/access.py, auth.py)
     admin_auth: Annotated[str, OneOf(*access.AUTH_MODES)] = "off"
     admin_gui_origin: tuple[Annotated[str, Check(access.origin)], ...] = ()
+    admin_gui_url: tuple[Annotated[str, Check(access.gui_url)], ...] = ()  # Kong's; its origin
     admin_server_names: tuple[Annotated[str, Check(access.server_name)], ...] = ()
     admin_ssl_cert: tuple[PemPath, ...] = ()
     admin_ssl_cert_key: tuple[KeyPath, ...] = ()

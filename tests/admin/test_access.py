@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from admin.access import Cors, cors_verdict, host_name
 from gateway.db.store import Store
@@ -155,3 +156,34 @@ def test_bad_origins_are_refused_at_load(value: str, problem: str) -> None:
         load(env={"RAMPARTS_ADMIN_GUI_ORIGIN": value})
     assert caught.value.problems[0].startswith("admin_gui_origin.1: ")
     assert problem in caught.value.problems[0]
+
+
+async def test_kongs_admin_gui_url_opens_cors_for_its_origin(store: Store) -> None:
+    env = {"RAMPARTS_ADMIN_GUI_URL": "http://localhost:8002/manager"}
+    async with admin_client(store, env) as admin:
+        r = await admin.get("/status", headers={"origin": "http://localhost:8002"})
+        assert r.headers["access-control-allow-origin"] == "http://localhost:8002"
+
+
+async def test_refused_requests_are_attributed_to_their_peer(store: Store) -> None:
+    """``scope["ramparts.actor"]`` is set even when the Host or Origin check refuses."""
+    from admin.access import AccessPolicy, OriginGuard
+    from admin.auth import ACTOR
+    from gateway.settings.load import load
+
+    seen: list[str] = []
+    guard = OriginGuard(_never_called, AccessPolicy.from_settings(load(env={})))
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        await guard(scope, receive, send)
+        seen.append(scope[ACTOR])
+
+    transport = httpx.ASGITransport(app=outer, client=("127.0.0.9", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8001") as c:
+        assert (await c.get("/", headers={"host": "evil.example"})).status_code == 421
+        assert (await c.post("/", headers={"origin": EVIL})).status_code == 403
+    assert seen == ["peer:127.0.0.9", "peer:127.0.0.9"]
+
+
+async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("a refused request reached the app")

@@ -70,3 +70,23 @@ def test_admin_certificate_pairs(upki: UpstreamPki) -> None:
                                             ("RAMPARTS_ADMIN_SERVER_NAMES", "a b")])
 def test_bad_values_name_their_key(key: str, value: str) -> None:
     assert problems({key: value})[0].startswith(key.removeprefix("RAMPARTS_").lower())
+
+
+@pytest.mark.parametrize(("url", "origin"), [
+    ("http://localhost:8002", "http://localhost:8002"),
+    ("http://localhost:8002/manager/", "http://localhost:8002"),
+    ("HTTPS://Admin.Example.com:443/x", "https://admin.example.com"),
+    ("http://[::1]:8002", "http://[::1]:8002"),
+    ("http://ui.example:80", "http://ui.example"),
+])
+def test_kongs_admin_gui_url_gives_its_origin(url: str, origin: str) -> None:
+    from gateway.settings.access import origin_of
+
+    assert load(env={"RAMPARTS_ADMIN_GUI_URL": url}).admin_gui_url == (url,)
+    assert origin_of(url) == origin
+
+
+@pytest.mark.parametrize("url", ["localhost:8002", "ftp://x.example", "http://", "http://x:99999"])
+def test_bad_admin_gui_url(url: str) -> None:
+    assert problems({"RAMPARTS_ADMIN_GUI_URL": url})[0].startswith(
+        "admin_gui_url.1: expected an http(s) URL")
