@@ -1,4 +1,5 @@
-"""The Admin API application: routes from the registry, Kong's headers, body limits."""
+"""The Admin API application: routes from the registry, Kong's headers, body limits, and
+who may call it (``admin.access``: Host and CORS; ``admin.auth``: credentials and roles)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import routes as admin_routes
+from admin.access import AccessPolicy, OriginGuard
 from admin.audit import AuditMiddleware
+from admin.auth import AuthMiddleware
 from admin.http import dumps, json_response
 from admin.meta import NodeInfo
 from gateway import version
 from gateway.db.store import Store
 from gateway.errors import PayloadTooLarge
+from gateway.settings.listen import Listener
 
 SERVER = f"ramparts/{version.__version__}"
 
@@ -39,21 +43,19 @@ class AdminMiddleware:
         if len(path) > 1 and path.endswith("/"):
             scope = {**scope, "path": path.rstrip("/") or "/"}
         headers = dict(scope.get("headers") or [])
-        origin = headers.get(b"origin", b"*").decode("latin-1")
         length = headers.get(b"content-length")
         stats = self.node.stats
         stats.total_requests += 1
         stats.requests_active += 1
         try:
             if length is not None and length.isdigit() and int(length) > self.max_body:
-                await self._too_large(send, origin, started)
+                await self._too_large(send, started)
                 return
-            await self._run(scope, receive, send, origin, started)
+            await self._run(scope, receive, send, started)
         finally:
             stats.requests_active -= 1
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, origin: str,
-                   started: float) -> None:
+    async def _run(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         received = 0
         sent_start = False
 
@@ -71,7 +73,6 @@ class AdminMiddleware:
             if message["type"] == "http.response.start":
                 sent_start = True
                 extra = [(b"server", SERVER.encode()),
-                         (b"access-control-allow-origin", origin.encode("latin-1")),
                          (b"x-kong-admin-latency",
                           str(int((time.monotonic() - started) * 1000)).encode())]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
@@ -81,19 +82,18 @@ class AdminMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except PayloadTooLarge:
             if not sent_start:
-                await self._too_large(send, origin, started)
+                await self._too_large(send, started)
 
     def _too_large_message(self) -> str:
         return f"Payload too large: the body exceeds {self.max_body} bytes (admin_max_body_size)"
 
-    async def _too_large(self, send: Send, origin: str, started: float) -> None:
+    async def _too_large(self, send: Send, started: float) -> None:
         body = dumps({"message": self._too_large_message()})
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", b"application/json; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
             (b"server", SERVER.encode()),
-            (b"access-control-allow-origin", origin.encode("latin-1")),
             (b"x-kong-admin-latency", str(int((time.monotonic() - started) * 1000)).encode()),
         ]})
         await send({"type": "http.response.body", "body": body})
@@ -103,10 +103,18 @@ async def _not_found(request: Request, exc: Any) -> Response:
     return json_response(404, {"message": "Not found"})
 
 
-def create_app(store: Store, node: NodeInfo) -> ASGIApp:
+def create_app(store: Store, node: NodeInfo, listener: Listener | None = None) -> ASGIApp:
+    """The Admin API as served on ``listener`` (default: the first ``admin_listen`` entry):
+    whether callers need credentials depends on the listener."""
+    settings = node.settings
+    if listener is None:
+        listener = next(iter(settings.admin_listeners), Listener(host="127.0.0.1", port=8001))
     app = Starlette(routes=admin_routes.build(store, node),
                     exception_handlers={404: _not_found})
     app.state.store = store
     app.state.node = node
-    audited = AuditMiddleware(app, store, node.settings.audit_log_retention)
-    return AdminMiddleware(audited, node, node.settings.admin_max_body_bytes)
+    audited = AuditMiddleware(
+        OriginGuard(AuthMiddleware(app, store, settings, listener),
+                    AccessPolicy.from_settings(settings)),
+        store, settings.audit_log_retention)
+    return AdminMiddleware(audited, node, settings.admin_max_body_bytes)

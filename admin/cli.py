@@ -1,4 +1,5 @@
-"""``ramparts``: start the node, run migrations, check settings, print the version."""
+"""``ramparts``: start the node, run migrations, check settings, manage Admin API tokens,
+print the version."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 import uvloop
 
 from admin import node
 from gateway import registry, version
-from gateway.db import migrate
+from gateway.db import admin_tokens, migrate
 from gateway.db.store import Store
+from gateway.settings.access import ROLES
 from gateway.settings.load import SettingsError, load
 from gateway.settings.model import Settings
 
@@ -90,6 +93,46 @@ def _check(path: str | None) -> int:
     return 0
 
 
+def _add_admin_tokens(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tokens = sub.add_parser("admin-tokens", help="Admin API tokens (stored hashed)")
+    actions = tokens.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a token and print it (once)")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=ROLES)
+    actions.add_parser("list", help="list the tokens (names and roles, never the tokens)")
+    revoke = actions.add_parser("revoke", help="revoke a token: it stops working at once")
+    revoke.add_argument("name")
+    for action in (create, actions.choices["list"], revoke):
+        action.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
+
+
+async def _admin_tokens(settings: Settings, args: argparse.Namespace) -> int:
+    """Tokens live in the database, so every node sees a change at once; the database is
+    migrated first, so a token can be created before the first ``ramparts start``."""
+    store = _store(settings)
+    try:
+        await migrate.upgrade(store.engine)
+        if args.action == "create":
+            token = await admin_tokens.create(store, args.name, args.role)
+            print(token)
+            print(f"admin token '{args.name}' ({args.role}) created: store it now, it cannot "
+                  "be shown again. Send it as 'Kong-Admin-Token: <token>' or "
+                  "'Authorization: Bearer <token>'.", file=sys.stderr)
+        elif args.action == "revoke":
+            await admin_tokens.revoke(store, args.name)
+            print(f"admin token '{args.name}' revoked")
+        else:
+            for entry in await admin_tokens.list_all(store):
+                created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.created_at))
+                print(f"{entry.name}\t{entry.role}\t{created}")
+    except admin_tokens.TokenError as exc:
+        print(f"admin-tokens {args.action}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ramparts", description="Kong-compatible TLS gateway")
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a settings file, print every problem")
     check.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
     sub.add_parser("version", help="print the version")
+    _add_admin_tokens(sub)
     return p
 
 
@@ -115,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level)
     if args.command == "migrations":
         return asyncio.run(_migrations(settings, args.action))
+    if args.command == "admin-tokens":
+        return asyncio.run(_admin_tokens(settings, args))
     return uvloop.run(_start(settings))
 
 

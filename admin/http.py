@@ -44,7 +44,7 @@ def error_response(exc: BaseException) -> Response:
     if isinstance(exc, DbError):
         return json_response(exc.status, exc.body())
     if isinstance(exc, RampartsError):
-        return json_response(exc.status, exc.body())
+        return json_response(exc.status, exc.body(), exc.headers() or None)
     log.error("unexpected error in the Admin API", exc_info=exc)
     return json_response(500, {"message": "An unexpected error occurred"})
 

@@ -22,6 +22,7 @@ from gateway.settings.model import Settings
 from gateway.snapshot import Holder, Snapshot
 from gateway.tasks import spawn
 from gateway.tls import libssl
+from gateway.tls.admin import admin_context
 from gateway.tls.client import ClientDefaults, client_defaults
 from gateway.tls.contexts import PolicyError, ServerPolicy
 from gateway.tls.defaults import default_pairs
@@ -62,6 +63,31 @@ def client_tls_defaults(settings: Settings) -> ClientDefaults:
         return client_defaults(settings)
     except (OSError, ValueError) as exc:
         raise StartError(f"cannot read the client TLS settings: {exc}") from exc
+
+
+def admin_tls(settings: Settings) -> ssl.SSLContext | None:
+    if not any(x.ssl for x in settings.admin_listeners):
+        return None
+    try:
+        return admin_context(settings)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise StartError(f"cannot set up TLS for the Admin API: {exc}") from exc
+
+
+def admin_servers(store: Store, node: NodeInfo, socks: list[socket.socket]
+                  ) -> list[tuple[Server, list[socket.socket]]]:
+    """One server per admin listener: whether callers need credentials, and TLS, depend on
+    the listener (``socks`` are in ``admin_listeners`` order)."""
+    settings = node.settings
+    context = admin_tls(settings)
+    servers = []
+    for listener, sock in zip(settings.admin_listeners, socks, strict=True):
+        options: dict[str, Any] = {}
+        if listener.ssl and context is not None:
+            options["ssl_context_factory"] = lambda *_, ctx=context: ctx
+        servers.append((make_server(create_app(store, node, listener), node.stats, **options),
+                        [sock]))
+    return servers
 
 
 def _bind_all(listeners: Any) -> list[socket.socket]:
@@ -112,7 +138,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         plain_socks = _bind_all([x for x in listeners if not x.ssl])
         tls_socks = _bind_all(tls_listeners)
         sockets = admin_socks + plain_socks + tls_socks
-        servers.append((make_server(create_app(store, node), node.stats), admin_socks))
+        servers.extend(admin_servers(store, node, admin_socks))
         if plain_socks:
             servers.append((make_server(proxy, node.stats, proxy=True), plain_socks))
         if tls_socks and terminator is not None:

@@ -70,6 +70,10 @@ class RampartsError(Exception):
     def body(self) -> dict[str, Any]:
         return {"message": str(self)}
 
+    def headers(self) -> dict[str, str]:
+        """Response headers the status needs (``WWW-Authenticate`` for a 401)."""
+        return {}
+
 
 class DbError(RampartsError):
     """A Kong ``err_t``: ``{code, name, message[, fields]}``."""
@@ -239,3 +243,32 @@ class EndpointNotFound(RampartsError):
 
     def __init__(self, message: str = "Not found") -> None:
         super().__init__(message)
+
+
+class MisdirectedRequest(RampartsError):
+    """The ``Host`` names nobody this Admin API answers for (DNS rebinding, a stray proxy)."""
+
+    status = 421
+
+
+class Unauthorized(RampartsError):
+    """No valid credentials where they are required, or invalid ones sent; Kong EE's words."""
+
+    status = 401
+
+    def __init__(self, message: str = "Invalid RBAC credentials", *,
+                 token_sent: bool = False) -> None:
+        super().__init__(message)
+        self.token_sent = token_sent
+
+    def headers(self) -> dict[str, str]:
+        challenge = 'Bearer realm="ramparts-admin"'
+        if self.token_sent:
+            challenge += ', error="invalid_token"'
+        return {"WWW-Authenticate": challenge}
+
+
+class Forbidden(RampartsError):
+    """Authenticated, but the role (or the request's origin) does not allow this."""
+
+    status = 403

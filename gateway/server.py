@@ -86,6 +86,17 @@ class _WithTLS:
         await self.app(scope, receive, send)
 
 
+class TLSScopeProtocol(CountingHttpToolsProtocol):
+    """Counts connections and fills ``scope["extensions"]["tls"]`` (the Admin API's TLS
+    listeners read the client certificate from it)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        obj = transport.get_extra_info("ssl_object")
+        if obj is not None:
+            self.app = _WithTLS(self.app, tls_info(obj))
+
+
 class ProxyProtocol(CountingHttpToolsProtocol):
     """Counts connections, corks writes (see ``gateway.cork``) and fills
     ``scope["extensions"]["tls"]`` (uvicorn does not): the handshake is complete when
@@ -109,7 +120,8 @@ class Server(uvicorn.Server):
 
 def make_server(app: Any, stats: ServerStats, *, proxy: bool = False, **options: Any
                 ) -> Server:
-    protocol = ProxyProtocol if proxy else CountingHttpToolsProtocol
+    protocol: type[CountingHttpToolsProtocol] = ProxyProtocol if proxy else (
+        TLSScopeProtocol if "ssl_context_factory" in options else CountingHttpToolsProtocol)
     if proxy:
         # the upstream's Date passes through; Kong keeps idle client connections 60 s
         options = {"date_header": False, "timeout_keep_alive": 60, **options}

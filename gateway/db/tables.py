@@ -77,6 +77,16 @@ audit_log = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Admin API tokens (``ramparts admin-tokens``): not Kong entities, so no endpoints, no snapshot
+# and no config-version bump. Only the SHA-256 of each token is kept.
+admin_tokens = sa.Table(
+    "ramparts_admin_tokens", metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
 _tables: dict[str, sa.Table] = {}
 
 

@@ -36,6 +36,18 @@ class Listener:
             return "0.0.0.0"
         return self.host.strip("[]")
 
+    @property
+    def loopback(self) -> bool:
+        """Only this machine can connect: a loopback address or ``localhost``. A wildcard or
+        any other name counts as reachable from the network."""
+        host = self.bind_host
+        if host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
     def __str__(self) -> str:
         flags = [f for f in ("ssl", "http2", "proxy_protocol", "reuseport") if getattr(self, f)]
         return " ".join([f"{self.host}:{self.port}", *flags])

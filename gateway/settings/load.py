@@ -156,6 +156,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
                 out[spec.name] = redact_url(value) if spec.name == "database" else "******"
             elif spec.kind == "record" and spec.record is not None and value is not None:
                 out[spec.name] = view(spec.record, value)
+            elif spec.kind == "map" and value is not None:
+                out[spec.name] = dict(value)  # a read-only mapping is not JSON
             elif isinstance(value, tuple):
                 out[spec.name] = [view(spec.elements.record, v)
                                   if spec.elements is not None and spec.elements.record

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from gateway.schema.checks import Custom, Issues
 from gateway.schema.fields import AllowEmpty, Between, Check, OneOf, Secret
-from gateway.settings import listen
+from gateway.settings import access, listen
 from gateway.tls import pem, suites
 
 
@@ -194,7 +194,10 @@ class Settings:
     """Every top-level key of ``ramparts.yaml`` (each overridable by ``RAMPARTS_<KEY>``)."""
 
     __checks__ = (_pairs("ssl_cert", "ssl_cert_key"),
-                  _pairs("client_ssl_cert", "client_ssl_cert_key"))
+                  _pairs("client_ssl_cert", "client_ssl_cert_key"),
+                  _pairs("admin_ssl_cert", "admin_ssl_cert_key"),
+                  Custom(("admin_listen", "admin_auth", "admin_ssl_client_ca",
+                          "admin_client_roles"), access.access_check))
 
     database: Annotated[str, Check(_database), Secret()] = "sqlite:///ramparts.db"
     admin_listen: ListenEntries = ("127.0.0.1:8001",)
@@ -217,6 +220,15 @@ class Settings:
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
     db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
     audit_log_retention: Annotated[int, Between(0, 36500)] = 30  # days; 0 keeps forever
+    # Admin API access (checks in settings/access.py; enforced by admin/access.py, auth.py)
+    admin_auth: Annotated[str, OneOf(*access.AUTH_MODES)] = "off"
+    admin_gui_origin: tuple[Annotated[str, Check(access.origin)], ...] = ()
+    admin_gui_url: tuple[Annotated[str, Check(access.gui_url)], ...] = ()  # Kong's; its origin
+    admin_server_names: tuple[Annotated[str, Check(access.server_name)], ...] = ()
+    admin_ssl_cert: tuple[PemPath, ...] = ()
+    admin_ssl_cert_key: tuple[KeyPath, ...] = ()
+    admin_ssl_client_ca: CAPaths = ()
+    admin_client_roles: Mapping[str, Annotated[str, OneOf(*access.ROLES)]] | None = None
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:

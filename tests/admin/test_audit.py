@@ -16,13 +16,13 @@ import httpx
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from admin.app import create_app
 from admin.meta import NodeInfo
 from gateway import registry
+from gateway.db import admin_tokens, migrate, tables
 from gateway.db import audit as audit_log
-from gateway.db import migrate, tables
 from gateway.db.store import Store
 from gateway.settings.load import SettingsError, load
 from tests.conftest import wipe
@@ -260,16 +260,22 @@ async def test_pages_newest_first_and_keep_filters(admin: httpx.AsyncClient) -> 
 
 
 async def test_actor_comes_from_the_authentication_layer(store: Store) -> None:
+    """The auth layer names the caller; refused writes are attributed too."""
     await wipe(store)
-
-    def authenticated(app: ASGIApp) -> ASGIApp:
-        async def with_actor(scope: Scope, receive: Receive, send: Send) -> None:
-            await app({**scope, "ramparts.actor": "token:ci"}, receive, send)
-        return with_actor
-
-    async with client_for(store, wrap=authenticated) as client:
-        assert (await client.post("/consumers", json={"username": "a"})).status_code == 201
-        assert [e["actor"] for e in await entries(client)] == ["token:ci"]
+    ci = await admin_tokens.create(store, "ci", "admin")
+    viewer = await admin_tokens.create(store, "viewer", "read-only")
+    async with client_for(store) as client:
+        r = await client.post("/consumers", json={"username": "a"},
+                              headers={"Kong-Admin-Token": ci})
+        assert r.status_code == 201
+        r = await client.post("/consumers", json={"username": "b"},
+                              headers={"Authorization": f"Bearer {viewer}"})
+        assert r.status_code == 403
+        r = await client.post("/consumers", json={"username": "c"},
+                              headers={"Kong-Admin-Token": "forged"})
+        assert r.status_code == 401
+        got = [(e["actor"], e["status"]) for e in await entries(client)]
+        assert got == [("peer:127.0.0.1", 401), ("token:viewer", 403), ("token:ci", 201)]
         assert len(await entries(client, "actor=token:ci")) == 1
 
 
