@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 import uvloop
 
-from admin import node
-from gateway import registry, version
+from admin import keyring_cmd, node
+from gateway import keyring, registry, version
 from gateway.db import migrate
 from gateway.db.store import Store
 from gateway.settings.load import SettingsError, load
@@ -28,6 +29,9 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
                         datefmt="%Y/%m/%d %H:%M:%S")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we log what was migrated
+    # the database layers log SQL parameters (private keys) at INFO/DEBUG: never let them
+    for name in ("sqlalchemy", "aiosqlite", "asyncpg"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _settings(path: str | None) -> Settings:
@@ -40,13 +44,13 @@ def _settings(path: str | None) -> Settings:
         raise SystemExit(1) from exc
 
 
-def _store(settings: Settings) -> Store:
+def _store(settings: Settings, ring: keyring.Keyring | None = None) -> Store:
     try:
         reg = registry.build(settings.plugins)
     except registry.UnknownPlugin as exc:
         print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
-    return Store(settings.database, reg)
+    return Store(settings.database, reg, keyring=ring)
 
 
 async def _start(settings: Settings) -> int:
@@ -101,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a settings file, print every problem")
     check.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
     sub.add_parser("version", help="print the version")
+    keyring_cmd.add_parser(sub)
     return p
 
 
@@ -111,10 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args.conf)
+    if args.command == "keyring" and args.action == "generate":
+        return keyring_cmd.generate(args.id)
+    os.umask(0o077)  # whatever this process creates (database, keys, caches) is private
     settings = _settings(args.conf)
     setup_logging(settings.log_level)
     if args.command == "migrations":
         return asyncio.run(_migrations(settings, args.action))
+    if args.command == "keyring":
+        return asyncio.run(keyring_cmd.rotate_command(settings, _store, args.batch))
     return uvloop.run(_start(settings))
 
 

@@ -239,3 +239,14 @@ class EndpointNotFound(RampartsError):
 
     def __init__(self, message: str = "Not found") -> None:
         super().__init__(message)
+
+
+class SecretUnavailable(RampartsError):
+    """A stored secret cannot be decrypted with this node's keyring (unknown key id, or a
+    failed authentication tag). The message names the value and the key id, never the key."""
+
+    status = 500
+
+    def __init__(self, key_id: str, message: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id

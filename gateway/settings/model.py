@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from gateway import keyring
 from gateway.schema.checks import Custom, Issues
 from gateway.schema.fields import AllowEmpty, Between, Check, OneOf, Secret
 from gateway.settings import listen
@@ -216,6 +217,10 @@ class Settings:
     prefix: str = ".ramparts"  # generated files (default certificates) live here
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
     db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
+    # keys encrypted at rest: `id:base64key` lines (or RAMPARTS_KEYRING); a file that is
+    # missing or unreadable stops the start, never a silent fall back to plaintext
+    keyring_file: Annotated[str | None, Check(keyring.check_file)] = None
+    admin_return_keys: bool = True  # false: GETs never return private keys (write-only)
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
