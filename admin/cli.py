@@ -29,9 +29,6 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
                         datefmt="%Y/%m/%d %H:%M:%S")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we log what was migrated
-    # the database layers log SQL parameters (private keys) at INFO/DEBUG: never let them
-    for name in ("sqlalchemy", "aiosqlite", "asyncpg"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _settings(path: str | None) -> Settings:

@@ -7,6 +7,7 @@ users write; the driver parts (aiosqlite, asyncpg) are ours to add.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any
 
@@ -30,6 +31,17 @@ def dialect_of(url: str) -> str:
 
 
 PRIVATE_FILE = 0o600
+# Loggers that write SQL parameters (private keys): aiosqlite logs every call with its
+# arguments at DEBUG, SQLAlchemy statements and parameters at INFO.
+DRIVER_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg")
+
+
+def quiet_driver_logs() -> None:
+    """Hold the database layers' loggers at WARNING whatever the root level is."""
+    for name in DRIVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:
@@ -38,6 +50,7 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     # message, whatever the log level (SQLAlchemy logs them at INFO, echo or not).
     options.setdefault("hide_parameters", True)
     options.setdefault("echo", False)
+    quiet_driver_logs()
     if dialect_of(url) == "sqlite":
         private_sqlite_files(database_name(url))
         engine = create_async_engine(target, connect_args={"timeout": 30}, **options)

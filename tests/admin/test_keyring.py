@@ -153,7 +153,16 @@ async def test_a_node_without_a_key_id_serves_the_other_certificates(
         r = await api.get(f"/certificates/{lost['id']}")
         assert r.status_code == 500 and "'k1'" in r.json()["message"]
         assert lost["id"] in r.json()["message"]
-        # ... and deleting the row it cannot read still works
+        # a PATCH that replaces every key repairs it (the old keys are not needed) ...
+        r = await api.patch(f"/certificates/{lost['id']}", json={"key": pki.read("s003/rsa.key")})
+        assert r.status_code == 500 and "key_alt" in r.json()["message"]  # still needed
+        r = await api.patch(f"/certificates/{lost['id']}", json={
+            "cert": pki.read("s003/server.crt"), "key": pki.read("s003/server.key"),
+            "cert_alt": None, "key_alt": None})
+        assert r.status_code == 200, r.text
+        assert sorted(c["id"] for c in (await load_all(st)).rows["certificates"]) == sorted(
+            [kept["id"], lost["id"]])
+        # ... and deleting a row works without reading its key
         assert (await api.delete(f"/certificates/{lost['id']}")).status_code == 204
 
 

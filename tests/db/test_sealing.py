@@ -7,7 +7,9 @@ import base64
 from dataclasses import dataclass
 from typing import Annotated
 
-from gateway.db.sealing import drop_secrets, entity_has_secrets, open_row, seal_row
+import pytest
+
+from gateway.db.sealing import drop_secrets, entity_has_secrets, open_row, replaced, seal_row
 from gateway.keyring import is_sealed, parse
 from gateway.schema.compile import compile_record
 from gateway.schema.entities.certificates import CERTIFICATES, SNIS
@@ -71,3 +73,17 @@ def test_plugin_config_secrets_at_any_depth() -> None:
     # another plugin's config (no schema with secrets) is left alone
     other = {**row, "name": "acl"}
     assert seal_row(PLUGINS, RING, other, PLUGIN_SCHEMAS) == other
+
+
+@pytest.mark.parametrize(("patch", "label", "expected"), [
+    ({"key": "new"}, "key", True),
+    ({"tags": ["x"]}, "key", False),
+    ({"config": {"client_id": "b"}}, "config.client_secret", False),  # records merge
+    ({"config": {"client_secret": "n"}}, "config.client_secret", True),
+    ({"config": None}, "config.client_secret", True),
+    ({"config": {"upstream": {"url": "u"}}}, "config.upstream.token", False),
+    ({"config": {"backup_codes": []}}, "config.backup_codes.0", True),  # arrays: replaced
+])
+def test_which_values_a_patch_replaces(patch: dict[str, object], label: str,
+                                       expected: bool) -> None:
+    assert replaced(patch, label) is expected
