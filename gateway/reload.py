@@ -63,7 +63,11 @@ class Reloader:
         query unless they changed), then one version read; a full load only when it moved."""
         if self._forced:
             self._forced = False
-            return await self.reload(force=True)
+            try:
+                return await self.reload(force=True)
+            except Exception:
+                self._forced = True  # the database is down: rebuild once it answers
+                raise
         signature = self._files_signature()
         if signature is not None and signature == self._last_signature:
             return False

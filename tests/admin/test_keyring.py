@@ -255,3 +255,12 @@ async def test_a_plugin_declares_a_secret_with_the_same_marker(store: Store) -> 
             client(st, RAMPARTS_ADMIN_RETURN_KEYS="false") as api:
         body = (await api.get("/plugins")).json()["data"][0]
         assert body["config"] == {"client_id": "b"}
+
+
+async def test_schemas_mark_secret_fields_encrypted_as_kong_does(admin: httpx.AsyncClient
+                                                                 ) -> None:
+    fields = {name: spec for f in (await admin.get("/schemas/certificates")).json()["fields"]
+              for name, spec in f.items()}
+    assert fields["key"].get("encrypted") is True
+    assert fields["key_alt"].get("encrypted") is True
+    assert "encrypted" not in fields["cert"]
