@@ -4,9 +4,10 @@ Admin API answers, rotation, a node without the right key, tampering, write-only
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -59,12 +60,6 @@ async def raw(st: Store, table: str, *columns: str) -> dict[str, tuple[Any, ...]
     async with st.engine.connect() as conn:
         rows = (await conn.execute(sa.text(f"SELECT id, {cols} FROM {table}"))).all()
     return {str(uuid.UUID(str(r[0]))): tuple(r[1:]) for r in rows}  # SQLite: 32 hex digits
-
-
-@pytest.fixture
-def clean(store: Store) -> Iterator[str]:
-    """The session database, emptied; its URL for stores with other keyrings."""
-    yield store.url
 
 
 async def _post_pair(api: httpx.AsyncClient, pki: Pki, name: str) -> dict[str, Any]:
@@ -245,7 +240,6 @@ async def test_a_plugin_declares_a_secret_with_the_same_marker(store: Store) -> 
         assert r.json()["config"]["client_secret"] == "s3cr3t-value"
         (config,), = (await raw(st, "plugins", "config")).values()
         if isinstance(config, str):  # SQLite hands JSON back as text
-            import json
             config = json.loads(config)
         assert config["client_id"] == "app"
         assert config["client_secret"].startswith("$ramparts$v1$k1$")
