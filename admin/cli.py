@@ -6,14 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 import uvloop
 
-from admin import node
-from gateway import registry, version
+from admin import keyring_cmd, node
+from gateway import keyring, registry, version
 from gateway.db import admin_tokens, migrate
 from gateway.db.store import Store
 from gateway.settings.access import ROLES
@@ -43,13 +44,13 @@ def _settings(path: str | None) -> Settings:
         raise SystemExit(1) from exc
 
 
-def _store(settings: Settings) -> Store:
+def _store(settings: Settings, ring: keyring.Keyring | None = None) -> Store:
     try:
         reg = registry.build(settings.plugins)
     except registry.UnknownPlugin as exc:
         print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
-    return Store(settings.database, reg)
+    return Store(settings.database, reg, keyring=ring)
 
 
 async def _start(settings: Settings) -> int:
@@ -145,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
     sub.add_parser("version", help="print the version")
     _add_admin_tokens(sub)
+    keyring_cmd.add_parser(sub)
     return p
 
 
@@ -155,12 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args.conf)
+    if args.command == "keyring" and args.action == "generate":
+        return keyring_cmd.generate(args.id)
+    os.umask(0o077)  # whatever this process creates (database, keys, caches) is private
     settings = _settings(args.conf)
     setup_logging(settings.log_level)
     if args.command == "migrations":
         return asyncio.run(_migrations(settings, args.action))
     if args.command == "admin-tokens":
         return asyncio.run(_admin_tokens(settings, args))
+    if args.command == "keyring":
+        return asyncio.run(keyring_cmd.rotate_command(settings, _store, args.batch))
     return uvloop.run(_start(settings))
 
 

@@ -72,10 +72,16 @@ def tag_filter(request: Request) -> TagFilter | None:
 class EntityApi:
     """The endpoints of one entity. A URL key is a UUID or the entity's endpoint key."""
 
-    def __init__(self, store: Store, entity: EntitySchema) -> None:
+    def __init__(self, store: Store, entity: EntitySchema, return_keys: bool = True) -> None:
         self.store = store
         self.entity = entity
         self.dao: Dao = store.dao(entity.name)
+        self.return_keys = return_keys  # admin_return_keys: false makes secrets write-only
+
+    def shown(self, row: Row) -> Row:
+        """A row as the Admin API answers it: secrets decrypted (Kong returns the PEM), or
+        left out with ``admin_return_keys: false``. Every answer with a row passes here."""
+        return self.dao.open(row) if self.return_keys else self.dao.without_secrets(row)
 
     # ---------------------------------------------------------------- keys
     def check_key(self, key: str) -> None:
@@ -133,7 +139,7 @@ class EntityApi:
     def written(self, request: Request, row: Row) -> Row:
         """``row`` was written by this request: its id goes in the audit log."""
         audit.noted(request, entity_id=row["id"])
-        return row
+        return self.shown(row)
 
     # ---------------------------------------------------------------- collection
     async def list(self, request: Request, where: Mapping[str, Any] | None = None,
@@ -143,7 +149,7 @@ class EntityApi:
         tags = None if base else tag_filter(request)  # Kong ignores tags on nested lists
         async with self.store.read() as conn:
             page = await self.dao.page(conn, size=size, offset=offset, tags=tags, where=where)
-        out: dict[str, Any] = {"data": page.data, "next": None}
+        out: dict[str, Any] = {"data": [self.shown(r) for r in page.data], "next": None}
         if page.offset is not None:
             out["offset"] = page.offset
             out["next"] = self.next_url(request, page.offset, base)
@@ -165,7 +171,7 @@ class EntityApi:
 
     # ---------------------------------------------------------------- entity
     async def get(self, request: Request, key: str, parent: Row | None = None) -> Response:
-        return json_response(200, await self.require(key, parent))
+        return json_response(200, self.shown(await self.require(key, parent)))
 
     async def put(self, request: Request, key: str, forced: Mapping[str, Any] | None = None,
                   parent: Row | None = None) -> Response:
@@ -261,8 +267,8 @@ class ScopedKeyApi(EntityApi):
     target addresses); top-level they are addressed by id only."""
 
     def __init__(self, store: Store, entity: EntitySchema, key_field: str,
-                 parent_field: str) -> None:
-        super().__init__(store, entity)
+                 parent_field: str, return_keys: bool = True) -> None:
+        super().__init__(store, entity, return_keys)
         self.key_field = key_field
         self.parent_field = parent_field
 
@@ -319,4 +325,4 @@ class ConsumersApi(EntityApi):
             return json_response(200, {"data": [], "next": None})
         async with self.store.read() as conn:
             rows = await self.dao.find(conn, {"custom_id": custom_id}, limit=1)
-        return json_response(200, {"data": rows, "next": None})
+        return json_response(200, {"data": [self.shown(r) for r in rows], "next": None})

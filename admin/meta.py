@@ -166,6 +166,8 @@ def field_json(spec: FieldSpec) -> dict[str, Any]:
         out["timestamp"] = True
     if spec.has(m.Unique):
         out["unique"] = True
+    if spec.has(m.Secret):
+        out["encrypted"] = True  # Kong's attribute: sealed when a keyring is configured
     if spec.default is not MISSING and spec.kind != "record" and not spec.has(m.PluginConfig):
         out["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
     if spec.foreign:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -11,7 +12,7 @@ from typing import Any
 
 from admin.app import create_app
 from admin.meta import NodeInfo
-from gateway import registry, version
+from gateway import keyring, registry, version
 from gateway.db import audit, migrate
 from gateway.db.store import Store
 from gateway.proxy import ProxyApp
@@ -97,8 +98,38 @@ def _bind_all(listeners: Any) -> list[socket.socket]:
         raise StartError(exc.strerror) from exc
 
 
+def node_keyring(settings: Settings) -> keyring.Keyring | None:
+    try:
+        ring = keyring.configured(settings.keyring_file)
+    except keyring.KeyringError as exc:
+        raise StartError(str(exc)) from exc
+    if ring is not None:
+        log.info("keyring: private keys are encrypted at rest under key '%s' (keys: %s)",
+                 ring.current_id, ", ".join(ring.ids))
+    return ring
+
+
+async def watch_keyring(store: Store, reloader: Reloader, path: str,
+                        interval: float = 1.0) -> None:
+    """A key added to ``keyring_file`` (before a rotation) is used without a restart."""
+    watch = keyring.KeyFileWatch(path)
+    while True:
+        await asyncio.sleep(interval)
+        ring = watch.poll()
+        if ring is not None:
+            store.keyring = ring
+            log.info("keyring_file changed: current key '%s' (keys: %s)", ring.current_id,
+                     ", ".join(ring.ids))
+            reloader.refresh()
+
+
 async def run(settings: Settings, reg: registry.Registry) -> int:
-    store = Store(settings.database, reg)
+    try:
+        ring = node_keyring(settings)
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
+    store = Store(settings.database, reg, keyring=ring)
     sockets: list[socket.socket] = []
     try:
         try:
@@ -152,6 +183,8 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         spawn(reloader.run(), "reloader")
         pruner = spawn(audit.prune_forever(store, settings.audit_log_retention),
                        "audit-log-prune")
+        if settings.keyring_file:
+            spawn(watch_keyring(store, reloader, settings.keyring_file), "keyring-watch")
         try:
             await run_servers(servers)
         finally:

@@ -38,21 +38,21 @@ NESTED_ALIASES = {"mtls_auth_credentials": "mtls-auth"}
 TOP_ALIASES = {"mtls_auth_credentials": "mtls-auths"}
 
 
-def make_apis(store: Store) -> dict[str, EntityApi]:
+def make_apis(store: Store, return_keys: bool = True) -> dict[str, EntityApi]:
     apis: dict[str, EntityApi] = {}
     for name, entity in store.registry.entities.items():
         if not store.registry.entity_plugin_enabled(entity):
             continue
         if name == "certificates":
-            apis[name] = CertificatesApi(store, entity)
+            apis[name] = CertificatesApi(store, entity, return_keys)
         elif name == "consumers":
-            apis[name] = ConsumersApi(store, entity)
+            apis[name] = ConsumersApi(store, entity, return_keys)
         elif name == "acls":
-            apis[name] = ScopedKeyApi(store, entity, "group", "consumer")
+            apis[name] = ScopedKeyApi(store, entity, "group", "consumer", return_keys)
         elif name == "targets":
-            apis[name] = TargetsApi(store, entity, "target", "upstream")
+            apis[name] = TargetsApi(store, entity, "target", "upstream", return_keys)
         else:
-            apis[name] = EntityApi(store, entity)
+            apis[name] = EntityApi(store, entity, return_keys)
     return apis
 
 
@@ -121,7 +121,7 @@ def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_u
 
     async def get_child(request: Request) -> Response:
         prow = await parent.require(_key(request, "pkey"))
-        return json_response(200, await child.owned(_key(request), field, prow))
+        return json_response(200, child.shown(await child.owned(_key(request), field, prow)))
 
     async def put_child(request: Request) -> Response:
         prow = await parent.require(_key(request, "pkey"))
@@ -159,7 +159,7 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 
 
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
-    apis = make_apis(store)
+    apis = make_apis(store, return_keys=node.settings.admin_return_keys)
     routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
                                *target_routes(apis, node)]
     for name, api in apis.items():

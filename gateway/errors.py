@@ -272,3 +272,14 @@ class Forbidden(RampartsError):
     """Authenticated, but the role (or the request's origin) does not allow this."""
 
     status = 403
+
+
+class SecretUnavailable(RampartsError):
+    """A stored secret cannot be decrypted with this node's keyring (unknown key id, or a
+    failed authentication tag). The message names the value and the key id, never the key."""
+
+    status = 500
+
+    def __init__(self, key_id: str, message: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id

@@ -49,11 +49,25 @@ class Reloader:
         self._last_signature: tuple[object, ...] | None = None
         self._sqlite_path = database_name(store.url) if store.dialect == "sqlite" else None
         store.on_commit.append(self._wake.set)
+        self._forced = False
+
+    def refresh(self) -> None:
+        """Rebuild at the next wake-up although the version did not move (the keyring
+        changed: rows this node could not decrypt may now be served)."""
+        self._forced = True
+        self._wake.set()
 
     # ------------------------------------------------------------------ one reload
     async def check(self) -> bool:
         """The cheap poll: on SQLite a stat of the database files first (microseconds, no
         query unless they changed), then one version read; a full load only when it moved."""
+        if self._forced:
+            self._forced = False
+            try:
+                return await self.reload(force=True)
+            except Exception:
+                self._forced = True  # the database is down: rebuild once it answers
+                raise
         signature = self._files_signature()
         if signature is not None and signature == self._last_signature:
             return False
@@ -67,12 +81,12 @@ class Reloader:
         self._last_signature = signature
         return changed
 
-    async def reload(self) -> bool:
+    async def reload(self, force: bool = False) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
         loaded = await load_all(self.store)
-        if loaded.version == self.holder.current.version:
+        if loaded.version == self.holder.current.version and not force:
             return False
-        if loaded.version == self._failed_version:
+        if loaded.version == self._failed_version and not force:
             return False  # this version failed to build; wait for the next change
         started = time.monotonic()
         try:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db import tables
+from gateway.db import sealing, tables
 from gateway.db.store import Store, row_mapping
 from gateway.errors import (
     ForeignKeysUnresolved,
@@ -110,6 +110,30 @@ class Dao:
         self.entity = entity
         self.table = tables.table(entity.name)
         self.ctx = store.registry.context()
+        # every bundled plugin's config schema, enabled or not: its secrets stay secrets
+        self.plugin_schemas = {name: spec.config
+                               for name, spec in store.registry.available.items()}
+        self.has_secrets = sealing.entity_has_secrets(entity, self.plugin_schemas)
+
+    # ------------------------------------------------------------------ secrets
+    def seal(self, values: Mapping[str, Any]) -> Row:
+        """Secrets sealed under the keyring's current key (as given without a keyring)."""
+        if not self.has_secrets:
+            return dict(values)
+        return sealing.seal_row(self.entity, self.store.keyring, values, self.plugin_schemas)
+
+    def open(self, row: Mapping[str, Any], patch: Mapping[str, Any] | None = None) -> Row:
+        """Secrets decrypted; ``SecretUnavailable`` names the row and key id when one
+        cannot be. Reads return rows as stored: callers that need the secrets open them."""
+        if not self.has_secrets:
+            return dict(row)
+        return sealing.open_row(self.entity, self.store.keyring, row, self.plugin_schemas,
+                                patch)
+
+    def without_secrets(self, row: Mapping[str, Any]) -> Row:
+        if not self.has_secrets:
+            return dict(row)
+        return sealing.drop_secrets(self.entity, row, self.plugin_schemas)
 
     # ------------------------------------------------------------------ row <-> JSON
     def to_json(self, row: Mapping[str, Any]) -> Row:
@@ -268,6 +292,7 @@ class Dao:
             old = await self.get(conn, ident)
             if old is None:
                 raise NotFound({"id": ident})
+            old = self.open(old, patch=data)  # the merge and the checks need plaintext
         elif op == "upsert":
             assert ident is not None
             old = await self.get(conn, ident)
@@ -386,7 +411,7 @@ class Dao:
                                                      {"id": ref["id"]})
 
     async def save(self, conn: AsyncConnection, op: Op, values: Row, old: Row | None) -> None:
-        row = self.to_row(values)
+        row = self.to_row(self.seal(values))
         if old is None:
             await conn.execute(sa.insert(self.table).values(**row))
         else:

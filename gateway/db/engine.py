@@ -6,6 +6,9 @@ users write; the driver parts (aiosqlite, asyncpg) are ours to add.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,9 +30,29 @@ def dialect_of(url: str) -> str:
     return "sqlite" if url.lower().startswith("sqlite") else "postgresql"
 
 
+PRIVATE_FILE = 0o600
+# Loggers that write SQL parameters (private keys): aiosqlite logs every call with its
+# arguments at DEBUG, SQLAlchemy statements and parameters at INFO.
+DRIVER_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg")
+
+
+def quiet_driver_logs() -> None:
+    """Hold the database layers' loggers at WARNING whatever the root level is."""
+    for name in DRIVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     target = async_url(url)
+    # Rows carry private keys: SQL parameters must never reach a log line or an exception
+    # message, whatever the log level (SQLAlchemy logs them at INFO, echo or not).
+    options.setdefault("hide_parameters", True)
+    options.setdefault("echo", False)
+    quiet_driver_logs()
     if dialect_of(url) == "sqlite":
+        private_sqlite_files(database_name(url))
         engine = create_async_engine(target, connect_args={"timeout": 30}, **options)
         _sqlite_events(engine)
         return engine
@@ -63,3 +86,19 @@ def _sqlite_events(engine: AsyncEngine) -> None:
 
 def database_name(url: str) -> str | None:
     return make_url(async_url(url)).database
+
+
+def private_sqlite_files(path: str | None) -> None:
+    """The database file exists and is 0600 before SQLite first opens it. SQLite gives its
+    -wal and -shm files the database file's permissions; existing ones are tightened too
+    (a database created by an older version)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE))
+    except OSError:
+        return  # SQLite will say why it cannot open it, where the caller reports errors
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, PRIVATE_FILE)

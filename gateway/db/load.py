@@ -1,13 +1,21 @@
 """One consistent read of everything the proxy needs (REPEATABLE READ on PostgreSQL; one read
-transaction, i.e. one WAL snapshot, on SQLite)."""
+transaction, i.e. one WAL snapshot, on SQLite). Secrets are decrypted here, on their way into
+the snapshot."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 
 from gateway.db import tables
+from gateway.db.dao import Dao, Row
 from gateway.db.store import Store, read_version, row_mapping
+from gateway.errors import SecretUnavailable
 from gateway.snapshot import Loaded
+
+log = logging.getLogger("ramparts.keyring")
 
 SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
                      "ca_certificates", "upstreams", "targets")
@@ -23,8 +31,26 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> 
             for name in names:
                 dao = store.dao(name)
                 result = await conn.execute(sa.select(tables.table(name)))
-                rows[name] = [dao.to_json(row_mapping(r)) for r in result.all()]
+                rows[name] = opened(dao, (dao.to_json(row_mapping(r)) for r in result.all()))
             marks = await conn.execute(sa.select(tables.target_health))
             rows["target_health"] = [{"target_id": str(r.target_id), "healthy": r.healthy,
                                       "stamp": r.stamp} for r in marks.all()]
     return Loaded(version=version, rows=rows)
+
+
+def opened(dao: Dao, rows: Iterable[Row]) -> list[Row]:
+    """Rows with their secrets decrypted. A row this node cannot decrypt is left out and
+    named in the log (the others are served); never served with its ciphertext. A plugin is
+    not left out (that would open its routes): it stays, under a name no handler runs, so the
+    routes it covers fail closed."""
+    out: list[Row] = []
+    for row in rows:
+        try:
+            out.append(dao.open(row))
+        except SecretUnavailable as exc:
+            if dao.entity.name == "plugins":
+                out.append({**dao.without_secrets(row), "name": f"{row['name']} (sealed)"})
+                log.error("%s; the routes it covers answer 500 until it can be", exc)
+            else:
+                log.error("%s; not serving it", exc)
+    return out

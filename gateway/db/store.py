@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.db import tables
 from gateway.db.engine import create_engine, dialect_of
 from gateway.errors import DatabaseUnavailable
+from gateway.keyring import Keyring
 from gateway.registry import Registry
 from gateway.schema.entity import EntitySchema
 
@@ -32,8 +33,10 @@ VERSION_KEY = "config_version"
 class Store:
     """Owns the engine; hands out DAOs and transactions."""
 
-    def __init__(self, url: str, registry: Registry, engine: AsyncEngine | None = None) -> None:
+    def __init__(self, url: str, registry: Registry, engine: AsyncEngine | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.url = url
+        self.keyring = keyring  # None: secrets are stored as given (the default)
         self.dialect = dialect_of(url)
         self.registry = registry
         self.engine = engine or create_engine(url)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from gateway import keyring
 from gateway.schema.checks import Custom, Issues
 from gateway.schema.fields import AllowEmpty, Between, Check, OneOf, Secret
 from gateway.settings import access, listen
@@ -229,6 +230,10 @@ class Settings:
     admin_ssl_cert_key: tuple[KeyPath, ...] = ()
     admin_ssl_client_ca: CAPaths = ()
     admin_client_roles: Mapping[str, Annotated[str, OneOf(*access.ROLES)]] | None = None
+    # keys encrypted at rest: `id:base64key` lines (or RAMPARTS_KEYRING); a file that is
+    # missing or unreadable stops the start, never a silent fall back to plaintext
+    keyring_file: Annotated[str | None, Check(keyring.check_file)] = None
+    admin_return_keys: bool = True  # false: GETs never return private keys (write-only)
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:

@@ -54,7 +54,7 @@ def generated_pairs(directory: Path) -> list[Pair]:
     for name, make_key in (("ramparts-default", _rsa), ("ramparts-default-ecdsa", _ecdsa)):
         cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
         if not (cert_path.exists() and key_path.exists()):
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds private keys
             cert_pem, key_pem = _self_signed(make_key())
             _write_private(key_path, key_pem)
             cert_path.write_text(cert_pem)
