@@ -140,6 +140,18 @@ def load_pair(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
         ctx.load_cert_chain(cert_path, key_path)
 
 
+def pair_error(cert_pem: str, key_pem: str) -> str | None:
+    """Why OpenSSL would refuse to serve or present this pair (a key too small for the
+    security level, a weak signature), checked when a certificate is written: the snapshot
+    loads the same pair into the same kind of context, and must never fail to."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the default security level, as ours use
+    try:
+        load_pair(ctx, cert_pem, key_pem)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return str(exc).split(" (_ssl.c", 1)[0]
+    return None
+
+
 def server_context(policy: ServerPolicy, pairs: list[tuple[str, str]]) -> ssl.SSLContext:
     ctx = new_context(policy)
     for cert_pem, key_pem in pairs:
