@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -232,10 +233,15 @@ async def test_put_by_sni_needs_an_array(admin: httpx.AsyncClient, pki: Pki,
 # ------------------------------------- nothing OpenSSL cannot load is stored (it froze reloads)
 
 
-@pytest.mark.parametrize("reason", ["ee key too small", "ca md too weak"])
+@pytest.mark.parametrize("reason", ["ee key too small", "ca md too weak", "PEM lib"])
 async def test_pairs_openssl_refuses_are_rejected(admin: httpx.AsyncClient, pki: Pki,
                                                   tmp_path: Path, reason: str) -> None:
-    cert, key = weak_rsa_pair() if reason == "ee key too small" else sha1_signed_pair(tmp_path)
+    makers: dict[str, Callable[[], tuple[str, str]]] = {
+        "ee key too small": weak_rsa_pair,
+        "ca md too weak": lambda: sha1_signed_pair(tmp_path),
+        # an indented BEGIN line: cryptography reads it, OpenSSL does not
+        "PEM lib": lambda: ("  " + pki.read("s003/server.crt"), pki.read("s003/server.key"))}
+    cert, key = makers[reason]()
     r = await admin.post("/certificates", json={"cert": cert, "key": key,
                                                 "snis": ["weak.test"]})
     assert r.status_code == 400, r.text

@@ -13,7 +13,7 @@ from gateway.schema.entity import EntitySchema
 from gateway.schema.fields import Foreign, Secret, Transient, Unique
 from gateway.schema.typedefs import Certificate, Key, Tags, WildcardHost
 from gateway.tls import pem
-from gateway.tls.contexts import pair_error
+from gateway.tls.contexts import ca_error, pair_error
 
 SecretKey = Annotated[Key, Secret()]
 
@@ -104,6 +104,10 @@ def _ca_checks(values: Mapping[str, Any]) -> Issues:
         return []
     if pem.count_certificates(text) > 1:
         return [(None, "please submit only one certificate at a time")]
+    # services trust it through OpenSSL: what OpenSSL cannot load would fail the build
+    err = ca_error(text)
+    if err is not None:
+        return [("cert", f"invalid certificate: OpenSSL cannot use it: {err}")]
     cert = _leaf(text)
     if pem.is_expired(cert):
         return [(None, 'certificate expired, "Not After" time is in the past')]
