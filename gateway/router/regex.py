@@ -36,6 +36,14 @@ def _encode(text: str) -> tuple[bytes, str]:
         return text.encode("utf-8", "surrogateescape"), "utf-8"
 
 
+class RegexError(ValueError):
+    """RE2 refuses the pattern; the message says which and why."""
+
+    def __init__(self, pattern: str, reason: str) -> None:
+        super().__init__(f"route regex '{pattern}': {reason}")
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class RegexMatch:
     text: str  # the whole match (what ``strip_path`` removes)
@@ -43,14 +51,17 @@ class RegexMatch:
 
 
 class RouteRegex:
-    """A compiled route regex. Raises ``re2.error`` for a pattern RE2 refuses."""
+    """A compiled route regex. Raises ``RegexError`` for a pattern RE2 refuses."""
 
     __slots__ = ("_names", "_regex", "pattern")
 
     def __init__(self, pattern: str, ignore_case: bool = False) -> None:
         self.pattern = pattern
-        self._regex = re2.compile(pattern.encode("utf-8", "surrogateescape"),
-                                  _options(ignore_case))
+        try:
+            self._regex = re2.compile(pattern.encode("utf-8", "surrogateescape"),
+                                      _options(ignore_case))
+        except re2.error as exc:
+            raise RegexError(pattern, _reason(exc)) from None
         self._names = tuple((_text(name), index)
                             for name, index in self._regex.groupindex.items())
 
@@ -77,8 +88,8 @@ def regex_error(pattern: str, ignore_case: bool = False) -> str | None:
     backtracking says that this is what is refused."""
     try:
         RouteRegex(pattern, ignore_case)
-    except re2.error as exc:
-        reason = _reason(exc)
+    except RegexError as exc:
+        reason = exc.reason
     else:
         return None
     try:
