@@ -93,14 +93,6 @@ class Store:
         async with self.read() as conn:
             return await read_version(conn)
 
-    async def ping(self) -> bool:
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-        except Exception:
-            return False
-        return True
-
     async def close(self) -> None:
         await self.engine.dispose()
 
