@@ -149,7 +149,7 @@ def pair_error(cert_pem: str, key_pem: str) -> str | None:
     try:
         load_pair(ctx, cert_pem, key_pem)
     except (ssl.SSLError, OSError, ValueError) as exc:
-        return _reason(exc)
+        return openssl_reason(exc)
     return None
 
 
@@ -158,11 +158,11 @@ def ca_error(cert_pem: str) -> str | None:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert_pem)
     except (ssl.SSLError, OSError, ValueError) as exc:
-        return _reason(exc)
+        return openssl_reason(exc)
     return None
 
 
-def _reason(exc: Exception) -> str:
+def openssl_reason(exc: Exception) -> str:
     text = str(exc).split(" (_ssl.c", 1)[0]
     if text.endswith("PEM lib"):  # load_cert_chain's only word for PEM it cannot read
         text += ": the PEM cannot be read (does each -----BEGIN line start its line?)"
