@@ -48,10 +48,14 @@ class DatabaseProbe:
             self._task = spawn(self._probe(), "database-probe")
         wait = self.wait if self._last is not None else self.first_wait
         done, _ = await asyncio.wait({self._task}, timeout=wait)
-        if self._last is not None and \
-                (done or time.monotonic() - self._started < self.patience):
-            return self._last
-        return UNREACHABLE
+        last = self._last
+        if last is None or not (done or time.monotonic() - self._started < self.patience):
+            return UNREACHABLE
+        if last.reachable and last.version is not None and \
+                (self.store.committed_version or 0) > last.version:
+            # a write of this node committed after that probe read: that one is newer
+            return Reachability(True, self.store.committed_version)
+        return last
 
     async def _probe(self) -> None:
         try:

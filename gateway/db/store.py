@@ -42,6 +42,8 @@ class Store:
         self._daos: dict[str, Dao] = {}
         # called after each committed write: the local reloader wakes up at once
         self.on_commit: list[Callable[[], None]] = []
+        # the version of this process's last committed write (/status knows it without a query)
+        self.committed_version: int | None = None
         tables.define_all(registry.entities.values())
 
     def dao(self, name: str) -> Dao:
@@ -71,8 +73,9 @@ class Store:
                     if self.dialect == "sqlite":
                         conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
                     async with conn.begin():
-                        await self._bump(conn)
+                        version = await self._bump(conn)
                         yield conn
+        self.committed_version = max(self.committed_version or 0, version)
         for callback in self.on_commit:
             callback()
 

@@ -21,6 +21,7 @@ from admin.app import create_app
 from admin.meta import NodeInfo
 from gateway import registry
 from gateway.db.engine import database_name
+from gateway.db.probe import DatabaseProbe, Reachability
 from gateway.db.store import Store
 from gateway.settings.load import load
 
@@ -141,3 +142,13 @@ async def test_status_answers_when_the_database_server_never_answers(black_hole:
                 assert body["database"] == {"reachable": False} and took < ANSWER_WITHIN
     finally:
         await store.close()
+
+
+async def test_a_local_write_shows_at_once_without_waiting_for_a_probe(store: Store) -> None:
+    probe = DatabaseProbe(store, wait=0)  # never waits for the probe it starts
+    first = await probe.check()
+    assert first.reachable and first.version is not None
+    async with store.write():
+        pass
+    # the probe started now has not answered yet; this node's own commit is known already
+    assert await probe.check() == Reachability(True, first.version + 1)
