@@ -300,6 +300,17 @@ def header_name(value: str) -> str | None:
     return f"bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_value(value: str) -> str | None:
+    """A header value sent upstream (health-check probes): no control characters but tab,
+    which the HTTP client refuses at send time (or which would split the header)."""
+    if _CONTROL.search(value):
+        return "invalid header value: control characters are not allowed"
+    return None
+
+
 def route_header_value(value: str) -> str | None:
     """A ``routes.headers`` value: ``~*`` + a case-insensitive regex, else a plain value."""
     return regex_error(value[2:], ignore_case=True) if value.startswith("~*") else None
