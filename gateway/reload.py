@@ -37,7 +37,6 @@ class BuildFailure:
 
     version: int
     error: str
-    since: float  # time.monotonic() of the first failure
 
 
 class Reloader:
@@ -117,10 +116,8 @@ class Reloader:
         """Keep serving the last good snapshot; say why at error level, with the traceback
         the first time only (the retries repeat the line, not the stack)."""
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        previous = self.failure
-        first = previous is None or previous.version != version
-        since = time.monotonic() if previous is None or first else previous.since
-        self.failure = BuildFailure(version, error, since)
+        first = self.failure is None or self.failure.version != version
+        self.failure = BuildFailure(version, error)
         self._failed_version = version
         self._failed_at = time.monotonic()
         log.error("configuration version %d cannot be built (%s); still serving version %d",
