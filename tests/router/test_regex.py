@@ -88,3 +88,9 @@ def test_accepted_patterns_build(pattern: str) -> None:
     assert regex_error(pattern) is None
     RouteRegex(pattern)
 
+
+
+def test_a_huge_refused_pattern_is_refused_quickly() -> None:
+    pattern = "/" + "(?:a|b)" * 50_000 + r"\1"  # 350 kB: Python's re takes over a second
+    err, took = _timed(regex_error, pattern)
+    assert isinstance(err, str) and "(RE2 returned: " in err and took < 0.7
