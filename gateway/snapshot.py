@@ -15,6 +15,8 @@ compiled the same way when it is written:
 | certificate pairs (SNI and client certs)  | ``pair_error``: loaded into an SSL context   |
 | CA certificates (service trust)           | ``ca_error``: loaded as ``cadata``           |
 | client TLS defaults (settings)            | ``client_defaults`` builds one at start      |
+| plugin configs (nothing is built yet)     | whatever a handler precomputes, its schema's |
+|                                           | checks must compute too                      |
 
 What still fails (a row from an older release, written behind the API) keeps the last good
 snapshot serving; ``/status`` and the error log say which version fails and why.
