@@ -20,8 +20,10 @@ from admin.http import Resource, json_response
 from gateway import version
 from gateway.db import tables
 from gateway.db.dao import tag_page
+from gateway.db.probe import DatabaseProbe
 from gateway.db.store import Store
 from gateway.errors import EndpointNotFound, InvalidUnique
+from gateway.reload import Reloader
 from gateway.schema import checks as ck
 from gateway.schema import fields as m
 from gateway.schema.compile import MISSING, FieldSpec, RecordSchema
@@ -44,10 +46,26 @@ class NodeInfo:
     stats: ServerStats = field(default_factory=ServerStats)
     hostname: str = field(default_factory=socket.gethostname)
     balancers: Balancers | None = None  # this node's health view (None: no proxy here)
+    reloader: Reloader | None = None  # this node's live configuration (None: no proxy here)
+
+    def configuration_status(self) -> dict[str, Any]:
+        """The version this node serves next to the stored one, and why it cannot serve
+        the stored one when a build fails."""
+        if self.reloader is None:
+            return {}
+        applied = self.reloader.holder.current.version
+        out: dict[str, Any] = {"applied_configuration_version": applied if applied >= 0
+                               else None}
+        failure = self.reloader.failure
+        if failure is not None:
+            out["configuration_error"] = (f"configuration version {failure.version} cannot "
+                                          f"be built: {failure.error}")
+        return out
 
 
 def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[BaseRoute]:
     registry = store.registry
+    probe = DatabaseProbe(store)
 
     async def root(request: Request) -> Response:
         async with store.read() as conn:
@@ -72,11 +90,13 @@ def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[
         })
 
     async def status(request: Request) -> Response:
-        reachable = await store.ping()
-        body: dict[str, Any] = {"database": {"reachable": reachable},
+        # a liveness probe: answers from this node's state, never waiting on the database
+        database = await probe.check()
+        body: dict[str, Any] = {"database": {"reachable": database.reachable},
                                 "server": node.stats.as_status()}
-        if reachable:
-            body["configuration_version"] = await store.config_version()
+        if database.version is not None:
+            body["configuration_version"] = database.version
+        body.update(node.configuration_status())
         return json_response(200, body)
 
     async def endpoints(request: Request) -> Response:

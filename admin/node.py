@@ -160,6 +160,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
                             client=client_tls_defaults(settings), prepare=prepare,
                             after_swap=[swapped])
+        node.reloader = reloader
         await reloader.reload()
         node.balancers = balancers
         proxy = ProxyApp(holder, pools, balancers, health_path=settings.health_path,

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -27,22 +28,38 @@ from gateway.tls.client import ClientDefaults
 
 log = logging.getLogger("ramparts.reload")
 
+RETRY_FAILED_BUILD = 15.0  # seconds between rebuilds (and error lines) of a failing version
+
+
+@dataclass(frozen=True, slots=True)
+class BuildFailure:
+    """A stored configuration version this node cannot build (it serves an older one)."""
+
+    version: int
+    error: str
+
 
 class Reloader:
     def __init__(self, store: Store, holder: Holder, *, frequency: float = 0.1,
                  client: ClientDefaults | None = None,
                  prepare: Sequence[Callable[[Snapshot], object]] = (),
-                 after_swap: Sequence[Callable[[Snapshot], object]] = ()) -> None:
+                 after_swap: Sequence[Callable[[Snapshot], object]] = (),
+                 retry_failed: float = RETRY_FAILED_BUILD) -> None:
         """``prepare`` hooks run in the build thread before a swap (contexts, pools);
-        ``after_swap`` hooks run on the loop once the new snapshot is live."""
+        ``after_swap`` hooks run on the loop once the new snapshot is live. A version that
+        fails to build is rebuilt every ``retry_failed`` seconds, each failure logged at
+        error level, until it builds or a newer version replaces it."""
         self.store = store
         self.holder = holder
         self.frequency = frequency
         self.client = client
         self.prepare_hooks = tuple(prepare)
         self.after_swap = tuple(after_swap)
+        self.retry_failed = retry_failed
+        self.failure: BuildFailure | None = None  # read by /status
         self._wake = asyncio.Event()
         self._failed_version: int | None = None
+        self._failed_at = 0.0
         self._db_down_since: float | None = None
         self._stopping = False
         self._listening = False  # a healthy LISTEN connection: polling can slow down
@@ -60,7 +77,8 @@ class Reloader:
     # ------------------------------------------------------------------ one reload
     async def check(self) -> bool:
         """The cheap poll: on SQLite a stat of the database files first (microseconds, no
-        query unless they changed), then one version read; a full load only when it moved."""
+        query unless they changed), then one version read; a full load only when it moved
+        (or when a version that failed to build is due to be tried again)."""
         if self._forced:
             self._forced = False
             try:
@@ -68,10 +86,14 @@ class Reloader:
             except Exception:
                 self._forced = True  # the database is down: rebuild once it answers
                 raise
+        retry = self._failed_version is not None and \
+            time.monotonic() - self._failed_at >= self.retry_failed
         signature = self._files_signature()
-        if signature is not None and signature == self._last_signature:
+        if signature is not None and signature == self._last_signature and not retry:
             return False
         version = await self.store.config_version()
+        if retry:
+            self._failed_version = None
         if version in (self.holder.current.version, self._failed_version):
             self._last_signature = signature
             return False
@@ -92,19 +114,37 @@ class Reloader:
         try:
             snapshot = await asyncio.get_running_loop().run_in_executor(None, self._build,
                                                                         loaded)
-        except Exception:
-            self._failed_version = loaded.version
-            log.exception("configuration version %d cannot be built; still serving "
-                          "version %d", loaded.version, self.holder.current.version)
+        except Exception as exc:
+            self._failed(loaded.version, exc)
             return False
         self.holder.current = snapshot
         self._failed_version = None
-        for hook in self.after_swap:
-            hook(snapshot)
+        self.failure = None
+        self._run_after_swap(snapshot)
         log.info("configuration version %d live (%d routes, %d SNIs) in %.0f ms",
                  snapshot.version, len(snapshot.router), len(snapshot.certs.names),
                  (time.monotonic() - started) * 1000)
         return True
+
+    def _failed(self, version: int, exc: Exception) -> None:
+        """Keep serving the last good snapshot; say why at error level, with the traceback
+        the first time only (the retries repeat the line, not the stack)."""
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        first = self.failure is None or self.failure.version != version
+        self.failure = BuildFailure(version, error)
+        self._failed_version = version
+        self._failed_at = time.monotonic()
+        log.error("configuration version %d cannot be built (%s); still serving version %d",
+                  version, error, self.holder.current.version, exc_info=exc if first else None)
+
+    def _run_after_swap(self, snapshot: Snapshot) -> None:
+        # the snapshot is live already: a failing hook must not look like a database outage
+        for hook in self.after_swap:
+            try:
+                hook(snapshot)
+            except Exception:
+                log.exception("applying configuration version %d: %s failed",
+                              snapshot.version, getattr(hook, "__name__", hook))
 
     def _build(self, loaded: Loaded) -> Snapshot:
         # runs in a worker thread: nothing here touches the event loop

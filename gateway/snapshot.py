@@ -3,6 +3,23 @@
 A snapshot is built off the event loop from one consistent read of the database and swapped
 in with one assignment; every handshake and request reads ``holder.current`` once and uses
 that object to the end, so a reload never changes a request halfway through.
+
+A build must not fail on anything the Admin API stored: one failing row would keep every
+later write from going live. So everything the build (and its prepare hooks) compiles is
+compiled the same way when it is written:
+
+| compiled at build                         | checked at write time by                     |
+|-------------------------------------------|----------------------------------------------|
+| path regexes, header ``~*`` regexes (RE2) | ``router_path``, ``route_header_value``      |
+| route hosts ``host:port``                 | ``route_host`` (decimal ports only)          |
+| certificate pairs (SNI and client certs)  | ``pair_error``: loaded into an SSL context   |
+| CA certificates (service trust)           | ``ca_error``: loaded as ``cadata``           |
+| client TLS defaults (settings)            | ``client_defaults`` builds one at start      |
+| plugin configs (nothing is built yet)     | whatever a handler precomputes, its schema's |
+|                                           | checks must compute too                      |
+
+What still fails (a row from an older release, written behind the API) keeps the last good
+snapshot serving; ``/status`` and the error log say which version fails and why.
 """
 
 from __future__ import annotations

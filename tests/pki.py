@@ -217,3 +217,33 @@ def build_upstream(d: Path) -> UpstreamPki:
         _leaf(d, who, who, "clientca", "", "clientAuth")
     _leaf(d, "stranger", "stranger", "other", "", "clientAuth")  # a client the upstream refuses
     return UpstreamPki(d)
+
+
+def weak_rsa_pair(cn: str = "weak.test", bits: int = 1024) -> tuple[str, str]:
+    """A self-signed certificate with an RSA key too small for OpenSSL's security level 2:
+    every parser accepts it, ``SSL_CTX_use_certificate`` refuses it ('ee key too small')."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode())
+
+
+def sha1_signed_pair(d: Path, cn: str = "sha1.test") -> tuple[str, str]:
+    """A leaf signed with SHA-1 by its own CA (made with openssl: cryptography will not sign
+    with SHA-1); OpenSSL's security level 2 refuses it: 'ca md too weak'."""
+    openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-x509", "-days", "30", "-subj", "/CN=SHA-1 CA", "-keyout", "sha1ca.key",
+            "-out", "sha1ca.crt")
+    openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", f"/CN={cn}", "-keyout", "sha1.key", "-out", "sha1.csr")
+    openssl(d, "x509", "-req", "-sha1", "-in", "sha1.csr", "-CA", "sha1ca.crt", "-CAkey",
+            "sha1ca.key", "-CAcreateserial", "-days", "30", "-out", "sha1.crt")
+    return (d / "sha1.crt").read_text(), (d / "sha1.key").read_text()

@@ -45,6 +45,8 @@ class Store:
         self._daos: dict[str, Dao] = {}
         # called after each committed write: the local reloader wakes up at once
         self.on_commit: list[Callable[[], None]] = []
+        # the version of this process's last committed write (/status knows it without a query)
+        self.committed_version: int | None = None
         tables.define_all(registry.entities.values())
 
     def dao(self, name: str) -> Dao:
@@ -76,10 +78,10 @@ class Store:
                     if self.dialect == "sqlite":
                         conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
                     async with conn.begin():
-                        if config:
-                            await self._bump(conn)
+                        version = await self._bump(conn) if config else None
                         yield conn
-        if config:
+        if version is not None:
+            self.committed_version = max(self.committed_version or 0, version)
             for callback in self.on_commit:
                 callback()
 
@@ -99,14 +101,6 @@ class Store:
     async def config_version(self) -> int:
         async with self.read() as conn:
             return await read_version(conn)
-
-    async def ping(self) -> bool:
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-        except Exception:
-            return False
-        return True
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -8,15 +8,14 @@ id) and the first whose every configured field matches wins.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.router.paths import normalize, normalize_escapes
+from gateway.router.regex import RouteRegex
 from gateway.schema.entities.routes import RouteEntity
 from gateway.schema.entities.services import ServiceEntity
-from gateway.schema.typedefs import to_python_regex
 
 HTTP_PROTOCOLS = frozenset({"http", "https", "grpc", "grpcs", "ws", "wss"})
 
@@ -98,7 +97,7 @@ class _Header:
     def __init__(self, name: str, values: Sequence[str]) -> None:
         self.name = name.lower()
         self.values = frozenset(v.lower() for v in values if not v.startswith("~*"))
-        self.patterns = tuple(re.compile(to_python_regex(v[2:]), re.I)
+        self.patterns = tuple(RouteRegex(v[2:], ignore_case=True)
                               for v in values if v.startswith("~*"))
 
     def match(self, headers: Mapping[str, Sequence[str]]) -> bool:
@@ -119,7 +118,7 @@ class _Matcher:
     headers: tuple[_Header, ...]
     snis: _Names | None
     prefixes: tuple[str, ...]
-    regexes: tuple[re.Pattern[str], ...]
+    regexes: tuple[RouteRegex, ...]
 
     def match(self, req: Request, full_path: str, escaped_path: str) -> Match | None:
         if self.methods is not None and req.method not in self.methods:
@@ -141,13 +140,9 @@ class _Matcher:
         if self.regexes:
             for pattern in self.regexes:
                 found = pattern.match(escaped_path)
-                if found:
-                    captures = {str(k): v for k, v in found.groupdict().items()
-                                if v is not None}
-                    captures.update({str(i): v for i, v in enumerate(found.groups(), 1)
-                                     if v is not None})
-                    return Match(self.route, self.service, escaped_path, found.group(0),
-                                 captures)
+                if found is not None:
+                    return Match(self.route, self.service, escaped_path, found.text,
+                                 found.captures)
             return None
         return Match(self.route, self.service, full_path, "/", {})
 
@@ -180,7 +175,7 @@ def _matchers(route: RouteEntity, service: ServiceEntity | None) -> list[_Matche
         out.append(_Matcher(sort_key=(*base, 0, 0, length, route.id), prefixes=tuple(group),
                             regexes=(), **common))
     if regexes:
-        compiled = tuple(re.compile(to_python_regex(r)) for r in regexes)
+        compiled = tuple(RouteRegex(r) for r in regexes)
         out.append(_Matcher(sort_key=(*base, 1, route.regex_priority, 0, route.id),
                             prefixes=(), regexes=compiled, **common))
     if not paths:

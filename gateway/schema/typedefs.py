@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from gateway.router.regex import regex_error
 from gateway.schema.fields import Check, Set, Unique, Uuid
 from gateway.tls import pem
 
@@ -69,7 +70,8 @@ def _ipv6(text: str) -> ParsedHost:
             raise HostError(f"invalid ipv6 address: {text}")
         addr, rest = text[1:end], text[end + 1:]
         if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
+            # isdecimal, not isdigit: '²' is a digit that int() refuses
+            if not rest.startswith(":") or not rest[1:].isdecimal():
                 raise HostError("invalid ipv6 address")
             port = _port(rest[1:])
     try:
@@ -247,11 +249,6 @@ def remove_dot_segments(value: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
-def to_python_regex(pattern: str) -> str:
-    """PCRE named groups ``(?<n>...)`` are written ``(?P<n>...)`` in Python."""
-    return re.sub(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", r"(?P<\1>", pattern)
-
-
 def router_path(value: str) -> str | None:
     """An element of ``routes.paths``: a normalised prefix, or ``~`` + a regex."""
     if "//" in value:
@@ -259,11 +256,8 @@ def router_path(value: str) -> str | None:
     if not (value.startswith("/") or value.startswith("~/")):
         return "should start with: / (fixed path) or ~/ (regex path)"
     if value.startswith("~"):
-        try:
-            re.compile(to_python_regex(value[1:]))
-        except re.error as exc:
-            return f"invalid regex: '{value[1:]}' (PCRE returned: {exc})"
-        return None
+        # compiled by the router's own engine, so a stored regex can always be built
+        return regex_error(value[1:])
     if _PATH_CHARS.match(value):
         err = _percent_error(value)
         if err:
@@ -304,6 +298,22 @@ def header_name(value: str) -> str | None:
     if re.fullmatch(r"[A-Za-z0-9_-]+", value):
         return None
     return f"bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_value(value: str) -> str | None:
+    """A header value sent upstream (health-check probes): no control characters but tab,
+    which the HTTP client refuses at send time (or which would split the header)."""
+    if _CONTROL.search(value):
+        return "invalid header value: control characters are not allowed"
+    return None
+
+
+def route_header_value(value: str) -> str | None:
+    """A ``routes.headers`` value: ``~*`` + a case-insensitive regex, else a plain value."""
+    return regex_error(value[2:], ignore_case=True) if value.startswith("~*") else None
 
 
 def route_header_name(value: str) -> str | None:

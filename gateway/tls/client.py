@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from gateway.tls import libssl
-from gateway.tls.contexts import _VERSIONS, load_pair
+from gateway.tls.contexts import _VERSIONS, load_pair, openssl_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +165,13 @@ def client_defaults(settings: Any) -> ClientDefaults:
         cert, key = read_pem(settings.client_ssl_cert), read_pem(settings.client_ssl_cert_key)
     tls = settings.client_tls
     if tls is None:
-        return ClientDefaults(ca_pem="".join(read_pem(t) for t in trusted), system_ca=system,
-                              cert=cert, key=key)
+        return checked(ClientDefaults(ca_pem="".join(read_pem(t) for t in trusted),
+                                      system_ca=system, cert=cert, key=key))
     if cert is None and tls.client_certs:
         first = tls.client_certs[0]
         cert, key = read_pem(first.certificate), read_pem(first.private_key)
     chosen = tls.cipher_suites
-    return ClientDefaults(
+    return checked(ClientDefaults(
         verify=not tls.allow_insecure_connections,
         ca_pem="".join(read_pem(p) for p in (*tls.ca_certs, *trusted)),
         system_ca=system and not tls.disable_system_ca_pool, cert=cert, key=key,
@@ -179,4 +179,21 @@ def client_defaults(settings: Any) -> ClientDefaults:
         tls13_suites=tuple(suites.TLS13_SUITES[s] for s in chosen if s in suites.TLS13_SUITES),
         tls12_ciphers=tuple(suites.ALL_SUITES[s] for s in chosen
                             if s not in suites.TLS13_SUITES),
-        groups=tuple(suites.CURVES[c] for c in tls.curve_preferences))
+        groups=tuple(suites.CURVES[c] for c in tls.curve_preferences)))
+
+
+def checked(defaults: ClientDefaults) -> ClientDefaults:
+    """Every upstream TLS context of every snapshot starts from these defaults: if OpenSSL
+    refuses them (only legacy suites it no longer ships, a client key too small, a CA file it
+    cannot read), say so at start instead of failing every configuration build."""
+    profile = ClientProfile(
+        verify=defaults.verify, ca_pem=defaults.ca_pem, system_ca=defaults.system_ca,
+        cert=defaults.cert, key=defaults.key, min_version=defaults.min_version,
+        max_version=defaults.max_version, tls13_suites=defaults.tls13_suites,
+        tls12_ciphers=defaults.tls12_ciphers, groups=defaults.groups)
+    try:
+        client_context(profile)
+    except ssl.SSLError as exc:
+        raise ValueError("OpenSSL refuses the client TLS settings: "
+                         f"{openssl_reason(exc)}") from exc
+    return defaults

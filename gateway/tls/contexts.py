@@ -140,6 +140,35 @@ def load_pair(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
         ctx.load_cert_chain(cert_path, key_path)
 
 
+def pair_error(cert_pem: str, key_pem: str) -> str | None:
+    """Why OpenSSL would refuse to serve or present this pair (a key too small for the
+    security level, a weak signature, PEM it reads more strictly than cryptography), checked
+    when a certificate is written: the snapshot loads the same pair into the same kind of
+    context, and must never fail to."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the default security level, as ours use
+    try:
+        load_pair(ctx, cert_pem, key_pem)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return openssl_reason(exc)
+    return None
+
+
+def ca_error(cert_pem: str) -> str | None:
+    """Why OpenSSL would refuse this CA certificate as trust (``cadata``), as ``pair_error``."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert_pem)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return openssl_reason(exc)
+    return None
+
+
+def openssl_reason(exc: Exception) -> str:
+    text = str(exc).split(" (_ssl.c", 1)[0]
+    if text.endswith("PEM lib"):  # load_cert_chain's only word for PEM it cannot read
+        text += ": the PEM cannot be read (does each -----BEGIN line start its line?)"
+    return text
+
+
 def server_context(policy: ServerPolicy, pairs: list[tuple[str, str]]) -> ssl.SSLContext:
     ctx = new_context(policy)
     for cert_pem, key_pem in pairs:

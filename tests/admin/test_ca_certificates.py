@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import ssl
 import subprocess
 
 import httpx
 import pytest
 
+from gateway.tls.client import ClientProfile, client_context
 from tests.pki import Pki
 
 
@@ -88,3 +90,16 @@ async def test_delete_referenced_by_plugin(admin: httpx.AsyncClient, pki: Pki) -
     assert r.status_code == 400
     assert r.json()["message"] == (f"ca certificate {ca['id']} is still referenced by plugins "
                                    f"(id = {plugin['id']})")
+
+
+async def test_a_ca_openssl_cannot_read_is_rejected(admin: httpx.AsyncClient,
+                                                    pki: Pki) -> None:
+    # cryptography reads a PEM whose BEGIN line is indented (pasted from YAML); OpenSSL
+    # does not, so every service trusting it failed the snapshot build (a frozen config)
+    indented = "  " + pki.read("s003/ca.crt")
+    r = await admin.post("/ca_certificates", json={"cert": indented})
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"]["cert"].startswith("invalid certificate: OpenSSL cannot use it")
+    assert (await admin.get("/ca_certificates")).json()["data"] == []
+    with pytest.raises(ssl.SSLError):
+        client_context(ClientProfile(ca_pem=indented))

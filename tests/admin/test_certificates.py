@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.pki import Pki, rsa_key_pem
+from gateway.tls.client import ClientProfile, client_context
+from tests.pki import Pki, rsa_key_pem, sha1_signed_pair, weak_rsa_pair
 
 
 async def count(admin: httpx.AsyncClient, path: str) -> int:
@@ -224,3 +228,47 @@ async def test_put_by_sni_needs_an_array(admin: httpx.AsyncClient, pki: Pki,
                                                         "key": pki.read("s003/server.key"),
                                                         "snis": "x.test"})  # the shorthand
     assert r.status_code == 200 and sorted(r.json()["snis"]) == ["put.test", "x.test"], r.text
+
+
+# ------------------------------------- nothing OpenSSL cannot load is stored (it froze reloads)
+
+
+@pytest.mark.parametrize("reason", ["ee key too small", "ca md too weak", "PEM lib"])
+async def test_pairs_openssl_refuses_are_rejected(admin: httpx.AsyncClient, pki: Pki,
+                                                  tmp_path: Path, reason: str) -> None:
+    makers: dict[str, Callable[[], tuple[str, str]]] = {
+        "ee key too small": weak_rsa_pair,
+        "ca md too weak": lambda: sha1_signed_pair(tmp_path),
+        # an indented BEGIN line: cryptography reads it, OpenSSL does not
+        "PEM lib": lambda: ("  " + pki.read("s003/server.crt"), pki.read("s003/server.key"))}
+    cert, key = makers[reason]()
+    r = await admin.post("/certificates", json={"cert": cert, "key": key,
+                                                "snis": ["weak.test"]})
+    assert r.status_code == 400, r.text
+    message = r.json()["fields"]["cert"]
+    assert message.startswith("invalid certificate: OpenSSL cannot use it: ") and \
+        reason in message, message
+    assert await count(admin, "/certificates") == 0 and await count(admin, "/snis") == 0
+    # as a service's client certificate this pair failed every snapshot build after it
+    with pytest.raises(ssl.SSLError):
+        client_context(ClientProfile(cert=cert, key=key))
+
+
+async def test_an_alternative_pair_openssl_refuses_is_rejected(admin: httpx.AsyncClient,
+                                                               pki: Pki) -> None:
+    cert, key = weak_rsa_pair()
+    r = await admin.post("/certificates", json={
+        "cert": pki.read("s003/server.crt"), "key": pki.read("s003/server.key"),
+        "cert_alt": cert, "key_alt": key})
+    assert r.status_code == 400, r.text
+    assert "ee key too small" in r.json()["fields"]["cert_alt"]
+
+
+async def test_updating_to_a_pair_openssl_refuses_changes_nothing(admin: httpx.AsyncClient,
+                                                                  pki: Pki) -> None:
+    good = {"cert": pki.read("s003/server.crt"), "key": pki.read("s003/server.key")}
+    created = (await admin.post("/certificates", json=good)).json()
+    cert, key = weak_rsa_pair()
+    r = await admin.patch(f"/certificates/{created['id']}", json={"cert": cert, "key": key})
+    assert r.status_code == 400
+    assert (await admin.get(f"/certificates/{created['id']}")).json()["cert"] == good["cert"]

@@ -7,6 +7,11 @@ import uuid
 import httpx
 import pytest
 
+from gateway.router.regex import RegexError
+from gateway.router.router import Router
+from gateway.schema.build import build
+from gateway.schema.entities.routes import ROUTES
+
 
 @pytest.fixture
 async def service(admin: httpx.AsyncClient) -> dict[str, object]:
@@ -150,3 +155,54 @@ async def test_nested_routes(admin: httpx.AsyncClient, service: dict[str, object
     assert (await admin.get("/services/nope/routes")).status_code == 404
     assert (await admin.delete("/services/secure-service/routes/secure-route")).status_code \
         == 204
+
+
+# ------------------------------------------------ nothing the router cannot build is stored
+
+BAD_ROUTES: list[tuple[dict[str, object], str, str]] = [
+    # the reproduction: the header regex that froze every later configuration
+    ({"headers": {"x-v": ["~*("]}}, "headers",
+     "invalid regex: '(' (PCRE returned: missing ), unterminated subpattern"),
+    ({"headers": {"x-v": ["plain", r"~*^(a)\1$"]}}, "headers",
+     r"invalid regex: '^(a)\1$' (RE2 returned: invalid escape sequence: \1"),
+    ({"paths": ["/ok", "~/(?=x)look"]}, "paths",
+     "invalid regex: '/(?=x)look' (RE2 returned: invalid perl operator: (?="),
+    ({"paths": ["~/a{1001}"]}, "paths",
+     "invalid regex: '/a{1001}' (RE2 returned: invalid repetition size: {1001}"),
+]
+
+
+def _error_text(fields: dict[str, object], name: str) -> str:
+    value = fields[name]
+    return " ".join(str(v) for v in value if v) if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize(("extra", "field", "message"), BAD_ROUTES)
+async def test_routes_the_router_cannot_build_are_refused(
+        admin: httpx.AsyncClient, service: dict[str, object], extra: dict[str, object],
+        field: str, message: str) -> None:
+    body = {"service": {"name": "secure-service"}, "paths": ["/bad"], **extra}
+    r = await admin.put("/routes/bad", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == 2 and r.json()["name"] == "schema violation"
+    assert _error_text(r.json()["fields"], field).startswith(message), r.text
+    assert (await admin.get("/routes/bad")).status_code == 404  # nothing was stored
+    # and it would have failed the snapshot build, which is what froze the configuration
+    stored = {"id": str(uuid.uuid4()), "created_at": 1, "updated_at": 1,
+              "protocols": ["http"], **body, "service": {"id": service["id"]}}
+    with pytest.raises(RegexError):
+        Router([build(ROUTES.record, stored)], {})
+
+
+async def test_regex_routes_the_router_can_build_are_accepted(admin: httpx.AsyncClient) -> None:
+    r = await admin.put("/routes/good", json={
+        "paths": [r"~/users/(?<id>\d+)$", r"~/v(?P<v>\d)/(.*)", r"~/a\z"],
+        "headers": {"x-client": ["~*^mobile-\\d+$", "desktop"]}})
+    assert r.status_code == 200, r.text
+
+
+async def test_a_host_port_int_refuses_is_a_400(admin: httpx.AsyncClient) -> None:
+    # '²' is a digit to str.isdigit() but not to int(): once a 500, and a router build crash
+    r = await admin.post("/routes", json={"hosts": ["[::1]:²"]})
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"] == {"hosts": ["invalid ipv6 address"]}

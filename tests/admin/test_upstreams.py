@@ -35,6 +35,10 @@ async def test_upstream_defaults(admin: httpx.AsyncClient) -> None:
      {"healthchecks": {"active": {"concurrency": "expected an integer"}}}),
     ({"name": "u", "healthchecks": {"active": {"http_path": "ovo"}}},
      {"healthchecks": {"active": {"http_path": "should start with: /"}}}),
+    # a probe header the HTTP client refuses to send crashed the probe task for good
+    ({"name": "u", "healthchecks": {"active": {"headers": {"x-a": ["ok", "a\r\nX-Injected: 1"]}}}},
+     {"healthchecks": {"active": {"headers": [
+         None, "invalid header value: control characters are not allowed"]}}}),
 ])
 async def test_upstream_rules(admin: httpx.AsyncClient, body: dict[str, object],
                               fields: dict[str, object]) -> None:

@@ -152,6 +152,11 @@ def test_failed_build_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     with upstream("good") as up, node(tmp_path, f"sqlite:///{db}") as gw:
         route_to(gw, up, "/good")
+        good = gw.call("GET", "/status").json()["configuration_version"]
+        # the write: refused now, so it cannot freeze the configuration any more
+        r = gw.call("PUT", "/routes/bad", json={"service": {"name": "good"}, "paths": ["/bad"],
+                                                "headers": {"x-v": ["~*("]}})
+        assert r.status_code == 400 and "headers" in r.json()["fields"], r.text
         # a row no Admin API would accept (an invalid regex), written behind its back
         bad = str(uuid.uuid4())
         with sqlite3.connect(db) as conn:
@@ -162,8 +167,17 @@ def test_failed_build_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
                          "426, 0, 1, 'v0', 0, 1, 1)", (bad.replace("-", ""),))
             conn.execute("UPDATE ramparts_meta SET value = value + 1")
         wait_for(lambda: "cannot be built" in gw.running.output(), 2, "the failed build log")
+        status = wait_for(lambda: (s := gw.call("GET", "/status").json()).get(
+            "configuration_error") and s, 5, "/status to report the failed build")
+        assert status["configuration_version"] == good + 1
+        assert status["applied_configuration_version"] == good
+        assert status["configuration_error"].startswith(
+            f"configuration version {good + 1} cannot be built: RegexError: route regex '/('")
         for _ in range(20):
             assert gw.proxy("/good").status_code == 200
         assert gw.call("DELETE", f"/routes/{bad}").status_code == 204
         route_to(gw, up, "/fixed")
+        status = gw.call("GET", "/status").json()
+        assert "configuration_error" not in status
+        assert status["applied_configuration_version"] == status["configuration_version"]
         assert os.path.exists(db)

@@ -13,6 +13,7 @@ from gateway.schema.entity import EntitySchema
 from gateway.schema.fields import Foreign, Secret, Transient, Unique
 from gateway.schema.typedefs import Certificate, Key, Tags, WildcardHost
 from gateway.tls import pem
+from gateway.tls.contexts import ca_error, pair_error
 
 SecretKey = Annotated[Key, Secret()]
 
@@ -42,6 +43,10 @@ def _pair_matches(cert_field: str, key_field: str, message: str) -> Custom:
             return []
         if not pem.key_matches(_leaf(cert), pem.load_private_key(key)):
             return [(None, message)]
+        # what the snapshot will load must load: a pair OpenSSL refuses would fail the build
+        err = pair_error(cert, key)
+        if err is not None:
+            return [(cert_field, f"invalid certificate: OpenSSL cannot use it: {err}")]
         return []
 
     return Custom((cert_field, key_field), check)
@@ -99,6 +104,10 @@ def _ca_checks(values: Mapping[str, Any]) -> Issues:
         return []
     if pem.count_certificates(text) > 1:
         return [(None, "please submit only one certificate at a time")]
+    # services trust it through OpenSSL: what OpenSSL cannot load would fail the build
+    err = ca_error(text)
+    if err is not None:
+        return [("cert", f"invalid certificate: OpenSSL cannot use it: {err}")]
     cert = _leaf(text)
     if pem.is_expired(cert):
         return [(None, 'certificate expired, "Not After" time is in the past')]

@@ -20,6 +20,7 @@ from gateway.schema.typedefs import (
     ip_or_cidr,
     map_keys,
     route_header_name,
+    route_header_value,
     route_host,
     router_path,
 )
@@ -62,8 +63,8 @@ class RouteEntity:
     methods: Annotated[tuple[Annotated[str, Check(http_method)], ...] | None, Set()] = None
     hosts: tuple[Annotated[str, Check(route_host)], ...] | None = None
     paths: tuple[Annotated[str, Check(router_path)], ...] | None = None
-    headers: Annotated[Mapping[str, tuple[str, ...]] | None,
-                       Check(map_keys(route_header_name))] = None
+    headers: Annotated[Mapping[str, tuple[Annotated[str, Check(route_header_value)], ...]]
+                       | None, Check(map_keys(route_header_name))] = None
     https_redirect_status_code: Annotated[int, OneOf(426, 301, 302, 307, 308)] = 426
     regex_priority: int = 0
     strip_path: bool = True

@@ -17,6 +17,7 @@ from gateway.schema.typedefs import (
     cookie_name,
     format_host,
     header_name,
+    header_value,
     host_with_optional_port,
     map_keys,
     normalize_ip,
@@ -54,7 +55,8 @@ class ActiveChecks:
     http_path: Annotated[str, Check(path)] = "/"
     https_sni: Annotated[str | None, Check(sni)] = None
     https_verify_certificate: bool = True
-    headers: Annotated[Mapping[str, tuple[str, ...]] | None, Check(map_keys(header_name))] = None
+    headers: Annotated[Mapping[str, tuple[Annotated[str, Check(header_value)], ...]] | None,
+                       Check(map_keys(header_name))] = None
     healthy: ActiveHealthy = field(default_factory=ActiveHealthy)
     unhealthy: ActiveUnhealthy = field(default_factory=ActiveUnhealthy)
 
