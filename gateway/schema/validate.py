@@ -316,7 +316,8 @@ def _foreign(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
 
 
 def _plugin_config(value: Any, ctx: Context, parent: Mapping[str, Any]) -> tuple[Any, Any]:
-    schema = ctx.plugin_schemas.get(parent.get("name") or "")
+    name = parent.get("name")
+    schema = ctx.plugin_schemas.get(name) if isinstance(name, str) else None
     if schema is None:
         return value, None  # the `name` field carries the error
     if not isinstance(value, dict):
