@@ -47,25 +47,32 @@ async def timed(admin: httpx.AsyncClient, method: str, url: str, **kw: Any
 # --------------------------------------------------------------------------- quadratic cost
 
 
-@pytest.mark.parametrize(("name", "content", "headers"), [
-    ("form of '['", b"[" * 300_000, FORM),
-    ("form key of '[' with a value", b"a" + b"[" * 300_000 + b"=1", FORM),
-    ("form key of '[.]'", b"[.]" * 100_000 + b"=1", FORM),
-    ("PEM BEGIN lines in a form value",
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(("name", "url", "content", "headers"), [
+    ("form of '['", "/services", b"[" * 300_000, FORM),
+    ("form key of '[' with a value", "/services", b"a" + b"[" * 300_000 + b"=1", FORM),
+    ("form key of '[.]'", "/services", b"[.]" * 100_000 + b"=1", FORM),
+    ("PEM BEGIN lines in a form value", "/certificates",
      b"cert=" + b"-----BEGIN%20A-----" * 15_000 + b"-----END%20B-----", FORM),
-    ("JSON with 100,000 tags",
+    ("JSON with 100,000 tags", "/services",
      json.dumps({"host": "h", "tags": [f"t{i % 99999}" for i in range(100_000)]}).encode(),
-     {"content-type": "application/json"}),
-    ("deeply nested JSON", b'{"host":' + b"[" * 150_000 + b"]" * 150_000 + b"}",
-     {"content-type": "application/json"}),
-    ("JSON map with 30,000 keys", json.dumps(
+     JSON),
+    ("deeply nested JSON", "/services",
+     b'{"host":' + b"[" * 150_000 + b"]" * 150_000 + b"}", JSON),
+    ("JSON nested 33 levels, 300 kB", "/services",
+     b'{"host":"h","tags":[' + b"[" * 32 + b"]" * 32 + b"," + b'"' + b"[" * 300_000 + b'"]}',
+     JSON),
+    ("JSON map with 30,000 keys", "/routes", json.dumps(
         {"paths": ["/x"], "headers": {f"x-{i}": ["v"] for i in range(30_000)}}).encode(),
-     {"content-type": "application/json"}),
+     JSON),
+    ("JSON set of 100,000 records", "/routes", json.dumps(
+        {"protocols": ["tcp"], "sources": [{"ip": "10.0.0.1"}] * 100_000}).encode(), JSON),
 ])
 async def test_hostile_bodies_are_refused_quickly(admin: httpx.AsyncClient, name: str,
-                                                  content: bytes,
+                                                  url: str, content: bytes,
                                                   headers: dict[str, str]) -> None:
-    url = "/routes" if b"headers" in content[:20] else "/services"
     r, took = await timed(admin, "POST", url, content=content, headers=headers)
     kong_error(r)
     assert took < QUICK, f"{name}: {took:.2f} s"
@@ -288,3 +295,13 @@ async def test_no_field_of_any_entity_gives_a_500(admin: httpx.AsyncClient, pki:
                 assert r.status_code < 500, (method, url, field, shape, r.text)
                 if r.status_code >= 400:
                     assert isinstance(r.json().get("message"), str)
+
+
+async def test_no_plugin_config_field_gives_a_500(admin: httpx.AsyncClient) -> None:
+    for plugin in registry.build().enabled.values():
+        for spec in plugin.config.fields:
+            for shape in SHAPES:
+                body = {"name": plugin.name, "config": {spec.name: shape}}
+                r = await admin.post("/plugins", json=body)
+                assert r.status_code < 500, (plugin.name, spec.name, shape, r.text)
+                assert kong_error(r)["code"] == 2
