@@ -24,8 +24,9 @@ from gateway.schema.compile import FieldSpec, RecordSchema
 from gateway.schema.validate import is_uuid
 from gateway.tls.pem import repair_form_pem
 
-MAX_ARGS = 1000
-MAX_DEPTH = 32  # form keys nest at most this deep (`a[1][1]...`)
+MAX_ARGS = 1000  # form fields (and multipart parts) per body, as Kong's Admin API
+MAX_DEPTH = 32  # form keys and JSON values nest at most this deep (`a[1][1]...`)
+TOO_MANY = "Too many arguments"
 _APPEND = object()
 _KINDS = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -52,22 +53,57 @@ async def read(request: Request) -> Body:
     if ctype.startswith("application/json"):
         return Body(_json(raw), form=False)
     if ctype.startswith("application/x-www-form-urlencoded"):
-        pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True,
-                          max_num_fields=MAX_ARGS + 1)
-        return Body(decode_pairs([(k, repair_form_pem(v)) for k, v in pairs]), form=True)
+        return Body(decode_pairs([(k, repair_form_pem(v)) for k, v in _urlencoded(raw)]),
+                    form=True)
     return Body(decode_pairs(await _multipart(request)), form=True)
+
+
+def _urlencoded(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True,
+                         max_num_fields=MAX_ARGS)
+    except ValueError as exc:  # parse_qsl's only refusal: more fields than max_num_fields
+        raise BadRequest(TOO_MANY) from exc
 
 
 def _json(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-        # a lone surrogate (`"\ud800"`) decodes but can be neither stored nor echoed
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        # UTF-8 only (as Kong's cjson): then no byte of a multi-byte character is ASCII, so
+        # the byte scans below see only JSON's own quotes, backslashes and brackets
+        data = json.loads(raw.decode("utf-8"))
+        if _LONE_SURROGATE.search(raw):
+            # `"\ud800"` decodes but can be neither stored nor echoed (a full re-encoding,
+            # so only when an escape of a surrogate is present at all)
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
         raise BadRequest("Cannot parse JSON body") from exc
     if not isinstance(data, dict):
         raise BadRequest("Cannot parse JSON body: expected a JSON object")
+    if _too_deep(raw):
+        raise BadRequest(f"Cannot parse JSON body: nested deeper than {MAX_DEPTH} levels")
     return data
+
+
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+# a JSON string; the unrolled loop has disjoint alternatives, so it never backtracks
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether valid JSON nests deeper than ``MAX_DEPTH``, at C speed: with its strings
+    gone and only its brackets left (one kind: valid JSON is balanced), each pass that
+    deletes the innermost ``[]`` pairs takes exactly one level off. (Walking the decoded
+    value costs a Python step per element: tens of milliseconds on the event loop.)"""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False  # the common case: not even that many brackets
+    brackets = _STRING.sub(b"", raw).translate(_ONE_KIND, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        brackets = brackets.replace(b"[]", b"")
+        if not brackets:
+            return False
+    return True
 
 
 async def _multipart(request: Request) -> list[tuple[str, str]]:
@@ -87,13 +123,12 @@ async def _multipart(request: Request) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------ key decoding
 
-_TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
-
-
 def _path(key: str) -> list[Any]:
+    """``a.b[1][]`` -> ``["a", "b", 1, _APPEND]``: plain runs between ``.``/``[``/``]`` and
+    bracketed segments; a ``[`` without a closing ``]`` is dropped."""
     key = key.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]")
     parts: list[Any] = []
-    for bracket, plain in _TOKEN.findall(key):
+    for bracket, plain in _tokens(key):
         if plain:
             parts.append(plain)
         elif bracket == "":
@@ -102,12 +137,44 @@ def _path(key: str) -> list[Any]:
             parts.append(int(bracket))
         else:
             parts.append(bracket)
+        if len(parts) > MAX_DEPTH:
+            break  # decode_pairs refuses it; no need to tokenise the rest
     return parts or [key]
+
+
+_PLAIN = re.compile(r"[^.\[\]]+")
+_SEPARATORS = re.compile(r"[.\]]*")
+
+
+def _tokens(key: str) -> list[tuple[str, str | None]]:
+    """Linear scan, at most ``MAX_DEPTH + 1`` tokens. A bracket regex retries from every ``[``
+    and is quadratic on ``[[[[...``; here a ``[`` that finds no ``]`` proves that no later
+    ``[`` will, so the rest can only hold plain runs."""
+    out: list[tuple[str, str | None]] = []
+    i, n = 0, len(key)
+    while len(out) <= MAX_DEPTH:
+        skip = _SEPARATORS.match(key, i)
+        i = skip.end() if skip else i
+        if i >= n:
+            break
+        if key[i] == "[":
+            end = key.find("]", i + 1)
+            if end < 0:
+                out.extend(("", p) for p in _PLAIN.findall(key, i))
+                break
+            out.append((key[i + 1:end], None))
+            i = end + 1
+        else:
+            plain = _PLAIN.match(key, i)
+            assert plain is not None  # key[i] is none of `.`, `[`, `]`
+            out.append(("", plain.group()))
+            i = plain.end()
+    return out
 
 
 def decode_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     if len(pairs) > MAX_ARGS:
-        raise BadRequest("Too many arguments")
+        raise BadRequest(TOO_MANY)
     root: dict[str, Any] = {}
     counts: dict[str, int] = {}
     for key, _ in pairs:

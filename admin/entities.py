@@ -91,7 +91,7 @@ class EntityApi:
         field = self.entity.endpoint_key
         if field is None:
             raise InvalidPrimaryKey({"id": "expected a valid UUID"})
-        err = field_error(self.entity.field(field), key)
+        err = field_error(self.entity.field(field), key, self.dao.ctx)
         if isinstance(err, str):
             raise InvalidUnique(field, err)
 
@@ -236,10 +236,20 @@ class EntityApi:
 class CertificatesApi(EntityApi):
     """``/certificates/{id or SNI name}``: a name resolves to the certificate that owns it."""
 
+    def check_key(self, key: str) -> None:
+        """A non-UUID key is an SNI name: Kong validates it as one (400, code 10)."""
+        if is_uuid(key):
+            return
+        snis = self.store.dao("snis")
+        err = field_error(snis.entity.field("name"), key, snis.ctx)
+        if isinstance(err, str):
+            raise InvalidUnique("name", err)
+
     async def find(self, conn: AsyncConnection, key: str, parent: Row | None = None
                    ) -> Row | None:
         if is_uuid(key):
             return await self.dao.get(conn, key)
+        self.check_key(key)
         sni = await self.store.dao("snis").find_one(conn, {"name": key})
         if sni is None:
             raise EndpointNotFound("SNI not found")
@@ -249,6 +259,7 @@ class CertificatesApi(EntityApi):
                          parent: Row | None = None) -> tuple[str, Row]:
         if is_uuid(key):
             return key.lower(), data
+        self.check_key(key)
         sni = await self.store.dao("snis").find_one(conn, {"name": key})
         ident = sni["certificate"]["id"] if sni else str(uuid.uuid4())
         given = data.get("snis")

@@ -20,7 +20,7 @@ from gateway.schema.entities.routes import ROUTES
 from gateway.schema.entities.services import SERVICES
 from gateway.schema.entities.upstreams import TARGETS, UPSTREAMS
 from gateway.schema.entity import EntitySchema
-from gateway.schema.validate import Context
+from gateway.schema.validate import ENTITY_LIMITS, Context
 
 CORE: tuple[EntitySchema, ...] = (CERTIFICATES, SNIS, CA_CERTIFICATES, SERVICES, ROUTES,
                                   UPSTREAMS, TARGETS, CONSUMERS, PLUGINS)
@@ -40,7 +40,7 @@ class Registry:
 
     def context(self) -> Context:
         return Context(plugin_schemas=MappingProxyType(
-            {name: spec.config for name, spec in self.enabled.items()}))
+            {name: spec.config for name, spec in self.enabled.items()}), limits=ENTITY_LIMITS)
 
     def entity_plugin_enabled(self, entity: EntitySchema) -> bool:
         return entity.plugin is None or entity.plugin in self.enabled

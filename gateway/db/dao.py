@@ -194,6 +194,8 @@ class Dao:
 
     async def find(self, conn: AsyncConnection, where: Mapping[str, Any],
                    limit: int | None = None) -> list[Row]:
+        if not matchable(where):
+            return []
         query = sa.select(self.table).where(*self._conditions(where)).order_by(self.table.c.id)
         if limit is not None:
             query = query.limit(limit)
@@ -472,6 +474,19 @@ class Dao:
             dao = self.store.dao(child.name)
             for row in await dao.find(conn, {spec.name: {"id": ident}}):
                 await dao.delete_in(conn, row)
+
+
+def matchable(where: Mapping[str, Any]) -> bool:
+    """False when a looked-up value cannot be stored, so that no row can match: text with NUL
+    (validation refuses it; PostgreSQL's text cannot hold it and fails the whole query). URL
+    keys reach lookups unvalidated (``/upstreams/u/targets/a%00``), hence the check here,
+    where every lookup passes."""
+    for value in where.values():
+        if isinstance(value, dict):
+            value = value.get("id")
+        if isinstance(value, str) and "\x00" in value:
+            return False
+    return True
 
 
 def merge(specs: Mapping[str, FieldSpec], old: Mapping[str, Any], patch: Mapping[str, Any],

@@ -43,7 +43,9 @@ class CertificatesDao(Dao):
             data = {**data, "snis": names}
             seen: set[str] = set()
             for name in names:
-                if isinstance(name, str) and name in seen:
+                if not isinstance(name, str):
+                    continue  # not a name: the schema says what it should be
+                if name in seen:
                     raise SchemaViolation({"snis": f"{name} is duplicated"})
                 seen.add(name)
         return super().values_for(op, ident, data, old)
@@ -52,9 +54,13 @@ class CertificatesDao(Dao):
                     data: Row) -> None:
         await super().check(conn, op, values, old, data)
         snis = tables.table("snis")
-        for name in values.get("snis") or ():
-            owner = (await conn.execute(sa.select(snis.c.certificate_id)
-                                        .where(snis.c.name == name))).scalar_one_or_none()
+        names = list(values.get("snis") or ())
+        if not names:
+            return
+        owners = dict((await conn.execute(sa.select(snis.c.name, snis.c.certificate_id)
+                                          .where(snis.c.name.in_(names)))).all())
+        for name in names:  # one query for all names; the first taken one is reported
+            owner = owners.get(name)
             if owner is not None and str(owner) != values["id"]:
                 raise SchemaViolation({"snis": f"{name} already associated with existing "
                                                f"certificate '{owner}'"})
@@ -66,10 +72,10 @@ class CertificatesDao(Dao):
             return
         wanted = list(values.get("snis") or ())
         current = await self._names(conn, [values["id"]])
-        have = current.get(values["id"], [])
+        have = set(current.get(values["id"], []))
         snis_dao = self.store.dao("snis")
         snis = tables.table("snis")
-        stale = [n for n in have if n not in wanted]
+        stale = sorted(have.difference(wanted))
         if stale:
             await conn.execute(sa.delete(tables.tags).where(tables.tags.c.entity_id.in_(
                 sa.select(snis.c.id).where(snis.c.name.in_(stale)))))
@@ -133,7 +139,8 @@ class PluginsDao(Dao):
     """The plugin ``name`` selects the config schema, default protocols and scope limits."""
 
     def values_for(self, op: Op, ident: str | None, data: Row, old: Row | None) -> Row:
-        name = data.get("name", old.get("name") if old else None)
+        # PUT replaces the whole plugin, so only PATCH may keep the stored name
+        name = data.get("name", old.get("name") if old and op == "update" else None)
         if name is None:
             raise SchemaViolation({"name": "required field missing"})
         if not isinstance(name, str):
@@ -147,7 +154,9 @@ class PluginsDao(Dao):
         return super().values_for(op, ident, data, old)
 
     def extra_checks(self, values: Row) -> tuple[EntityCheck, ...]:
-        spec = self.store.registry.enabled[values["name"]]
+        spec = self.store.registry.enabled.get(str(values.get("name")))
+        if spec is None:
+            return ()  # values_for already refused a missing or unknown name
         checks: list[EntityCheck] = []
         for flag, field in ((spec.no_consumer, "consumer"), (spec.no_route, "route"),
                             (spec.no_service, "service")):

@@ -8,6 +8,7 @@ Pure: no I/O, safe to run anywhere (Admin API, declarative import, settings).
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,12 +34,31 @@ _TYPE_ERRORS = {
 REQUIRED = "required field missing"
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on what one stored value may hold, so that every write validates in time linear in
+    its size and every string fits a database index: a field's ``LenMax`` overrides them.
+
+    ``string``: characters. PostgreSQL refuses a btree index row over 2,704 bytes; 512
+    characters are at most 2,048 bytes of UTF-8, enough for a unique name, a tag or a
+    ``cache_key`` part. ``elements``: entries of one array, set or map (tags included; Kong
+    has no cap, 1,000 is Kong's own cap on form fields per request)."""
+
+    string: int = 512
+    elements: int = 1000
+
+
+ENTITY_LIMITS = Limits()
+
+
 @dataclass(frozen=True)
 class Context:
-    """What validation may need beyond the value itself (kept explicit to stay pure)."""
+    """What validation may need beyond the value itself (kept explicit to stay pure).
+    ``limits`` is None for trusted input (the settings file)."""
 
     plugin_schemas: Mapping[str, RecordSchema] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    limits: Limits | None = None
 
 
 def validate(schema: RecordSchema, data: Mapping[str, Any], *, ctx: Context | None = None,
@@ -51,9 +71,9 @@ def validate(schema: RecordSchema, data: Mapping[str, Any], *, ctx: Context | No
     return out
 
 
-def field_error(spec: FieldSpec, value: Any) -> Any:
+def field_error(spec: FieldSpec, value: Any, ctx: Context | None = None) -> Any:
     """The error one value would get in ``spec`` (None when valid)."""
-    _, err = _value(spec, value, Context(), {})
+    _, err = _value(spec, value, ctx or Context(), {})
     return err
 
 
@@ -145,10 +165,21 @@ def _string(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     minimum = len_min.n if len_min else (0 if spec.has(m.AllowEmpty) else 1)
     if len(value) < minimum:
         return value, f"length must be at least {minimum}"
-    len_max = spec.marker(m.LenMax)
-    if len_max and len(value) > len_max.n:
-        return value, f"length must be at most {len_max.n}"
+    maximum = _maximum(spec, ctx, "string")
+    if maximum is not None and len(value) > maximum:
+        return value, f"length must be at most {maximum}"
     return value, _markers(spec, value)
+
+
+def _maximum(spec: FieldSpec, ctx: Context, kind: str) -> int | None:
+    """A string's characters or a container's entries: the field's own ``LenMax``, else the
+    context's limit (checked before any element is looked at)."""
+    len_max = spec.marker(m.LenMax)
+    if len_max is not None:
+        return len_max.n
+    if ctx.limits is None:
+        return None
+    return ctx.limits.string if kind == "string" else ctx.limits.elements
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -190,6 +221,9 @@ def _array(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     if not isinstance(value, (list, tuple)):
         return value, _TYPE_ERRORS[spec.kind]
     assert spec.elements is not None
+    maximum = _maximum(spec, ctx, "elements")
+    if maximum is not None and len(value) > maximum:
+        return value, f"length must be at most {maximum}"
     items: list[Any] = []
     errs: list[Any] = []
     for item in value:
@@ -204,21 +238,37 @@ def _array(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
             errs.pop()
         return value, errs
     if spec.kind == "set":
-        seen: list[Any] = []
-        for item in items:
-            if item not in seen:
-                seen.append(item)
-        items = seen
+        items = _distinct(items)
     len_min = spec.marker(m.LenMin)
     if len_min and len(items) < len_min.n:
         return items, f"length must be at least {len_min.n}"
     return items, _markers(spec, items)
 
 
+def _distinct(items: list[Any]) -> list[Any]:
+    """First-seen order without duplicates, by hashing (a list scan per item is quadratic:
+    30,000 tags took seconds). Records are compared by their canonical JSON."""
+    seen: set[Any] = set()
+    out: list[Any] = []
+    for item in items:
+        key = ("json", json.dumps(item, sort_keys=True, default=str)) \
+            if isinstance(item, (dict, list)) else item
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 def _map(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     if not isinstance(value, dict):
         return value, _TYPE_ERRORS["map"]
     assert spec.elements is not None
+    maximum = _maximum(spec, ctx, "elements")
+    if maximum is not None and len(value) > maximum:
+        return value, f"length must be at most {maximum}"
+    key_error = _map_keys(value, ctx)
+    if key_error is not None:
+        return value, key_error
     out: dict[str, Any] = {}
     for key, item in value.items():
         # Kong reports a map's first failing value as the whole field's error
@@ -227,6 +277,18 @@ def _map(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
             return value, err
         out[key] = normalised
     return out, _markers(spec, out)
+
+
+def _map_keys(value: Mapping[str, Any], ctx: Context) -> str | None:
+    """Map keys are stored in JSON (PostgreSQL's JSONB cannot hold NUL), so they obey the
+    string rules too."""
+    longest = ctx.limits.string if ctx.limits else None
+    for key in value:
+        if "\x00" in key:
+            return "invalid key: must not contain NUL characters"
+        if longest is not None and len(key) > longest:
+            return f"key length must be at most {longest}"
+    return None
 
 
 def _sub_record(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
@@ -254,7 +316,8 @@ def _foreign(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
 
 
 def _plugin_config(value: Any, ctx: Context, parent: Mapping[str, Any]) -> tuple[Any, Any]:
-    schema = ctx.plugin_schemas.get(parent.get("name") or "")
+    name = parent.get("name")
+    schema = ctx.plugin_schemas.get(name) if isinstance(name, str) else None
     if schema is None:
         return value, None  # the `name` field carries the error
     if not isinstance(value, dict):

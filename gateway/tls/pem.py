@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 _CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
@@ -32,16 +31,44 @@ def repair_form_pem(text: str) -> str:
     contain spaces, so a space there can only be a decoded ``+``. Header lines
     (``Proc-Type: 4,ENCRYPTED``) keep theirs.
     """
-
-    def fix(match: re.Match[str]) -> str:
-        lines = match.group(2).split("\n")
+    out: list[str] = []
+    cursor = 0
+    for start, label, body_start, body_end, stop in _blocks(text):
+        lines = text[body_start:body_end].split("\n")
         fixed = [ln if (":" in ln or not ln.strip(" \r")) else ln.strip("\r").replace(" ", "+")
                  for ln in lines]
         # a '+' at the very end of a line became a trailing space: keep it, it was data
-        return f"-----BEGIN {match.group(1)}-----" + "\n".join(fixed) + \
-            f"-----END {match.group(1)}-----"
+        out += [text[cursor:start], f"-----BEGIN {label}-----", "\n".join(fixed),
+                f"-----END {label}-----"]
+        cursor = stop
+    return "".join(out) + text[cursor:] if out else text
 
-    return _BLOCK.sub(fix, text)
+
+_BEGIN_AT = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_MAX_UNMATCHED_LABELS = 8  # real PEM has two or three labels; more is not PEM
+
+
+def _blocks(text: str) -> list[tuple[int, str, int, int, int]]:
+    """``BEGIN x ... END x`` blocks, leftmost first, each ending at the nearest matching END
+    (what ``BEGIN (x)(.*?)END \\1`` finds), in linear time: that regex rescans the rest of
+    the text from every BEGIN without an END; here a label known to have no END after some
+    point is not searched again, and after a few such labels the text is not PEM."""
+    found: list[tuple[int, str, int, int, int]] = []
+    unmatched: set[str] = set()
+    pos = text.find("-----BEGIN ")
+    while pos >= 0 and len(unmatched) <= _MAX_UNMATCHED_LABELS:
+        head = _BEGIN_AT.match(text, pos)
+        if head is not None and head.group(1) not in unmatched:
+            label = head.group(1)
+            end = text.find(f"-----END {label}-----", head.end())
+            if end >= 0:
+                stop = end + len(f"-----END {label}-----")
+                found.append((pos, label, head.end(), end, stop))
+                pos = text.find("-----BEGIN ", stop)
+                continue
+            unmatched.add(label)
+        pos = text.find("-----BEGIN ", pos + 1)
+    return found
 
 
 def load_certificates(pem: str) -> list[x509.Certificate]:

@@ -155,7 +155,9 @@ class RouteRules:
 def grpc_strip_default(data: dict[str, Any]) -> dict[str, Any]:
     """gRPC routes default ``strip_path`` to false (Kong's grpc subschema)."""
     protocols = data.get("protocols")
-    if isinstance(protocols, (list, tuple)) and set(protocols) & set(GRPC) \
+    # runs before validation: the elements may be anything (`[["grpc"]]` must reach the schema)
+    if isinstance(protocols, (list, tuple)) and any(p in GRPC for p in protocols
+                                                    if isinstance(p, str)) \
             and "strip_path" not in data:
         return {**data, "strip_path": False}
     return data
