@@ -22,6 +22,7 @@ from admin.http import error_response
 from gateway.errors import Forbidden, MisdirectedRequest
 from gateway.settings.access import origin_of
 from gateway.settings.model import Settings
+from gateway.text import is_digits
 
 WILDCARDS = frozenset({"0.0.0.0", "::", "*"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -57,7 +58,7 @@ def host_name(value: str) -> str | None:
     else:
         name, colon, port = value.partition(":")
         rest = colon + port
-    if not name or (rest and not (rest[:1] == ":" and rest[1:].isdigit())):
+    if not name or (rest and not (rest[:1] == ":" and is_digits(rest[1:]))):
         return None
     return name.lower()
 

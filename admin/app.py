@@ -21,6 +21,7 @@ from gateway import version
 from gateway.db.store import Store
 from gateway.errors import PayloadTooLarge
 from gateway.settings.listen import Listener
+from gateway.text import is_digits
 
 SERVER = f"ramparts/{version.__version__}"
 
@@ -48,7 +49,7 @@ class AdminMiddleware:
         stats.total_requests += 1
         stats.requests_active += 1
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_body:
+            if length is not None and is_digits(length) and int(length) > self.max_body:
                 await self._too_large(send, started)
                 return
             await self._run(scope, receive, send, started)

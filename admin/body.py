@@ -22,6 +22,7 @@ from gateway.errors import BadRequest, UnsupportedMediaType
 from gateway.schema import fields as m
 from gateway.schema.compile import FieldSpec, RecordSchema
 from gateway.schema.validate import is_uuid
+from gateway.text import is_digits
 from gateway.tls.pem import repair_form_pem
 
 MAX_ARGS = 1000  # form fields (and multipart parts) per body, as Kong's Admin API
@@ -133,7 +134,7 @@ def _path(key: str) -> list[Any]:
             parts.append(plain)
         elif bracket == "":
             parts.append(_APPEND)
-        elif bracket.isdigit():
+        elif is_digits(bracket):
             parts.append(int(bracket))
         else:
             parts.append(bracket)
@@ -268,8 +269,10 @@ def infer(spec: FieldSpec, value: Any) -> Any:
 
 def _number(text: str) -> Any:
     stripped = text.strip()
+    if not stripped.isascii():
+        return text  # float() reads "٣" as 3: only ASCII digits make a number
     try:
-        if re.fullmatch(r"[+-]?\d+", stripped):
+        if re.fullmatch(r"[+-]?[0-9]+", stripped):
             return int(stripped)
         if re.fullmatch(r"[+-]?0[xX][0-9a-fA-F]+", stripped):
             return int(stripped, 16)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from gateway.router.regex import regex_error
 from gateway.schema.fields import Check, LenMax, Set, Unique, Uuid
+from gateway.text import is_digits
 from gateway.tls import pem
 
 # --------------------------------------------------------------------------- host parser
@@ -32,15 +33,15 @@ class ParsedHost:
 
 
 _NAME = re.compile(r"^[0-9A-Za-z._-]+$")
-_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d+))?$")
-_PORTED_NAME = re.compile(r"^(.*):(\d+)$")
+_IPV4 = re.compile(r"^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?::([0-9]+))?$")
+_PORTED_NAME = re.compile(r"^(.*):([0-9]+)$")
 
 
 def normalize_ip(text: str) -> ParsedHost:
     """Kong's ``normalize_ip``: raises ``HostError`` with Kong's message."""
     if text.count(":") > 1:
         return _ipv6(text)
-    if re.fullmatch(r"[\d.]+", text.replace(":", "")):
+    if re.fullmatch(r"[0-9.]+", text.replace(":", "")):
         return _ipv4(text)
     return _hostname(text)
 
@@ -106,7 +107,7 @@ def format_host(parsed: ParsedHost, default_port: int | None = None) -> str:
 
 def host(value: str) -> str | None:
     """``typedefs.host``: a hostname or IP, no port."""
-    if re.search(r":\d+$", value) and value.count(":") == 1:
+    if re.search(r":[0-9]+$", value) and value.count(":") == 1:
         return "must not have a port"
     try:
         parsed = normalize_ip(value)
@@ -169,7 +170,7 @@ def ip_or_cidr(value: str) -> str | None:
     try:
         if "/" in value:
             addr, _, prefix = value.partition("/")
-            if not prefix.isdigit():
+            if not is_digits(prefix):
                 raise ValueError(value)
             ipaddress.ip_network(f"{ipaddress.ip_address(addr)}/{prefix}", strict=False)
         else:

@@ -6,12 +6,14 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from gateway.text import is_digits
+
 FORM = ("must be of form: [off] | <ip>:<port> [ssl] [http2] [proxy_protocol] [deferred] "
         "[bind] [reuseport] [backlog=N] [ipv6only=on|off] [so_keepalive=on|off|idle:intvl:cnt], "
         "[... next entry ...]")
 
 _FLAGS = {"ssl", "http2", "proxy_protocol", "deferred", "bind", "reuseport", "udp"}
-_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+|\*):(\d{1,5})$")
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+|\*):([0-9]{1,5})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ def parse_entry(entry: str) -> Listener:
     for word in words[1:]:
         if word in _FLAGS:
             opts[word] = True
-        elif word.startswith("backlog=") and word[8:].isdigit():
+        elif word.startswith("backlog=") and is_digits(word[8:]):
             opts["backlog"] = int(word[8:])
         elif word in ("ipv6only=on", "ipv6only=off"):
             opts["ipv6only"] = word.endswith("on")

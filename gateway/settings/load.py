@@ -18,6 +18,7 @@ from gateway.schema.build import build
 from gateway.schema.compile import FieldSpec, RecordSchema, compile_record
 from gateway.schema.validate import validate
 from gateway.settings.model import Settings
+from gateway.text import is_digits
 
 SCHEMA: RecordSchema = compile_record(Settings)
 ENV_PREFIX = "RAMPARTS_"
@@ -134,7 +135,7 @@ def _coerce(spec: FieldSpec, value: Any) -> Any:
         text = value.strip()
         if kind == "boolean" and text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
-        if kind == "integer" and text.lstrip("-").isdigit():
+        if kind == "integer" and is_digits(text.lstrip("-")):
             return int(text)
         if kind == "number":
             try:

@@ -18,6 +18,7 @@ from gateway import keyring
 from gateway.schema.checks import Custom, Issues
 from gateway.schema.fields import AllowEmpty, Between, Check, OneOf, Secret
 from gateway.settings import access, listen
+from gateway.text import is_digits
 from gateway.tls import pem, suites
 
 
@@ -91,7 +92,7 @@ def parse_size(value: str) -> int | None:
     text = value.strip().lower()
     factor = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}.get(text[-1:], 1)
     digits = text[:-1] if text[-1:] in "kmg" else text
-    return int(digits) * factor if digits.isdigit() else None
+    return int(digits) * factor if is_digits(digits) else None
 
 
 def _suite(value: int) -> str | None:

@@ -10,6 +10,7 @@ import aiohttp
 
 from gateway.schema.entities.services import ServiceEntity
 from gateway.schema.entities.upstreams import UpstreamEntity
+from gateway.text import is_digits
 from gateway.tls.client import ClientDefaults, ClientProfile
 from gateway.tls.store import CertEntry
 from gateway.upstream.balancer import Peer
@@ -48,7 +49,7 @@ def url_host(host: str) -> str:
 
 def sni_for(host: str) -> str | None:
     name = host.strip("[]")
-    if ":" in name or name.replace(".", "").isdigit():
+    if ":" in name or is_digits(name.replace(".", "")):
         return None  # IP literals carry no SNI
     return name or None
 

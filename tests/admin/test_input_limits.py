@@ -305,3 +305,18 @@ async def test_no_plugin_config_field_gives_a_500(admin: httpx.AsyncClient) -> N
                 r = await admin.post("/plugins", json=body)
                 assert r.status_code < 500, (plugin.name, spec.name, shape, r.text)
                 assert kong_error(r)["code"] == 2
+
+
+@pytest.mark.parametrize(("url", "body"), [
+    ("/services", "name=a&url=http://h:%C2%B2/"),           # url port "²": isdigit() but no int
+    ("/services", "name=b&host=h&tags[%C2%B2]=x"),          # form index "²"
+    ("/services", "name=c&host=h&port=%D9%A3"),             # Arabic-Indic three
+    ("/routes", "paths[]=/x&sources[1].ip=10.0.0.0/%C2%B2"),  # cidr prefix
+])
+async def test_non_ascii_digits_are_not_numbers(admin: httpx.AsyncClient, url: str,
+                                                body: str) -> None:
+    """``str.isdigit`` accepts ``²`` and ``٣``; a port, index or prefix made of them is a
+    schema violation, never a 500 and never the number 3."""
+    r = await admin.post(url, content=body, headers=FORM)
+    assert kong_error(r)["code"] == 2
+    assert (await admin.get("/services")).json()["data"] == []

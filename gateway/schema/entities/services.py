@@ -13,6 +13,7 @@ from gateway.schema.entities.common import CreatedAt, Id, UpdatedAt
 from gateway.schema.entity import EntitySchema
 from gateway.schema.fields import Between, Check, Foreign, OneOf
 from gateway.schema.typedefs import PROTOCOLS, Tags, Utf8Name, UuidStr, host, path
+from gateway.text import is_digits
 
 Timeout = Annotated[int | None, Between(1, 2147483646)]
 TLS_PROTOCOLS = ("https", "tls", "wss")
@@ -67,7 +68,7 @@ def parse_url(url: str) -> dict[str, Any]:
             port, authority = port_match.group(1), authority[:port_match.start()]
         if authority:
             parsed_host = re.sub(r"^\[(.+)\]$", r"\1", authority)
-    if isinstance(port, str) and port.isdigit():
+    if isinstance(port, str) and is_digits(port):
         port = int(port)
     protocol = scheme or ("https" if port == 443 else "http")
     if port is None:
