@@ -10,10 +10,7 @@ bounded, in its own transaction so it can never cost an audit row), and a backgr
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db import tables
-from gateway.db.dao import Page
+from gateway.db.dao import Page, encode_offset, offset_key
 from gateway.db.store import Store, row_mapping
 from gateway.errors import InvalidOffset
 
@@ -143,21 +140,9 @@ def _conditions(where: Filter) -> list[sa.ColumnElement[bool]]:
     return conds
 
 
-def encode_offset(last_id: int) -> str:
-    """Kong's token shape (base64 of the JSON array of the last primary key), for our
-    integer ids."""
-    return base64.b64encode(json.dumps([last_id]).encode()).decode().rstrip("=")
-
-
 def decode_offset(token: str) -> int:
-    try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_")
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidOffset(token) from exc
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidOffset(token, "bad json encoding") from exc
-    if not (isinstance(value, list) and len(value) == 1 and type(value[0]) is int):
+    """Kong's token shape (see ``dao.offset_key``) around our integer ids."""
+    key = offset_key(token)
+    if type(key) is not int:
         raise InvalidOffset(token)
-    return int(value[0])
+    return key

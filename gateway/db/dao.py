@@ -62,12 +62,14 @@ def now_ms() -> float:
     return round(time.time(), 3)
 
 
-def encode_offset(last_id: str) -> str:
+def encode_offset(last_key: str | int) -> str:
     """Kong's token: base64 (no padding) of the JSON array of the last primary key."""
-    return base64.b64encode(json.dumps([last_id]).encode()).decode().rstrip("=")
+    return base64.b64encode(json.dumps([last_key]).encode()).decode().rstrip("=")
 
 
-def decode_offset(token: str) -> str:
+def offset_key(token: str) -> Any:
+    """The one key inside a Kong offset token (its type is the caller's to check); a token
+    that is not base64 of a one-element JSON array is ``InvalidOffset``."""
     try:
         raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=False)
     except (binascii.Error, ValueError) as exc:
@@ -76,10 +78,16 @@ def decode_offset(token: str) -> str:
         value = json.loads(raw)
     except ValueError as exc:
         raise InvalidOffset(token, "bad json encoding") from exc
-    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)
-            and is_uuid(value[0])):
+    if not (isinstance(value, list) and len(value) == 1):
         raise InvalidOffset(token)
-    return str(value[0]).lower()
+    return value[0]
+
+
+def decode_offset(token: str) -> str:
+    key = offset_key(token)
+    if not (isinstance(key, str) and is_uuid(key)):
+        raise InvalidOffset(token)
+    return key.lower()
 
 
 _DAO_CLASSES: dict[str, type[Dao]] = {}

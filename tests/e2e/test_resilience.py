@@ -10,17 +10,16 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.gateway import Node, node, upstream
+from tests.e2e.loops import RequestLoop
 from tests.e2e.proc import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -82,40 +81,6 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-class Traffic:
-    """Requests the proxy in a loop (bounded in time) and records every failure."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 120
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                try:
-                    status = client.get(self.url).status_code
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                else:
-                    if status == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append(str(status))
-                time.sleep(0.02)
-
-
 def route_to(gw: Node, up: int, path: str) -> None:
     name = path.strip("/")
     assert gw.call("PUT", f"/services/{name}", json={"url": f"http://127.0.0.1:{up}"}
@@ -130,7 +95,7 @@ def test_database_outage(tmp_path: Path) -> None:
     with private_postgres() as pg, upstream("steady") as up, \
             node(tmp_path, pg.url) as gw:
         route_to(gw, up, "/steady")
-        with Traffic(f"http://127.0.0.1:{gw.http_port}/steady") as traffic:
+        with RequestLoop(f"http://127.0.0.1:{gw.http_port}/steady", pause=0.02) as traffic:
             pg.stop()
             down = gw.call("GET", "/services")
             assert down.status_code == 503, down.text
@@ -143,7 +108,7 @@ def test_database_outage(tmp_path: Path) -> None:
             wait_for(lambda: gw.call("GET", "/services").status_code == 200, 20,
                      "the Admin API to recover")
             route_to(gw, up, "/after")  # and the reloader catches up with new changes
-        assert traffic.failures == [] and traffic.ok > 50
+        assert traffic.failures == [] and traffic.statuses == {200} and traffic.ok > 50
         assert "serving version" in gw.running.output()
         assert "database reachable again" in gw.running.output()
 

@@ -5,7 +5,6 @@ requests are proxied, and every one of them answers at once."""
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.gateway import Node, node, upstream
+from tests.e2e.loops import RequestLoop
 from tests.e2e.proc import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -29,38 +29,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, int]]:
         yield running, up
 
 
-class Hammer:
-    """Sends the catastrophic request over and over on its own connection, timing each."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.times: list[float] = []
-        self.statuses: set[int] = set()
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Hammer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    status = client.get(self.url).status_code
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                    return
-                self.times.append(time.monotonic() - started)
-                self.statuses.add(status)
-
-
 def test_a_catastrophic_regex_request_does_not_stall_other_requests(gw: tuple[Node, int]
                                                                      ) -> None:
     running, up = gw
@@ -73,7 +41,7 @@ def test_a_catastrophic_regex_request_does_not_stall_other_requests(gw: tuple[No
     wait_for(lambda: running.proxy("/quick").status_code == 200, 2, "the plain route")
     base = f"http://127.0.0.1:{running.http_port}"
     quick: list[float] = []
-    with Hammer(base + EVIL_PATH) as hammer, httpx.Client(timeout=5) as client:
+    with RequestLoop(base + EVIL_PATH) as hammer, httpx.Client(timeout=5) as client:
         wait_for(lambda: hammer.times or hammer.failures, 5, "a first catastrophic request")
         for _ in range(20):
             started = time.monotonic()
