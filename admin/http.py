@@ -81,6 +81,8 @@ class Resource:
             response = await handler(request)
         except Exception as exc:
             response = error_response(exc)
+            if isinstance(exc, MethodNotAllowed):
+                response.headers["Allow"] = self.allow  # RFC 9110: a 405 lists what is allowed
         if method == "HEAD":
             headers = {k: v for k, v in response.headers.items() if k != "content-length"}
             return Response(status_code=response.status_code, headers=headers)
