@@ -133,7 +133,8 @@ class PluginsDao(Dao):
     """The plugin ``name`` selects the config schema, default protocols and scope limits."""
 
     def values_for(self, op: Op, ident: str | None, data: Row, old: Row | None) -> Row:
-        name = data.get("name", old.get("name") if old else None)
+        # PUT replaces the whole row: only a PATCH keeps the stored plugin's name
+        name = data.get("name", old.get("name") if old and op == "update" else None)
         if name is None:
             raise SchemaViolation({"name": "required field missing"})
         if not isinstance(name, str):
