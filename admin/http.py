@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from admin.shapes import Shape
 from gateway.errors import DbError, MethodNotAllowed, RampartsError, UnsupportedMediaType
 
 log = logging.getLogger("ramparts.admin")
@@ -50,9 +51,11 @@ def error_response(exc: BaseException) -> Response:
 
 
 class Resource:
-    """One path: handlers by method, with Kong's OPTIONS/HEAD/405 behaviour."""
+    """One path: handlers by method, with Kong's OPTIONS/HEAD/405 behaviour. ``shape`` says
+    what the path serves, for the OpenAPI document."""
 
-    def __init__(self, **handlers: Handler) -> None:
+    def __init__(self, shape: Shape | None = None, /, **handlers: Handler) -> None:
+        self.shape = shape or Shape()
         self.handlers = {method.upper(): fn for method, fn in handlers.items()}
 
     @property

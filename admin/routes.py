@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from admin import meta
+from admin import meta, openapi
 from admin.entities import (
     CertificatesApi,
     ConsumersApi,
@@ -24,6 +24,7 @@ from admin.entities import (
     child_base,
 )
 from admin.http import Resource, json_response
+from admin.shapes import LIST_QUERY, PAGE_QUERY, Shape
 from gateway.db.health_marks import mark_target
 from gateway.db.store import Store
 from gateway.errors import EndpointNotFound
@@ -78,8 +79,11 @@ def entity_routes(api: EntityApi, apis: dict[str, EntityApi], url: str) -> list[
     async def item_delete(request: Request) -> Response:
         return await api.delete(request, _key(request))
 
+    name = api.entity.name
+    query = ("size", "offset", "tags", "custom_id") if name == "consumers" else LIST_QUERY
     routes: list[BaseRoute] = [
-        Route(f"/{url}", Resource(get=collection_get, post=collection_post)),
+        Route(f"/{url}", Resource(Shape("collection", name, query=query),
+                                  get=collection_get, post=collection_post)),
     ]
     for spec in api.entity.foreign_fields:
         parent_api = apis.get(spec.foreign.entity) if spec.foreign else None
@@ -87,8 +91,10 @@ def entity_routes(api: EntityApi, apis: dict[str, EntityApi], url: str) -> list[
             continue
         routes.append(Route(f"/{url}/{{key}}/{spec.name}", _parent_resource(api, spec,
                                                                            parent_api)))
-    routes.append(Route(f"/{url}/{{key}}", Resource(get=item_get, put=item_put,
-                                                    patch=item_patch, delete=item_delete)))
+    keyed = Shape("entity", name, key_field=api.entity.endpoint_key)
+    routes.append(Route(f"/{url}/{{key}}", Resource(keyed, get=item_get,
+                                                    put=item_put, patch=item_patch,
+                                                    delete=item_delete)))
     return routes
 
 
@@ -96,7 +102,8 @@ def _parent_resource(api: EntityApi, spec: FieldSpec, parent_api: EntityApi) -> 
     async def handler(request: Request) -> Response:
         return await api.parent(request, _key(request), spec, parent_api)
 
-    return Resource(get=handler, put=handler, patch=handler, delete=handler)
+    return Resource(Shape("parent", parent_api.entity.name), get=handler, put=handler,
+                    patch=handler, delete=handler)
 
 
 def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_url: str,
@@ -137,9 +144,14 @@ def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_u
         return Response(status_code=204)
 
     base = f"/{parent_url}/{{pkey}}/{child_url}"
+    name = child.entity.name
+    key = child.key_field if isinstance(child, ScopedKeyApi) else child.entity.endpoint_key
     return [
-        Route(base, Resource(get=list_children, post=create_child)),
-        Route(base + "/{key}", Resource(get=get_child, put=put_child, patch=patch_child,
+        Route(base, Resource(Shape("collection", name, forced=field, query=PAGE_QUERY),
+                             get=list_children, post=create_child)),
+        Route(base + "/{key}", Resource(Shape("entity", name, forced=field, key_field=key),
+                                        get=get_child,
+                                        put=put_child, patch=patch_child,
                                         delete=delete_child)),
     ]
 
@@ -156,7 +168,8 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store)
-    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *target_routes(apis, node)]
+    routes: list[BaseRoute] = [*meta.routes(store, apis, node), openapi.route(store.registry),
+                               *target_routes(apis, node)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
             continue
@@ -235,13 +248,21 @@ def target_routes(apis: dict[str, EntityApi], node: meta.NodeInfo) -> list[BaseR
         return Response(status_code=204)
 
     base = "/upstreams/{pkey}/targets"
+    action = Shape("action", "targets")
+    children = Shape("collection", "targets", forced="upstream", query=PAGE_QUERY)
     return [
-        Route("/upstreams/{pkey}/health", Resource(get=health)),
-        Route(base + "/{key}/healthy", Resource(put=setter(True))),
-        Route(base + "/{key}/unhealthy", Resource(put=setter(False))),
-        Route(base + "/{key}/{address}/healthy", Resource(put=setter(True))),
-        Route(base + "/{key}/{address}/unhealthy", Resource(put=setter(False))),
-        Route(base + "/all", Resource(get=listing)),
-        Route(base, Resource(get=listing, post=create)),
-        Route(base + "/{key}", Resource(get=get, put=update, patch=update, delete=delete)),
+        Route("/upstreams/{pkey}/health", Resource(_HEALTH, get=health)),
+        Route(base + "/{key}/healthy", Resource(action, put=setter(True))),
+        Route(base + "/{key}/unhealthy", Resource(action, put=setter(False))),
+        Route(base + "/{key}/{address}/healthy", Resource(action, put=setter(True))),
+        Route(base + "/{key}/{address}/unhealthy", Resource(action, put=setter(False))),
+        Route(base + "/all", Resource(children, get=listing)),
+        Route(base, Resource(children, get=listing, post=create)),
+        Route(base + "/{key}", Resource(Shape("entity", "targets", forced="upstream",
+                                                      put_updates=True), get=get,
+                                        put=update, patch=update, delete=delete)),
     ]
+
+
+_HEALTH = Shape("meta", "targets", query=("balancer_health",), summary=(
+    "this node's view of the upstream's targets (or, with balancer_health, of the balancer)"))
