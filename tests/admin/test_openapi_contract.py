@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, settings
 from schemathesis import BaseSchema, Case, CheckContext, CheckFunction
 from schemathesis import Response as CheckedResponse
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
-from starlette.testclient import TestClient
 
 from admin.app import create_app
 from admin.meta import NodeInfo
@@ -124,8 +123,13 @@ def served_contract() -> BaseSchema:
     runs), so the operations are known when pytest collects them."""
     app = create_app(Store("sqlite://", registry.build()),
                      NodeInfo(settings=load(env={}), node_id=str(uuid.uuid4())))
-    with TestClient(app, base_url=BASE) as client:
-        response = client.get("/openapi.json")
+
+    async def fetch() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=BASE) as client:
+            return await client.get("/openapi.json")
+
+    response = asyncio.run(fetch())
     assert response.status_code == 200
     return schemathesis.openapi.from_dict(response.json(), config=CONFIG)
 
