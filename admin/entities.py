@@ -211,9 +211,13 @@ class EntityApi:
         ref = row.get(field.name)
         if request.method == "PUT":
             if ref is None:
-                created = await parent_api.dao.upsert(str(uuid.uuid4()),
+                # the link is checked before the parent is created: a row that may not have
+                # this parent (a plugin with no_consumer) must not leave an orphan behind
+                link = {field.name: {"id": str(uuid.uuid4())}}
+                self.dao.values_for("update", row["id"], dict(link), row)
+                created = await parent_api.dao.upsert(link[field.name]["id"],
                                                       await parent_api.body(request))
-                await self.dao.update(row["id"], {field.name: {"id": created["id"]}})
+                await self.dao.update(row["id"], link)
                 return json_response(200, parent_api.written(request, created))
             return await parent_api.put(request, ref["id"])
         if ref is None:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from admin.shapes import Shape
 from gateway.errors import DbError, MethodNotAllowed, RampartsError, UnsupportedMediaType
 
 log = logging.getLogger("ramparts.admin")
@@ -50,9 +51,11 @@ def error_response(exc: BaseException) -> Response:
 
 
 class Resource:
-    """One path: handlers by method, with Kong's OPTIONS/HEAD/405 behaviour."""
+    """One path: handlers by method, with Kong's OPTIONS/HEAD/405 behaviour. ``shape`` says
+    what the path serves, for the OpenAPI document."""
 
-    def __init__(self, **handlers: Handler) -> None:
+    def __init__(self, shape: Shape | None = None, /, **handlers: Handler) -> None:
+        self.shape = shape or Shape()
         self.handlers = {method.upper(): fn for method, fn in handlers.items()}
 
     @property
@@ -81,6 +84,8 @@ class Resource:
             response = await handler(request)
         except Exception as exc:
             response = error_response(exc)
+            if isinstance(exc, MethodNotAllowed):
+                response.headers["Allow"] = self.allow  # RFC 9110: a 405 lists what is allowed
         if method == "HEAD":
             headers = {k: v for k, v in response.headers.items() if k != "content-length"}
             return Response(status_code=response.status_code, headers=headers)

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from admin.entities import page_size
 from admin.http import Resource, json_response
+from admin.shapes import PAGE_QUERY, Shape
 from gateway import version
 from gateway.db import tables
 from gateway.db.dao import tag_page
@@ -144,18 +145,51 @@ def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[
         return json_response(200, out)
 
     return [
-        Route("/", Resource(get=root)),
-        Route("/status", Resource(get=status)),
-        Route("/endpoints", Resource(get=endpoints)),
-        Route("/plugins/enabled", Resource(get=enabled)),
-        Route("/plugins/schema/{name}", Resource(get=plugin_schema)),
-        Route("/schemas/plugins/validate", Resource(post=validate_entity)),
-        Route("/schemas/plugins/{name}", Resource(get=plugin_schema)),
-        Route("/schemas/{name}/validate", Resource(post=validate_entity)),
-        Route("/schemas/{name}", Resource(get=entity_schema)),
-        Route("/tags", Resource(get=tags)),
-        Route("/tags/{tag}", Resource(get=tags)),
+        Route("/", Resource(_meta(ROOT), get=root)),
+        Route("/status", Resource(_meta(STATUS), get=status)),
+        Route("/endpoints", Resource(_meta(_strings("data")), get=endpoints)),
+        Route("/plugins/enabled", Resource(_meta(_strings("enabled_plugins")), get=enabled)),
+        Route("/plugins/schema/{name}", Resource(_meta(SCHEMA), get=plugin_schema)),
+        Route("/schemas/plugins/validate", Resource(Shape("validate", "plugins"),
+                                                    post=validate_entity)),
+        Route("/schemas/plugins/{name}", Resource(_meta(SCHEMA), get=plugin_schema)),
+        Route("/schemas/{name}/validate", Resource(Shape("validate"), post=validate_entity)),
+        Route("/schemas/{name}", Resource(_meta(SCHEMA), get=entity_schema)),
+        Route("/tags", Resource(_meta(TAGS, PAGE_QUERY), get=tags)),
+        Route("/tags/{tag}", Resource(_meta(TAGS, PAGE_QUERY), get=tags)),
     ]
+
+
+# ---------------------------------------------------------------------------- contract
+# The 200 bodies of the node endpoints, for the OpenAPI document (admin/openapi.py).
+
+
+def _meta(body: dict[str, Any], query: tuple[str, ...] = ()) -> Shape:
+    return Shape("meta", query=query, responses={"GET": body})
+
+
+def _object(required: tuple[str, ...], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": props}
+
+
+def _strings(name: str) -> dict[str, Any]:
+    return _object((name,), **{name: {"type": "array", "items": {"type": "string"}}})
+
+
+ROOT = _object(("tagline", "version", "node_id", "plugins", "configuration"),
+               tagline={"type": "string"}, version={"type": "string"},
+               node_id={"type": "string", "format": "uuid"}, plugins={"type": "object"},
+               configuration={"type": "object"})
+STATUS = _object(("database", "server"),
+                 database=_object(("reachable",), reachable={"type": "boolean"}),
+                 server={"type": "object", "additionalProperties": {"type": "integer"}},
+                 configuration_version={"type": "integer"})
+SCHEMA = _object(("fields",), fields={"type": "array", "items": {"type": "object"}},
+                 entity_checks={"type": "array"})
+TAGS = _object(("data", "next"), next={"type": ["string", "null"]}, offset={"type": "string"},
+               data={"type": "array", "items": _object(
+                   ("entity_name", "entity_id", "tag"), entity_name={"type": "string"},
+                   entity_id={"type": "string"}, tag={"type": "string"})})
 
 
 # ---------------------------------------------------------------------------- schema JSON

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from admin import audit_api, meta
+from admin import audit_api, meta, openapi
 from admin.audit import audited
 from admin.entities import (
     CertificatesApi,
@@ -25,6 +25,7 @@ from admin.entities import (
     child_base,
 )
 from admin.http import Resource, json_response
+from admin.shapes import LIST_QUERY, PAGE_QUERY, Shape
 from gateway.db.health_marks import mark_target
 from gateway.db.store import Store
 from gateway.errors import EndpointNotFound
@@ -80,8 +81,10 @@ def entity_routes(api: EntityApi, apis: dict[str, EntityApi], url: str) -> list[
         return await api.delete(request, _key(request))
 
     name = api.entity.name
+    query = ("size", "offset", "tags", "custom_id") if name == "consumers" else LIST_QUERY
     routes: list[BaseRoute] = [
-        Route(f"/{url}", audited(name, Resource(get=collection_get, post=collection_post))),
+        Route(f"/{url}", audited(name, Resource(Shape("collection", name, query=query),
+                                                get=collection_get, post=collection_post))),
     ]
     for spec in api.entity.foreign_fields:
         parent_api = apis.get(spec.foreign.entity) if spec.foreign else None
@@ -89,8 +92,9 @@ def entity_routes(api: EntityApi, apis: dict[str, EntityApi], url: str) -> list[
             continue
         routes.append(Route(f"/{url}/{{key}}/{spec.name}", _parent_resource(api, spec,
                                                                            parent_api)))
+    keyed = Shape("entity", name, key_field=api.entity.endpoint_key)
     routes.append(Route(f"/{url}/{{key}}", audited(name, Resource(
-        get=item_get, put=item_put, patch=item_patch, delete=item_delete))))
+        keyed, get=item_get, put=item_put, patch=item_patch, delete=item_delete))))
     return routes
 
 
@@ -99,7 +103,8 @@ def _parent_resource(api: EntityApi, spec: FieldSpec, parent_api: EntityApi) -> 
         return await api.parent(request, _key(request), spec, parent_api)
 
     return audited(parent_api.entity.name,
-                   Resource(get=handler, put=handler, patch=handler, delete=handler))
+                   Resource(Shape("parent", parent_api.entity.name), get=handler,
+                            put=handler, patch=handler, delete=handler))
 
 
 def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_url: str,
@@ -141,10 +146,14 @@ def nested_routes(parent: EntityApi, child: EntityApi, spec: FieldSpec, parent_u
 
     base = f"/{parent_url}/{{pkey}}/{child_url}"
     name = child.entity.name
+    key = child.key_field if isinstance(child, ScopedKeyApi) else child.entity.endpoint_key
     return [
-        Route(base, audited(name, Resource(get=list_children, post=create_child))),
-        Route(base + "/{key}", audited(name, Resource(get=get_child, put=put_child,
-                                                      patch=patch_child, delete=delete_child))),
+        Route(base, audited(name, Resource(
+            Shape("collection", name, forced=field, query=PAGE_QUERY),
+            get=list_children, post=create_child))),
+        Route(base + "/{key}", audited(name, Resource(
+            Shape("entity", name, forced=field, key_field=key),
+            get=get_child, put=put_child, patch=patch_child, delete=delete_child))),
     ]
 
 
@@ -161,6 +170,7 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store, return_keys=node.settings.admin_return_keys)
     routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
+                               openapi.route(store.registry),
                                *target_routes(apis, node)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
@@ -243,14 +253,21 @@ def target_routes(apis: dict[str, EntityApi], node: meta.NodeInfo) -> list[BaseR
         return audited("targets", resource, put="update")
 
     base = "/upstreams/{pkey}/targets"
+    action = Shape("action", "targets")
+    children = Shape("collection", "targets", forced="upstream", query=PAGE_QUERY)
     return [
-        Route("/upstreams/{pkey}/health", Resource(get=health)),
-        Route(base + "/{key}/healthy", writes(Resource(put=setter(True)))),
-        Route(base + "/{key}/unhealthy", writes(Resource(put=setter(False)))),
-        Route(base + "/{key}/{address}/healthy", writes(Resource(put=setter(True)))),
-        Route(base + "/{key}/{address}/unhealthy", writes(Resource(put=setter(False)))),
-        Route(base + "/all", Resource(get=listing)),
-        Route(base, writes(Resource(get=listing, post=create))),
-        Route(base + "/{key}", writes(Resource(get=get, put=update, patch=update,
-                                               delete=delete))),
+        Route("/upstreams/{pkey}/health", Resource(_HEALTH, get=health)),
+        Route(base + "/{key}/healthy", writes(Resource(action, put=setter(True)))),
+        Route(base + "/{key}/unhealthy", writes(Resource(action, put=setter(False)))),
+        Route(base + "/{key}/{address}/healthy", writes(Resource(action, put=setter(True)))),
+        Route(base + "/{key}/{address}/unhealthy", writes(Resource(action, put=setter(False)))),
+        Route(base + "/all", Resource(children, get=listing)),
+        Route(base, writes(Resource(children, get=listing, post=create))),
+        Route(base + "/{key}", writes(Resource(
+            Shape("entity", "targets", forced="upstream", put_updates=True),
+            get=get, put=update, patch=update, delete=delete))),
     ]
+
+
+_HEALTH = Shape("meta", "targets", query=("balancer_health",), summary=(
+    "this node's view of the upstream's targets (or, with balancer_health, of the balancer)"))

@@ -340,7 +340,8 @@ class Dao:
             target = dict(stored)
             if op == "upsert":
                 target["id"] = ident
-            target.setdefault("id", str(uuid.uuid4()))
+            if target.get("id") is None:  # `"id": null` (a form's `id=`) means "generate one"
+                target["id"] = str(uuid.uuid4())
             if isinstance(target["id"], str):
                 target["id"] = target["id"].lower()
         self._stamp(op, target)

@@ -7,6 +7,7 @@ message fit for Kong's ``invalid certificate: ...`` texts.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import re
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_END = re.compile(r"(?=-----END ([A-Z0-9 ]+)-----)")
 _CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
@@ -30,45 +33,38 @@ def repair_form_pem(text: str) -> str:
     Form decoding turns every ``+`` of the base64 body into a space. Base64 body lines never
     contain spaces, so a space there can only be a decoded ``+``. Header lines
     (``Proc-Type: 4,ENCRYPTED``) keep theirs.
+
+    Linear in the input: the END markers are indexed once, so a body of a million BEGIN
+    markers without an END (which a backtracking ``BEGIN (.*?) END`` search scans to the end
+    from each of them) costs one pass.
     """
+    if "-----BEGIN " not in text:
+        return text
+    ends: dict[str, list[int]] = {}
+    for match in _END.finditer(text):  # positions ascend, overlapping markers included
+        ends.setdefault(match.group(1), []).append(match.start())
     out: list[str] = []
-    cursor = 0
-    for start, label, body_start, body_end, stop in _blocks(text):
-        lines = text[body_start:body_end].split("\n")
-        fixed = [ln if (":" in ln or not ln.strip(" \r")) else ln.strip("\r").replace(" ", "+")
-                 for ln in lines]
-        # a '+' at the very end of a line became a trailing space: keep it, it was data
-        out += [text[cursor:start], f"-----BEGIN {label}-----", "\n".join(fixed),
-                f"-----END {label}-----"]
-        cursor = stop
-    return "".join(out) + text[cursor:] if out else text
+    done = pos = 0
+    while (begin := _BEGIN.search(text, pos)) is not None:
+        label = begin.group(1)
+        positions = ends.get(label, [])
+        i = bisect.bisect_left(positions, begin.end())
+        if i == len(positions):  # no END for this block: look for the next BEGIN
+            pos = begin.start() + 1
+            continue
+        end = positions[i]
+        out += [text[done:begin.end()], _repair_body(text[begin.end():end])]
+        done = pos = end + len(f"-----END {label}-----")
+        out.append(text[end:done])
+    out.append(text[done:])
+    return "".join(out)
 
 
-_BEGIN_AT = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
-_MAX_UNMATCHED_LABELS = 8  # real PEM has two or three labels; more is not PEM
-
-
-def _blocks(text: str) -> list[tuple[int, str, int, int, int]]:
-    """``BEGIN x ... END x`` blocks, leftmost first, each ending at the nearest matching END
-    (what ``BEGIN (x)(.*?)END \\1`` finds), in linear time: that regex rescans the rest of
-    the text from every BEGIN without an END; here a label known to have no END after some
-    point is not searched again, and after a few such labels the text is not PEM."""
-    found: list[tuple[int, str, int, int, int]] = []
-    unmatched: set[str] = set()
-    pos = text.find("-----BEGIN ")
-    while pos >= 0 and len(unmatched) <= _MAX_UNMATCHED_LABELS:
-        head = _BEGIN_AT.match(text, pos)
-        if head is not None and head.group(1) not in unmatched:
-            label = head.group(1)
-            end = text.find(f"-----END {label}-----", head.end())
-            if end >= 0:
-                stop = end + len(f"-----END {label}-----")
-                found.append((pos, label, head.end(), end, stop))
-                pos = text.find("-----BEGIN ", stop)
-                continue
-            unmatched.add(label)
-        pos = text.find("-----BEGIN ", pos + 1)
-    return found
+def _repair_body(body: str) -> str:
+    lines = body.split("\n")
+    # a '+' at the very end of a line became a trailing space: keep it, it was data
+    return "\n".join(ln if (":" in ln or not ln.strip(" \r")) else
+                     ln.strip("\r").replace(" ", "+") for ln in lines)
 
 
 def load_certificates(pem: str) -> list[x509.Certificate]:
