@@ -14,7 +14,8 @@ from admin.meta import NodeInfo
 from gateway import registry, version
 from gateway.db import migrate
 from gateway.db.store import Store
-from gateway.proxy import ProxyApp
+from gateway.proxy.exchange import Proxy
+from gateway.proxy.listeners import DataPlane
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
@@ -105,27 +106,28 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
                             after_swap=[swapped])
         await reloader.reload()
         node.balancers = balancers
-        proxy = ProxyApp(holder, pools, balancers, health_path=settings.health_path,
-                         mtls_required=bool(terminator and terminator.policy.mtls))
+        proxy = Proxy(holder, pools, balancers, health_path=settings.health_path,
+                      mtls_required=bool(terminator and terminator.policy.mtls))
+        plane = DataPlane(proxy, node.stats)
         servers: list[tuple[Server, list[socket.socket]]] = []
         admin_socks = _bind_all(settings.admin_listeners)
         plain_socks = _bind_all([x for x in listeners if not x.ssl])
         tls_socks = _bind_all(tls_listeners)
         sockets = admin_socks + plain_socks + tls_socks
         servers.append((make_server(create_app(store, node), node.stats), admin_socks))
-        if plain_socks:
-            servers.append((make_server(proxy, node.stats, proxy=True), plain_socks))
+        plain = [x for x in listeners if not x.ssl]
+        await plane.serve([(s, x.backlog or 2048) for s, x in zip(plain_socks, plain,
+                                                                  strict=True)])
         if tls_socks and terminator is not None:
-            listener_ctx = terminator.listener_context()
-            servers.append((make_server(proxy, node.stats, proxy=True,
-                                        ssl_context_factory=lambda *_: listener_ctx),
-                            tls_socks))
+            await plane.serve([(s, x.backlog or 2048) for s, x in zip(tls_socks, tls_listeners,
+                                                                      strict=True)],
+                              terminator.listener_context())
         log.info("ramparts %s: Admin API on %s; proxy on %s; database %s",
                  version.__version__, ", ".join(map(str, settings.admin_listeners)),
                  ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
         spawn(reloader.run(), "reloader")
         try:
-            await run_servers(servers)
+            await run_servers(servers, (plane,))
         finally:
             reloader.stop()
             checks.stop()

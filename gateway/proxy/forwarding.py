@@ -1,0 +1,82 @@
+"""The headers the upstream receives and the client gets back (Kong's rules, pure).
+
+Values stay bytes from end to end: a header that is not UTF-8 reaches the upstream exactly
+as the client sent it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway import version
+from gateway.proxy.http1 import HOP_BY_HOP, Headers, connection_tokens
+
+VIA = f"ramparts/{version.__version__}".encode()
+VIA_HEADER = b"1.1 " + VIA
+# set by the gateway itself: a client's value is never forwarded. `Expect: 100-continue` is
+# answered by the gateway (nginx drops it too); forwarded, an upstream would wait for a
+# second 100 that nobody sends
+OWN_REQUEST = frozenset({b"host", b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host",
+                         b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
+                         b"x-forwarded-for", b"via", b"x-kong-request-id", b"expect",
+                         b"content-length"})
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The facts of one request the forwarding headers are made of."""
+
+    client_ip: str
+    scheme: str
+    host: str          # the request's host, without port
+    port: int          # the listener's port
+    path: str          # the request path as received (X-Forwarded-Path)
+    prefix: str | None  # the stripped prefix, when strip_path removed one
+    version: str       # the client's HTTP version
+    request_id: str
+
+
+def upstream_headers(client: Headers, facts: Forwarded) -> Headers:
+    """Everything but ``Host`` (which depends on the target of each attempt) and the body's
+    framing (which the exchange decides)."""
+    listed = connection_tokens(client)
+    xff: list[bytes] = []
+    via: list[bytes] = []
+    out: Headers = []
+    for name, value in client:
+        lower = name.lower()
+        if lower == b"x-forwarded-for":
+            xff.append(value)
+        elif lower == b"via":
+            via.append(value)
+        elif lower not in HOP_BY_HOP and lower not in OWN_REQUEST and lower not in listed:
+            out.append((name, value))
+    ip = facts.client_ip.encode()
+    out.append((b"X-Forwarded-For", b", ".join([*xff, ip])))
+    out.append((b"X-Forwarded-Proto", facts.scheme.encode()))
+    out.append((b"X-Forwarded-Host", facts.host.encode("latin-1")))
+    out.append((b"X-Forwarded-Port", b"%d" % facts.port))
+    out.append((b"X-Forwarded-Path", facts.path.encode("latin-1")))
+    if facts.prefix:
+        out.append((b"X-Forwarded-Prefix", facts.prefix.encode("latin-1")))
+    out.append((b"X-Real-IP", ip))
+    out.append((b"Via", b", ".join([*via, facts.version.encode() + b" " + VIA])))
+    out.append((b"X-Kong-Request-Id", facts.request_id.encode()))
+    return out
+
+
+def downstream_headers(upstream: Headers, *, upstream_ms: int, proxy_ms: int,
+                       request_id: str, set_cookie: bytes | None) -> Headers:
+    """The upstream's response headers for the client: hop-by-hop ones (and those its
+    ``Connection`` lists) removed, framing left to the writer, Kong's own added."""
+    listed = connection_tokens(upstream)
+    out = [(n, v) for n, v in upstream
+           if (lower := n.lower()) not in HOP_BY_HOP and lower not in listed
+           and lower != b"content-length"]
+    if set_cookie is not None:
+        out.append((b"set-cookie", set_cookie))
+    out.append((b"via", VIA_HEADER))
+    out.append((b"x-kong-upstream-latency", b"%d" % upstream_ms))
+    out.append((b"x-kong-proxy-latency", b"%d" % proxy_ms))
+    out.append((b"x-kong-request-id", request_id.encode()))
+    return out
