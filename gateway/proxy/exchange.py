@@ -18,7 +18,7 @@ from gateway.proxy.body import BodyInterrupted, ClientGone, RequestBody
 from gateway.proxy.connection import Downstream
 from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
-from gateway.router.paths import upstream_uri
+from gateway.router.paths import normalize, upstream_uri
 from gateway.router.router import Match, Request
 from gateway.snapshot import Holder
 from gateway.upstream.balancer import Balancer, Balancers, Outcome, Peer
@@ -98,9 +98,11 @@ class Exchange:
             for name, value in head.headers:
                 headers.setdefault(name.decode("latin-1").lower(), []).append(
                     value.decode("latin-1"))
+        # Kong's normalize(uri, true) before routing, regex routes included: a regex route
+        # never sees `..` that a prefix route would not (the router adds nothing to this)
         self.route_request = Request(method=head.method, host=self.host, port=conn.server_port,
-                                     raw_path=self.path, headers=headers, scheme=conn.scheme,
-                                     sni=conn.sni)
+                                     raw_path=normalize(self.path), headers=headers,
+                                     scheme=conn.scheme, sni=conn.sni)
         match = router.match(self.route_request)
         if match is None:
             return self.error(404, "no Route matched with those values")
