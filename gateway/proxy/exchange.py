@@ -13,20 +13,22 @@ import random
 import time
 
 from gateway.errors_proxy import SERVER, Reply, error_reply, health_reply
+from gateway.plugins import phases
+from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, ClientGone, RequestBody
 from gateway.proxy.connection import Downstream
 from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.router.paths import normalize, upstream_uri
-from gateway.router.router import Match, Request
+from gateway.router.router import Request
 from gateway.snapshot import Holder
 from gateway.upstream.balancer import Balancer, Balancers, Outcome, Peer
 from gateway.upstream.hashing import hash_key
 from gateway.upstream.origin import OriginConnection, UpstreamError
 from gateway.upstream.origins import PoolKey
 from gateway.upstream.pools import Pools
-from gateway.upstream.target import Endpoint, UpstreamTarget, endpoint, sni_for
+from gateway.upstream.target import Endpoint, endpoint, sni_for
 
 log = logging.getLogger("ramparts.proxy")
 
@@ -49,16 +51,23 @@ class Proxy:
         started = time.monotonic()
         request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
         ex = Exchange(self, conn, head, body, request_id, started)
-        reply = ex.prepare()
+        reply = ex.check()
+        if reply is None:
+            try:
+                reply = await ex.gate()
+            except Exit as stop:
+                reply = Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
         if reply is not None:
-            conn.reply(reply, head)
-            return
-        await ex.forward()
+            ex.answer(reply)
+        else:
+            await ex.forward()
+        if ex.after is not None:
+            ex.after.schedule_log()
 
 
 class Exchange:
-    __slots__ = ("body", "conn", "head", "host", "match", "path", "proxy", "query",
-                 "request_id", "route_request", "started", "target")
+    __slots__ = ("after", "body", "chain", "conn", "head", "host", "kong", "match", "path",
+                 "proxy", "query", "request_id", "route_request", "started", "target")
 
     def __init__(self, proxy: Proxy, conn: Downstream, head: http1.RequestHead,
                  body: RequestBody | None, request_id: str, started: float) -> None:
@@ -68,14 +77,17 @@ class Exchange:
         self.body = body
         self.request_id = request_id
         self.started = started
+        self.kong: Kong | None = None
+        self.after: phases.After | None = None
 
     def error(self, status: int, message: str, **kwargs: object) -> Reply:
         return error_reply(status, message, self.request_id, self.started,
                            accept=self.head.header(b"accept"), **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ before any upstream
-    def prepare(self) -> Reply | None:
-        """The answer when the gateway answers itself; None when the request goes upstream."""
+    def check(self) -> Reply | None:
+        """What is refused before any plugin runs: malformed heads, a missing client
+        certificate where the listener requires one; the health path is answered."""
         head, conn, proxy = self.head, self.conn, self.proxy
         refused = http1.check_request(head)
         if refused is not None:
@@ -91,7 +103,53 @@ class Exchange:
             return health_reply(proxy.started)
         raw_host = authority if authority is not None else head.header(b"host") or b""
         self.host = _strip_port(raw_host.decode("latin-1")).lower().rstrip(".")
-        snapshot = proxy.holder.current
+        return None
+
+    async def gate(self) -> Reply | None:
+        """Global rewrite plugins, the router and Kong's early answers, then the route's
+        access plugins; a ``kong.response.exit`` raises ``Exit``."""
+        snapshot = self.proxy.holder.current
+        chains = snapshot.plugins
+        if chains.glob.has("rewrite"):
+            await phases.run(chains.glob, "rewrite", self._kong())
+        reply = self.route()
+        chain = chains.glob if reply is not None else chains.for_route(self.match.route.id)
+        if chain.phases:
+            kong = self._kong()
+            if reply is None:
+                kong.route_id = self.match.route.id
+                kong.service_id = self.match.service.id if self.match.service else None
+                if chain.has("access"):
+                    try:
+                        await phases.run(chain, "access", kong)
+                    finally:
+                        self.after = phases.After(phases.picked(chain, kong), kong)
+            if self.after is None:
+                self.after = phases.After(phases.picked(chain, kong), kong)
+        return reply
+
+    def _kong(self) -> Kong:
+        if self.kong is None:
+            conn, head = self.conn, self.head
+            self.kong = Kong(
+                request=RequestView(method=head.method, scheme=conn.scheme, host=self.host,
+                                    port=conn.server_port, path=normalize(self.path),
+                                    query=self.query, headers=head.headers),
+                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme)
+        return self.kong
+
+    def answer(self, reply: Reply) -> None:
+        """A response the gateway makes up, through the plugins' filters."""
+        after = self.after
+        if after is not None and (after.head or after.body):
+            status, headers = after.header_filter(reply.status, list(reply.headers), "exit")
+            reply = Reply(status, headers, after.body_filter(reply.body, True))
+        self.conn.reply(reply, self.head)
+
+    def route(self) -> Reply | None:
+        """The router, and Kong's answers that need no upstream."""
+        conn, head = self.conn, self.head
+        snapshot = self.proxy.holder.current
         router = snapshot.router
         headers: dict[str, list[str]] = {}
         if router.uses_headers:
@@ -147,6 +205,8 @@ class Exchange:
             client_ip=conn.client_ip, scheme=conn.scheme, host=self.host,
             port=conn.server_port, path=self.path, prefix=stripped, version=head.version,
             request_id=self.request_id))
+        if self.kong is not None:
+            base = self.kong.service_request.apply(base)
         chunked = False
         if self.body is not None:
             length = head.header(b"content-length")
@@ -324,6 +384,13 @@ class _Relay:
         out = downstream_headers(headers, upstream_ms=int((now - self.sent_at) * 1000),
                                  proxy_ms=int((self.sent_at - ex.started) * 1000),
                                  request_id=ex.request_id, set_cookie=self.set_cookie)
+        after = ex.after
+        if after is not None:
+            if after.head:
+                status, out = after.header_filter(status, out, "service")
+            if after.body:
+                length = None  # the filters may change the body's size
+        self.status = status
         conn = ex.conn
         conn.start_response(status, out, length, has_body, ex.head.version)
         body = ex.body
@@ -334,12 +401,18 @@ class _Relay:
             self.origin.pause_reading()
 
     def body(self, data: bytes) -> None:
+        after = self.ex.after
+        if after is not None and after.body:
+            data = after.body_filter(data, False)
         self.ex.conn.send(data)
 
     def flush(self) -> None:
         self.ex.conn.flush()
 
     def done(self) -> None:
+        after = self.ex.after
+        if after is not None and after.body:
+            self.ex.conn.send(after.body_filter(b"", True))
         self.ex.conn.end_response()
 
 
@@ -358,4 +431,3 @@ def _strip_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
-__all__ = ["Match", "Proxy", "UpstreamTarget"]
