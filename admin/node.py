@@ -14,6 +14,7 @@ from admin.meta import NodeInfo
 from gateway import registry, version
 from gateway.db import migrate
 from gateway.db.store import Store
+from gateway.plugins import phases
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.listeners import DataPlane
 from gateway.reload import Reloader
@@ -88,6 +89,9 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         listeners = settings.proxy_listeners
         tls_listeners = [x for x in listeners if x.ssl]
         terminator = tls_terminator(settings, holder) if tls_listeners else None
+        if terminator is not None:
+            terminator.on_hello = lambda obj, name: phases.certificate(
+                holder.current.plugins, obj, name)
         pools = Pools()
         balancers = Balancers()
         checks = ActiveChecks(balancers, pools)

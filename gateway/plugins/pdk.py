@@ -139,6 +139,15 @@ class ResponseView:
 
 
 @dataclass(slots=True)
+class Hello:
+    """The certificate phase's view: the ClientHello's server name and the connection's
+    ``ssl.SSLObject`` (for the libssl bridge). No request exists yet."""
+
+    server_name: str | None
+    ssl_object: Any
+
+
+@dataclass(slots=True)
 class Kong:
     """One request's view for every plugin that runs on it."""
 

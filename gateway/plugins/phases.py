@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from typing import Any
 
-from gateway.plugins.pdk import Kong
-from gateway.plugins.runtime import Chain, Instance
+from gateway.plugins.pdk import Hello, Kong
+from gateway.plugins.runtime import Chain, Chains, Instance
 from gateway.tasks import spawn
 
 log = logging.getLogger("ramparts.plugins")
@@ -24,6 +25,19 @@ async def run(chain: Chain, phase: str, kong: Kong) -> None:
         result = getattr(instance.handler, phase)(kong)
         if result is not None:
             await result
+
+
+def certificate(chains: Chains, ssl_object: Any, server_name: str | None) -> None:
+    """Sync, inside the TLS handshake: global instances only (no route is known)."""
+    glob = chains.glob
+    if not glob.has("certificate"):
+        return
+    hello = Hello(server_name, ssl_object)
+    for slot in glob.slots:
+        if "certificate" in slot.phases:
+            instance = slot.pick(None, "https")
+            if instance is not None:
+                instance.handler.certificate(hello)
 
 
 def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from gateway.plugins.pdk import Kong
+    from gateway.plugins.pdk import Hello, Kong
 
 PHASES = ("certificate", "rewrite", "access", "header_filter", "body_filter", "log")
 
@@ -35,7 +35,7 @@ class Handler:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
 
-    def certificate(self, kong: Kong) -> None: ...
+    def certificate(self, hello: Hello) -> None: ...
     def rewrite(self, kong: Kong) -> Awaitable[None] | None: ...
     def access(self, kong: Kong) -> Awaitable[None] | None: ...
     def header_filter(self, kong: Kong) -> None: ...
