@@ -244,7 +244,7 @@ class Downstream(asyncio.Protocol):
             self._resume("body")
 
     def continue_needed(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.write(http1.CONTINUE)
 
     def _pause(self, reason: str) -> None:
@@ -324,8 +324,9 @@ class Downstream(asyncio.Protocol):
         out = self._out
         if out:
             self._out = []
-            if self.transport is not None and not self.closed:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport = self.transport
+            if transport is not None and not self.closed and not transport.is_closing():
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def reply(self, reply: Reply, head: http1.RequestHead) -> None:
         """A whole response the gateway made up."""

@@ -347,7 +347,7 @@ async def _send_body(origin: OriginConnection, body: RequestBody, chunked: bool,
     time allowed between two successive writes to the upstream); stops when the upstream
     answers early."""
     try:
-        while not origin.responded:
+        while not origin.responded and not origin.closed:
             data = await body.read()
             if not data:
                 if chunked:

@@ -86,8 +86,10 @@ class OriginConnection(asyncio.Protocol):
         return self.finished
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        """Dropped once the connection is closing: ``finished`` reports that failure."""
+        transport = self.transport
+        if transport is not None and not self.closed and not transport.is_closing():
+            transport.write(data)
 
     async def drain(self, timeout: float) -> None:
         """Wait while the socket's send buffer is full, at most ``timeout`` seconds
