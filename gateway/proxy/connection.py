@@ -22,6 +22,7 @@ import httptools
 from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
 from gateway.proxy.body import ClientGone, RequestBody
+from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
 
@@ -89,6 +90,9 @@ class Downstream(asyncio.Protocol):
         self.source: Source | None = None
         self.writing_paused = False
         self.closed = False
+        self.tunnel: Tunnel | None = None
+        self._last: http1.RequestHead | None = None
+        self._upgrade_tail = b""
         self._half_closed = False
         self.current: RequestBody | None = None
 
@@ -118,15 +122,21 @@ class Downstream(asyncio.Protocol):
         self._queue.clear()
         if self.current is not None:
             self.current.fail(gone)
+        if self.tunnel is not None:
+            self.tunnel.lost(self)
+            return
         source = self.source
         if source is not None and hasattr(source, "client_gone"):
             source.client_gone()
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.to_origin(data)
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(501 if self._headers else 400)  # WebSocket: not yet (stage 4)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade(data, int(upgrade.args[0]) if upgrade.args else len(data))
         except _Refused as refused:
             self._refuse(refused.status)
         except httptools.HttpParserCallbackError as exc:
@@ -135,7 +145,29 @@ class Downstream(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(400)
 
+    def _upgrade(self, data: bytes, offset: int) -> None:
+        """The parser stopped after an upgrade request's head: a WebSocket handshake waits
+        (unread) for the upstream's answer; any other upgrade is served as plain HTTP."""
+        head = self._last
+        if head is not None and http1.is_websocket(head):
+            self._upgrade_tail = bytes(data[offset:])
+            self._pause("upgrade")
+            return
+        if head is not None:
+            head.upgrade = False
+        if offset < len(data):
+            self.data_received(data[offset:])
+
+    def start_tunnel(self) -> bytes:
+        """The upstream switched protocols: reading resumes for the tunnel; returns the
+        bytes the client sent right behind its upgrade request."""
+        tail, self._upgrade_tail = self._upgrade_tail, b""
+        self._resume("upgrade")
+        return tail
+
     def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            return None
         # a client that half-closes after its request still gets the answer; one that stops
         # in the middle of a request has left
         self._half_closed = True
@@ -179,6 +211,9 @@ class Downstream(asyncio.Protocol):
                                  target=self._url, version=parser.get_http_version(),
                                  headers=self._headers, keep_alive=parser.should_keep_alive(),
                                  upgrade=parser.should_upgrade())
+        if head.method == "CONNECT":
+            raise _Refused(405)  # nginx: not a proxy for tunnels
+        self._last = head
         te = head.header(b"transfer-encoding")
         if te is not None and te.strip().lower() != b"chunked":
             raise _Refused(501)  # nginx: "client sent unknown transfer-encoding"
@@ -223,6 +258,8 @@ class Downstream(asyncio.Protocol):
                     self.stats.requests_active -= 1
                     self.current = None
                     self.source = None
+                if head.upgrade:  # switched protocols (and closed) or refused: not reused
+                    self._keep_alive = False
                 if body is not None and not body.complete and not self.closed:
                     # the rest of the body would be read as the next request
                     self._keep_alive = False
@@ -297,6 +334,9 @@ class Downstream(asyncio.Protocol):
         or delimited by closing the connection (HTTP/1.0)."""
         self._responding = True
         self._chunked = False
+        if status == 101:  # no body, no framing: the connection belongs to the tunnel
+            self._out.append(http1.response_head(status, headers))
+            return
         if length is not None:
             headers.append((b"content-length", b"%d" % length))
         elif has_body:

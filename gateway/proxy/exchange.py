@@ -20,6 +20,7 @@ from gateway.proxy.body import BodyInterrupted, ClientGone, RequestBody
 from gateway.proxy.connection import Downstream
 from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
+from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import normalize, upstream_uri
 from gateway.router.router import Request
 from gateway.snapshot import Holder
@@ -207,6 +208,8 @@ class Exchange:
             request_id=self.request_id))
         if self.kong is not None:
             base = self.kong.service_request.apply(base)
+        if http1.is_websocket(head):  # hop-by-hop, but asked of the upstream on purpose
+            base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         chunked = False
         if self.body is not None:
             length = head.header(b"content-length")
@@ -312,6 +315,9 @@ class Exchange:
             relay.sent_at = time.monotonic()
             await finished
             complete = self.body is None or self.body.finished
+            if origin.upgraded is not None:
+                complete = False  # the connection is the tunnel's now, then closed
+                await self._splice(origin)
         except UpstreamError as err:
             if reused and err.kind == "closed" and not origin.received and \
                     self._body_state() == "none" and not self.conn.closed:
@@ -321,6 +327,14 @@ class Exchange:
             if not finished.done():
                 finished.cancel()
             self.proxy.origins.release(origin, complete)
+
+    async def _splice(self, origin: OriginConnection) -> None:
+        """The upstream switched protocols (WebSocket): bytes both ways until one side
+        closes."""
+        assert origin.upgraded is not None
+        tunnel = Tunnel(self.conn, origin)
+        self.conn.tunnel = origin.tunnel = tunnel
+        await tunnel.run(self.conn.start_tunnel(), origin.upgraded)
 
     def _broken_stream(self, ep: Endpoint, err: UpstreamError) -> None:
         if self.conn.closed:
@@ -392,6 +406,9 @@ class _Relay:
                 length = None  # the filters may change the body's size
         self.status = status
         conn = ex.conn
+        if status == 101:
+            out += [(b"connection", b"upgrade"),
+                    (b"upgrade", _find(headers, b"upgrade") or b"websocket")]
         conn.start_response(status, out, length, has_body, ex.head.version)
         body = ex.body
         if body is not None and not body.finished:
@@ -414,6 +431,13 @@ class _Relay:
         if after is not None and after.body:
             self.ex.conn.send(after.body_filter(b"", True))
         self.ex.conn.end_response()
+
+
+def _find(headers: http1.Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
 
 
 def _client_cert_problem(conn: Downstream) -> str | None:

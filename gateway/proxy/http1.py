@@ -103,6 +103,11 @@ def response_has_body(status: int, method: str) -> bool:
     return method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
+def is_websocket(head: RequestHead) -> bool:
+    upgrade = head.header(b"upgrade")
+    return head.upgrade and upgrade is not None and b"websocket" in upgrade.lower()
+
+
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
     """Header names a ``Connection`` header lists: hop-by-hop for this hop only."""
     tokens: set[bytes] = set()

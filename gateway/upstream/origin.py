@@ -19,6 +19,7 @@ import httptools
 
 from gateway.proxy import http1
 from gateway.proxy.retry import Kind
+from gateway.proxy.tunnel import Tunnel
 from gateway.tls.client import describe_failure, is_tls_failure
 
 
@@ -70,6 +71,8 @@ class OriginConnection(asyncio.Protocol):
         self._reading_paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        self.tunnel: Tunnel | None = None
+        self.upgraded: bytes | None = None  # after a 101: the bytes behind its head
 
     # ------------------------------------------------------------------ exchange API
     def begin(self, relay: Relay, method: str, read_timeout: float) -> asyncio.Future[None]:
@@ -135,6 +138,9 @@ class OriginConnection(asyncio.Protocol):
         self.keep_alive = False
         self._stop_read_timer()
         self.hooks.lost(self)
+        if self.tunnel is not None:
+            self.tunnel.lost(self)
+            return
         self._wake_drain()
         if exc is not None and is_tls_failure(exc):
             self._fail(UpstreamError("tls", describe_failure(exc), self._started))
@@ -143,11 +149,23 @@ class OriginConnection(asyncio.Protocol):
             self._fail(UpstreamError("closed", f"the connection closed{text}", self._started))
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.to_client(data)
+            return
         self._last_read = time.monotonic()
         self.received += len(data)
         relay = self._relay
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = int(upgrade.args[0]) if upgrade.args else len(data)
+            if self._status == 101:
+                self.upgraded = bytes(data[offset:])
+                self.keep_alive = False
+                if self.finished is not None and not self.finished.done():
+                    self._complete()
+            else:
+                self._broken("an upgrade the request did not ask for")
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadDone):
                 self._fresh_parser = True
@@ -161,10 +179,14 @@ class OriginConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.pause(self)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_drain()
+        if self.tunnel is not None:
+            self.tunnel.resume(self)
 
     # the downstream's back-pressure
     def pause_reading(self) -> None:
