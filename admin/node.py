@@ -16,7 +16,7 @@ from gateway.db import migrate
 from gateway.db.store import Store
 from gateway.plugins import phases
 from gateway.proxy.exchange import Proxy
-from gateway.proxy.listeners import DataPlane
+from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
@@ -110,9 +110,11 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
                             after_swap=[swapped])
         await reloader.reload()
         node.balancers = balancers
+        access_log = open_access_log(settings)
         proxy = Proxy(holder, pools, balancers, health_path=settings.health_path,
-                      mtls_required=bool(terminator and terminator.policy.mtls))
-        plane = DataPlane(proxy, node.stats)
+                      mtls_required=bool(terminator and terminator.policy.mtls),
+                      access_log=access_log)
+        plane = DataPlane(proxy, node.stats, limits_of(settings))
         servers: list[tuple[Server, list[socket.socket]]] = []
         admin_socks = _bind_all(settings.admin_listeners)
         plain_socks = _bind_all([x for x in listeners if not x.ssl])
@@ -136,6 +138,8 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             reloader.stop()
             checks.stop()
             await pools.close()
+            if access_log is not None:
+                access_log.close()
     except StartError as exc:
         log.error("%s", exc)
         return 1

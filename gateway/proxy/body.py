@@ -11,6 +11,10 @@ class ClientGone(ConnectionError):
     """The client disconnected before its exchange was over."""
 
 
+class BodyTimeout(ClientGone):
+    """The client sent nothing for ``client_body_timeout`` (nginx answers 408)."""
+
+
 class BodyInterrupted(Exception):
     """The upstream answered before the body was all sent: the rest is not forwarded."""
 
@@ -27,10 +31,11 @@ class RequestBody:
     reading its body never asks the client to send it."""
 
     __slots__ = ("_chunks", "_error", "_flow", "_size", "_waiter", "complete", "expect",
-                 "read_from", "received")
+                 "read_from", "received", "timeout")
 
-    def __init__(self, flow: FlowControl, expect: bool) -> None:
+    def __init__(self, flow: FlowControl, expect: bool, timeout: float = 60.0) -> None:
         self._flow = flow
+        self.timeout = timeout  # between two reads of the client's body (nginx's)
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -86,7 +91,11 @@ class RequestBody:
                 self._flow.continue_needed()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await self._waiter
+                async with asyncio.timeout(self.timeout):
+                    await self._waiter
+            except TimeoutError:
+                raise BodyTimeout("the client sent no body bytes within "
+                                  f"{self.timeout:g} s") from None
             finally:
                 self._waiter = None
 

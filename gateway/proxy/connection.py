@@ -88,6 +88,8 @@ class Downstream(asyncio.Protocol):
         self._keep_alive = True
         self._responding = False
         self.source: Source | None = None
+        self.status_sent = 0   # of the current response (for the access log)
+        self.bytes_sent = 0
         self.writing_paused = False
         self.closed = False
         self.tunnel: Tunnel | None = None
@@ -221,7 +223,8 @@ class Downstream(asyncio.Protocol):
         if head.has_body:
             expect = head.header(b"expect")
             body = RequestBody(self, expect is not None and
-                               expect.lower() == b"100-continue" and head.version == "1.1")
+                               expect.lower() == b"100-continue" and head.version == "1.1",
+                               self.limits.client_body_timeout)
         self._parsing = body
         self._queue.append((head, body))
         self._disarm()
@@ -247,6 +250,8 @@ class Downstream(asyncio.Protocol):
                 self.current = body
                 self._keep_alive = head.keep_alive
                 self._responding = False
+                self.status_sent = 0
+                self.bytes_sent = 0
                 self.stats.total_requests += 1
                 self.stats.requests_active += 1
                 try:
@@ -334,6 +339,7 @@ class Downstream(asyncio.Protocol):
         or delimited by closing the connection (HTTP/1.0)."""
         self._responding = True
         self._chunked = False
+        self.status_sent = status
         if status == 101:  # no body, no framing: the connection belongs to the tunnel
             self._out.append(http1.response_head(status, headers))
             return
@@ -353,6 +359,7 @@ class Downstream(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         if data:
+            self.bytes_sent += len(data)
             self._out.append(http1.chunk(data) if self._chunked else data)
 
     def end_response(self) -> None:

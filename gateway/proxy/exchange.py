@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from gateway.errors_proxy import SERVER, Reply, error_reply, health_reply
 from gateway.plugins import phases
 from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
 from gateway.proxy import http1
-from gateway.proxy.body import BodyInterrupted, ClientGone, RequestBody
+from gateway.proxy.access_log import Entry
+from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
 from gateway.proxy.connection import Downstream
 from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
@@ -38,8 +40,10 @@ class Proxy:
     """The handler of every downstream connection of the process."""
 
     def __init__(self, holder: Holder, pools: Pools, balancers: Balancers | None = None, *,
-                 health_path: str = "/__health", mtls_required: bool = False) -> None:
+                 health_path: str = "/__health", mtls_required: bool = False,
+                 access_log: Callable[[Entry], None] | None = None) -> None:
         self.holder = holder
+        self.access_log = access_log
         self.pools = pools
         self.origins = pools.origins
         self.balancers = balancers or Balancers()
@@ -52,6 +56,22 @@ class Proxy:
         started = time.monotonic()
         request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
         ex = Exchange(self, conn, head, body, request_id, started)
+        if self.access_log is None:
+            await self._exchange(ex)
+            return
+        when = time.time()
+        try:
+            await self._exchange(ex)
+        finally:
+            self.access_log(Entry(
+                client_ip=conn.client_ip, when=when, method=head.method,
+                target=head.target.decode("latin-1"), version=head.version,
+                status=conn.status_sent, sent=conn.bytes_sent,
+                referer=_text(head.header(b"referer")),
+                user_agent=_text(head.header(b"user-agent")), request_id=request_id,
+                latency_ms=int((time.monotonic() - started) * 1000)))
+
+    async def _exchange(self, ex: Exchange) -> None:
         reply = ex.check()
         if reply is None:
             try:
@@ -278,8 +298,14 @@ class Exchange:
                 log.error("service %s: %s", target.name, text)
                 self.conn.reply(self.error(decision.status, decision.message), head)
                 return True
-            except ClientGone:
+            except ClientGone as gone:
                 outcome = "ignored"  # the client's fault, not the target's
+                if isinstance(gone, BodyTimeout):
+                    log.info("service %s: %s", target.name, gone)
+                    if not self.conn.responding:
+                        self.conn.keep_alive(False)
+                        self.conn.reply(self.error(408, "Request timeout"), head)
+                    return True
                 log.info("service %s: the client went away while sending its body",
                          target.name)
                 return True
@@ -431,6 +457,10 @@ class _Relay:
         if after is not None and after.body:
             self.ex.conn.send(after.body_filter(b"", True))
         self.ex.conn.end_response()
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
 
 
 def _find(headers: http1.Headers, name: bytes) -> bytes | None:

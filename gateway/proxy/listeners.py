@@ -6,9 +6,34 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from pathlib import Path
 
+from gateway.proxy.access_log import AccessLog
 from gateway.proxy.connection import Downstream, Handler, Limits
+from gateway.settings.model import Settings, parse_buffers, parse_time
 from gateway.stats import ServerStats
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The listeners' limits from nginx's directives (validated at load)."""
+    number, size = parse_buffers(settings.nginx_http_large_client_header_buffers) or (4, 8192)
+    return Limits(
+        client_header_timeout=parse_time(settings.nginx_http_client_header_timeout) or 60.0,
+        client_body_timeout=parse_time(settings.nginx_http_client_body_timeout) or 60.0,
+        keepalive_timeout=parse_time(settings.nginx_http_keepalive_timeout) or 60.0,
+        large_client_header_buffers=size, client_header_buffer_total=number * size)
+
+
+def open_access_log(settings: Settings) -> AccessLog | None:
+    """``proxy_access_log``: a path relative to ``prefix`` (Kong's ``logs/access.log``),
+    ``/dev/stdout``, or ``off``."""
+    target = settings.proxy_access_log.strip()
+    if target.lower() == "off" or not target:
+        return None
+    path = Path(settings.prefix) / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - AccessLog owns it
+    return AccessLog(stream, settings.proxy_access_log_format)
 
 
 class DataPlane:

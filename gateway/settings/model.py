@@ -93,6 +93,39 @@ def parse_size(value: str) -> int | None:
     return int(digits) * factor if digits.isdigit() else None
 
 
+def parse_time(value: str) -> float | None:
+    """nginx's time syntax: ``60``, ``60s``, ``500ms``, ``2m``, ``1h`` -> seconds."""
+    text = value.strip().lower()
+    for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(unit):
+            text, scale = text[:-len(unit)], factor
+            break
+    else:
+        scale = 1.0
+    try:
+        seconds = float(text) * scale
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _time(value: str) -> str | None:
+    return None if parse_time(value) is not None else "expected a time such as 60s, 500ms or 1m"
+
+
+def parse_buffers(value: str) -> tuple[int, int] | None:
+    """nginx's ``large_client_header_buffers number size`` (``4 8k``)."""
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) < 1:
+        return None
+    size = parse_size(parts[1])
+    return (int(parts[0]), size) if size else None
+
+
+def _buffers(value: str) -> str | None:
+    return None if parse_buffers(value) is not None else "expected a number and a size: 4 8k"
+
+
 def _suite(value: int) -> str | None:
     if value in suites.ALL_SUITES:
         return None
@@ -216,6 +249,14 @@ class Settings:
     prefix: str = ".ramparts"  # generated files (default certificates) live here
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
     db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
+    # the proxy's access log (Kong's name): a path relative to `prefix`, or "off"
+    proxy_access_log: str = "logs/access.log"
+    proxy_access_log_format: Annotated[str, OneOf("combined", "json")] = "combined"
+    # limits of the proxy listeners: nginx's directives under Kong's `nginx_http_` injection
+    nginx_http_client_header_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:

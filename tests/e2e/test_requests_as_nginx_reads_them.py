@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,31 @@ def test_idle_connections_do_not_starve_a_normal_client(gw: Node, echo: int) -> 
     finally:
         for s in idle:
             s.close()
+
+
+def test_timeouts_and_the_access_log(tmp_path: Path) -> None:
+    settings: dict[str, Any] = {"nginx_http_client_header_timeout": "1s",
+                                "nginx_http_client_body_timeout": "1s",
+                                "nginx_http_keepalive_timeout": "1s"}
+    with upstream("timed") as port, node(tmp_path, f"sqlite:///{tmp_path}/r.db",
+                                         **settings) as gw:
+        assert gw.call("PUT", "/services/timed",
+                       json={"url": f"http://127.0.0.1:{port}"}).status_code == 200
+        assert gw.call("PUT", "/routes/timed", json={"paths": ["/timed"],
+                                                     "service": {"name": "timed"}}
+                       ).status_code == 200
+        r = wait_for(lambda: (r := gw.proxy("/timed/x?q=1")).status_code == 200 and r, 2,
+                     "the route")
+        for opening in (b"", b"GET /timed HTTP/1.1\r\nHost: a\r\n"):  # silent, half a head
+            started = time.monotonic()
+            assert raw(gw, opening, timeout=10) == b""  # closed without a word, as nginx
+            assert 0.5 < time.monotonic() - started < 5
+        started = time.monotonic()  # a body that stops coming: 408
+        answer = raw(gw, b"POST /timed/count HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+                         b"\r\nabc", timeout=10)
+        assert status_of(answer) == 408 and time.monotonic() - started < 5
+        access = tmp_path / "prefix" / "logs" / "access.log"
+        wait_for(lambda: r.headers["x-kong-request-id"] in access.read_text(), 2,
+                 "the access log line")
+        line = next(x for x in access.read_text().splitlines() if "/timed/x?q=1" in x)
+        assert line.startswith("127.0.0.1 - - [") and '"GET /timed/x?q=1 HTTP/1.1" 200 ' in line
