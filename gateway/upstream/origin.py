@@ -64,6 +64,7 @@ class OriginConnection(asyncio.Protocol):
         self._headers: http1.Headers = []
         self._interim = False
         self._started = False
+        self._until_close = False  # a body without length or chunking ends with the connection
         self._fresh_parser = False
         self._read_timeout = 60.0
         self._last_read = 0.0
@@ -142,6 +143,10 @@ class OriginConnection(asyncio.Protocol):
             self.tunnel.lost(self)
             return
         self._wake_drain()
+        finished = self.finished
+        if self._until_close and exc is None and finished is not None and not finished.done():
+            self._complete()  # llhttp is never told of the EOF that ends such a body
+            return
         if exc is not None and is_tls_failure(exc):
             self._fail(UpstreamError("tls", describe_failure(exc), self._started))
         else:
@@ -222,6 +227,8 @@ class OriginConnection(asyncio.Protocol):
         if has_body or self._method == "HEAD":
             length = _content_length(self._headers)
         self._started = True
+        self._until_close = has_body and length is None and not any(
+            name.lower() == b"transfer-encoding" for name, _ in self._headers)
         self._wake_drain()
         if self._relay is not None:
             self._relay.head(status, self._headers, length, has_body)
@@ -242,6 +249,7 @@ class OriginConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ internals
     def _complete(self) -> None:
+        self._until_close = False
         self._stop_read_timer()
         relay, self._relay = self._relay, None
         if relay is not None:

@@ -147,3 +147,24 @@ async def test_an_idle_connection_the_upstream_closes_leaves_the_pool(origin: in
         await asyncio.sleep(0.01)
     assert origins.idle_count == 0
     origins.close()
+
+
+async def test_a_body_delimited_by_the_close_completes() -> None:
+    """An HTTP/1.0 upstream without Content-Length ends its body by closing."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello ")
+        await writer.drain()
+        writer.write(b"world")
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    origins = Origins(no_context)
+    try:
+        conn, _, relay = await get(origins, PoolKey(None, "127.0.0.1", port, None), b"/")
+        assert relay.status == 200 and relay.length is None and relay.data == b"hello world"
+        assert relay.done_called and conn.closed
+    finally:
+        origins.close()
+        server.close()
