@@ -77,6 +77,7 @@ class Downstream(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         # the request being parsed
         self._url = b""
         self._headers: http1.Headers = []
@@ -117,6 +118,9 @@ class Downstream(asyncio.Protocol):
         self.stats.connections_active -= 1
         self.stats.connections_handled += 1
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         gone = ClientGone("the client went away")
         for _, body in self._queue:
             if body is not None:
@@ -190,7 +194,7 @@ class Downstream(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_size = 0
-        if self._timer is None or not self._queue:
+        if self._deadline is None or not self._queue:
             self._arm(self.limits.client_header_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -300,17 +304,34 @@ class Downstream(asyncio.Protocol):
             if not self._paused and self.transport is not None and not self.closed:
                 self.transport.resume_reading()
 
+    # One timer per connection, moved lazily: a request that re-arms the deadline costs no
+    # timer churn; the timer, when it fires early, sleeps on to the current deadline.
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is not None and timer.when() > deadline:
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._timer = loop.call_at(deadline, self._check_deadline)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+            return
+        self._deadline = None
+        self._timed_out()
 
     def _timed_out(self) -> None:
-        self._timer = None
         if self._task is None:  # waiting for a head (or idle): nginx closes without a word
             self.close()
 

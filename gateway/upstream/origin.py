@@ -69,6 +69,7 @@ class OriginConnection(asyncio.Protocol):
         self._read_timeout = 60.0
         self._last_read = 0.0
         self._read_timer: asyncio.TimerHandle | None = None
+        self._read_active = False  # a response is awaited (the timer may outlive it)
         self._reading_paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -112,9 +113,14 @@ class OriginConnection(asyncio.Protocol):
     def request_sent(self) -> None:
         """The read timeout runs from now, between two reads."""
         self._last_read = time.monotonic()
-        if self._read_timer is None:
-            self._read_timer = asyncio.get_running_loop().call_later(
-                self._read_timeout, self._check_read)
+        self._read_active = True
+        loop = asyncio.get_running_loop()
+        timer = self._read_timer
+        if timer is not None and timer.when() > loop.time() + self._read_timeout:
+            timer.cancel()  # left by a service with a longer read_timeout
+            timer = None
+        if timer is None:
+            self._read_timer = loop.call_later(self._read_timeout, self._check_read)
 
     @property
     def responded(self) -> bool:
@@ -271,8 +277,10 @@ class OriginConnection(asyncio.Protocol):
 
     def _check_read(self) -> None:
         self._read_timer = None
-        if self._reading_paused or self.closed:
-            return  # the client's back-pressure is not an upstream timeout
+        if not self._read_active or self.closed:
+            return
+        if self._reading_paused:  # the client's back-pressure is not an upstream timeout
+            self._last_read = time.monotonic()
         waited = time.monotonic() - self._last_read
         if waited < self._read_timeout:
             self._read_timer = asyncio.get_running_loop().call_later(
@@ -282,7 +290,10 @@ class OriginConnection(asyncio.Protocol):
         self.abort()
 
     def _stop_read_timer(self) -> None:
-        if self._read_timer is not None:
+        """Lazily: the pending timer finds nothing awaited and lapses (a pooled connection's
+        next request reuses it instead of scheduling another)."""
+        self._read_active = False
+        if self.closed and self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
 
