@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Limits:
     large_client_header_buffers: int = 8192   # one line (request line or header) at most
     client_header_buffer_total: int = 32768   # the whole head at most
     max_headers: int = 100                    # Kong's lua_max_req_headers
+    worker_connections: int = 16384           # client connections held at once
 
 
 class Source(Protocol):
@@ -53,6 +55,18 @@ class Source(Protocol):
 
 
 Handler = Callable[["Downstream", http1.RequestHead, RequestBody | None], Awaitable[None]]
+
+
+_warned = [0.0]
+
+
+def _too_many(limit: int) -> None:
+    """nginx's "worker_connections are not enough", at most every 10 s."""
+    now = time.monotonic()
+    if now - _warned[0] >= 10:
+        _warned[0] = now
+        log.warning("%d client connections are open (nginx_events_worker_connections): "
+                    "closing new ones until some end", limit)
 
 
 class _Refused(Exception):
@@ -102,6 +116,11 @@ class Downstream(asyncio.Protocol):
     # ------------------------------------------------------------------ transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        if len(self.live) >= self.limits.worker_connections:
+            _too_many(self.limits.worker_connections)
+            self.closed = True  # never counted: connection_lost only closes
+            self.transport.abort()
+            return
         self.live.add(self)
         self.stats.connections_accepted += 1
         self.stats.connections_active += 1
@@ -113,6 +132,8 @@ class Downstream(asyncio.Protocol):
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed and self not in self.live:
+            return  # refused at connection_made
         self.closed = True
         self.live.discard(self)
         self.stats.connections_active -= 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gateway.proxy.access_log import AccessLog
 from gateway.proxy.connection import Downstream, Handler, Limits
-from gateway.settings.model import Settings, parse_buffers, parse_time
+from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
 from gateway.stats import ServerStats
 
 
@@ -21,7 +21,9 @@ def limits_of(settings: Settings) -> Limits:
         client_header_timeout=parse_time(settings.nginx_http_client_header_timeout) or 60.0,
         client_body_timeout=parse_time(settings.nginx_http_client_body_timeout) or 60.0,
         keepalive_timeout=parse_time(settings.nginx_http_keepalive_timeout) or 60.0,
-        large_client_header_buffers=size, client_header_buffer_total=number * size)
+        large_client_header_buffers=size, client_header_buffer_total=number * size,
+        worker_connections=worker_connections(settings.nginx_events_worker_connections)
+        or 16384)
 
 
 def open_access_log(settings: Settings) -> AccessLog | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -124,6 +125,17 @@ def parse_buffers(value: str) -> tuple[int, int] | None:
 
 def _buffers(value: str) -> str | None:
     return None if parse_buffers(value) is not None else "expected a number and a size: 4 8k"
+
+
+def worker_connections(value: str) -> int | None:
+    if value.strip() == "auto":
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return min(soft if soft > 0 else 16384, 16384)
+    return int(value) if value.strip().isdigit() and int(value) > 0 else None
+
+
+def _connections(value: str) -> str | None:
+    return None if worker_connections(value) is not None else "expected 'auto' or a number"
 
 
 def _suite(value: int) -> str | None:
@@ -257,6 +269,9 @@ class Settings:
     nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
+    # client connections the proxy holds at once: a number, or "auto" (the open-file limit,
+    # at most 16384, as Kong's default); more are closed as they arrive
+    nginx_events_worker_connections: Annotated[str, Check(_connections)] = "auto"
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:

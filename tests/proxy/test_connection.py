@@ -140,3 +140,27 @@ async def test_limits(port: int) -> None:
     many = b"".join(b"X-%d: v\r\n" % n for n in range(30))
     raw = await exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")
     assert statuses(raw) == [b"431"]
+
+
+async def test_connections_beyond_worker_connections_are_closed() -> None:
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(echo, ServerStats(), Limits(worker_connections=2))
+    await plane.serve([(sock, 16)])
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", number) for _ in range(2)]
+        async with asyncio.timeout(5):
+            while len(plane.connections) < 2:
+                await asyncio.sleep(0.01)
+        assert await exchange(number, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == b""  # refused
+        held[0][1].close()
+        async with asyncio.timeout(5):
+            while len(plane.connections) > 1:
+                await asyncio.sleep(0.01)
+        answer = await exchange(number, b"GET /again HTTP/1.1\r\nHost: a\r\n"
+                                        b"Connection: close\r\n\r\n")
+        assert statuses(answer) == [b"200"]
+        held[1][1].close()
+    finally:
+        await plane.stop(grace=1)
+        sock.close()

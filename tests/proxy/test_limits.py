@@ -25,6 +25,9 @@ def test_limits_from_settings() -> None:
     assert limits.large_client_header_buffers == 16384
     assert limits.client_header_buffer_total == 8 * 16384
     assert parse_buffers("4 8k") == (4, 8192) and parse_buffers("8k") is None
+    assert 0 < limits.worker_connections <= 16384  # auto: the open-file limit, capped
+    capped = load(env={"RAMPARTS_NGINX_EVENTS_WORKER_CONNECTIONS": "100"})
+    assert limits_of(capped).worker_connections == 100
 
 
 def test_bad_values_name_their_key() -> None:
