@@ -82,6 +82,7 @@ class Downstream(asyncio.Protocol):
         self.stats = stats
         self.limits = limits
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # protocols are made on the loop
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = ""
         self.server_port = 0
@@ -254,7 +255,7 @@ class Downstream(asyncio.Protocol):
         self._queue.append((head, body))
         self._disarm()
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._serve())
+            self._task = self.loop.create_task(self._serve())
         else:  # pipelined: answers go in order, so parse no further for now
             self._pause("pipeline")
 
@@ -328,7 +329,7 @@ class Downstream(asyncio.Protocol):
     # One timer per connection, moved lazily: a request that re-arms the deadline costs no
     # timer churn; the timer, when it fires early, sleeps on to the current deadline.
     def _arm(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         deadline = self._deadline = loop.time() + seconds
         timer = self._timer
         if timer is not None and timer.when() > deadline:
@@ -345,7 +346,7 @@ class Downstream(asyncio.Protocol):
         deadline = self._deadline
         if deadline is None or self.closed:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if loop.time() < deadline:
             self._timer = loop.call_at(deadline, self._check_deadline)
             return

@@ -148,8 +148,11 @@ class Forward:
     async def _send_once(self, relay: _Relay, key: PoolKey, head: http1.Headers, uri: bytes,
                          chunked: bool, fresh: bool = False) -> None:
         timeout = self.ex.target.timeout
-        origin, reused = await self.ex.proxy.origins.acquire(key, timeout.sock_connect or 60.0,
-                                                          fresh=fresh)
+        origins = self.ex.proxy.origins
+        origin = None if fresh else origins.idle(key)  # the common case needs no await
+        reused = origin is not None
+        if origin is None:
+            origin = await origins.dial(key, timeout.sock_connect or 60.0)
         relay.origin = origin
         self.ex.conn.source = origin  # a client that leaves stops this connection
         finished = origin.begin(relay, self.ex.head.method, timeout.sock_read or 60.0)

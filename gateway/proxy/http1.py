@@ -81,17 +81,13 @@ def split_target(target: bytes) -> tuple[bytes | None, bytes, bytes]:
 
 def response_head(status: int, headers: Headers) -> bytes:
     """A status line and header block; framing headers are the caller's to include."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))]
-    parts.extend(name + b": " + value + b"\r\n" for name, value in headers)
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    lines = b"".join([b"%s: %s\r\n" % pair for pair in headers])
+    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, REASONS.get(status, b"Unknown"), lines)
 
 
 def request_head(method: str, target: bytes, headers: Headers) -> bytes:
-    parts = [method.encode("ascii") + b" " + target + b" HTTP/1.1\r\n"]
-    parts.extend(name + b": " + value + b"\r\n" for name, value in headers)
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    lines = b"".join([b"%s: %s\r\n" % pair for pair in headers])
+    return b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode("ascii"), target, lines)
 
 
 def chunk(data: bytes) -> bytes:

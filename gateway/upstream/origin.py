@@ -51,6 +51,7 @@ class OriginConnection(asyncio.Protocol):
     def __init__(self, release: PoolHooks) -> None:
         self.hooks = release
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # protocols are made on the loop
         self.parser = httptools.HttpResponseParser(self)
         self.requests = 0
         self.received = 0  # bytes of the current exchange's response
@@ -87,7 +88,7 @@ class OriginConnection(asyncio.Protocol):
         if self._fresh_parser:
             self.parser = httptools.HttpResponseParser(self)
             self._fresh_parser = False
-        self.finished = asyncio.get_running_loop().create_future()
+        self.finished = self.loop.create_future()
         return self.finished
 
     def write(self, data: bytes) -> None:
@@ -114,7 +115,7 @@ class OriginConnection(asyncio.Protocol):
         """The read timeout runs from now, between two reads."""
         self._last_read = time.monotonic()
         self._read_active = True
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         timer = self._read_timer
         if timer is not None and timer.when() > loop.time() + self._read_timeout:
             timer.cancel()  # left by a service with a longer read_timeout
@@ -283,7 +284,7 @@ class OriginConnection(asyncio.Protocol):
             self._last_read = time.monotonic()
         waited = time.monotonic() - self._last_read
         if waited < self._read_timeout:
-            self._read_timer = asyncio.get_running_loop().call_later(
+            self._read_timer = self.loop.call_later(
                 self._read_timeout - waited, self._check_read)
             return
         self._fail(UpstreamError("read_timeout", "waiting for the response", self._started))

@@ -55,20 +55,33 @@ class Origins:
                       ) -> tuple[OriginConnection, bool]:
         """``(connection, reused)``: an idle pooled one (most recent first) or a new one
         (always, when ``fresh``)."""
+        conn = None if fresh else self.idle(key)
+        if conn is not None:
+            return conn, True
+        return await self.dial(key, timeout), False
+
+    def idle(self, key: PoolKey) -> OriginConnection | None:
+        """A pooled connection still open and not idle for too long (most recent first)."""
+        pool = self._pools.get(key)
+        if pool is None:
+            return None
+        now = time.monotonic()
+        while pool.idle:
+            conn = pool.idle.pop()
+            if not conn.closed and now - conn.idle_since < self.idle_timeout:
+                return conn
+            self._of.pop(conn, None)
+            conn.close()
+        return None
+
+    async def dial(self, key: PoolKey, timeout: float) -> OriginConnection:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = OriginPool(key)
-        now = time.monotonic()
-        while pool.idle and not fresh:
-            conn = pool.idle.pop()
-            if not conn.closed and now - conn.idle_since < self.idle_timeout:
-                return conn, True
-            self._of.pop(conn, None)
-            conn.close()
         context = self._context(key.profile) if key.profile is not None else None
         conn = await dial(self, key.host, key.port, context, key.sni, timeout)
         self._of[conn] = pool
-        return conn, False
+        return conn
 
     def release(self, conn: OriginConnection, reusable: bool) -> None:
         pool = self._of.get(conn)
