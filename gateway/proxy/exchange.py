@@ -71,6 +71,9 @@ class Proxy:
                 reply = await ex.gate()
             except Exit as stop:
                 reply = Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
+            except Exception:  # a plugin's bug: Kong's 500, never an unprotected request
+                log.exception("a plugin failed on %s %s", ex.head.method, ex.path)
+                reply = ex.error(500, "An unexpected error occurred")
         if reply is not None:
             ex.answer(reply)
         else:

@@ -74,6 +74,13 @@ class Tag(Handler):
         kong.response.set_header("X-Tag", self.config["tag"])
 
 
+class Broken(Handler):
+    priority = 5
+
+    def access(self, kong: Kong) -> None:
+        raise RuntimeError("a bug")
+
+
 class Upper(Handler):
     priority = 10
 
@@ -82,7 +89,7 @@ class Upper(Handler):
 
 
 HANDLERS: Mapping[str, type[Handler]] = {"trace": Trace, "key-auth": KeyAuth, "tag": Tag,
-                                         "upper": Upper}
+                                         "upper": Upper, "broken": Broken}
 
 
 def plugin(ident: str, name: str, route: str | None = None, consumer: str | None = None,
@@ -98,7 +105,8 @@ def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
     service = {"id": "s1", "host": "127.0.0.1", "port": upstream_port, "protocol": "http",
                **stamp}
     routes = [{"id": r, "paths": [f"/{r}"], "protocols": ["http", "https"],
-               "service": {"id": "s1"}, **stamp} for r in ("keyed", "open", "upper", "acl")]
+               "service": {"id": "s1"}, **stamp}
+              for r in ("keyed", "open", "upper", "acl", "broken")]
     return {"services": [service], "routes": routes, "plugins": [
         plugin("p-trace", "trace"),
         plugin("p-key", "key-auth", route="keyed", key="k"),
@@ -107,6 +115,7 @@ def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
         plugin("p-tag-service", "tag", service="s1", tag="service"),
         plugin("p-upper", "upper", route="upper"),
         plugin("p-acl", "acl", route="acl", allow=["x"]),  # configured, no handler
+        plugin("p-broken", "broken", route="broken"),
     ]}
 
 
@@ -183,6 +192,8 @@ async def test_lookup_falls_back_to_the_service_and_filters_bodies(proxy_port: i
 
 async def test_a_configured_plugin_without_a_handler_fails_closed(proxy_port: int) -> None:
     r = await get(proxy_port, "/acl/x")
+    assert r.status_code == 500 and r.json()["message"] == "An unexpected error occurred"
+    r = await get(proxy_port, "/broken/x")  # a handler that raises: 500, not proxied
     assert r.status_code == 500 and r.json()["message"] == "An unexpected error occurred"
 
 
