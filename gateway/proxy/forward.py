@@ -17,7 +17,7 @@ from gateway.router.paths import upstream_uri
 from gateway.upstream.balancer import Balancer, Outcome, Peer
 from gateway.upstream.hashing import hash_key
 from gateway.upstream.origin import OriginConnection, UpstreamError
-from gateway.upstream.origins import PoolKey
+from gateway.upstream.origins import OriginKey
 from gateway.upstream.target import Endpoint, endpoint, sni_for
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class Forward:
 
     async def _send(self, relay: _Relay, ep: Endpoint, sni: str | None, host_header: str,
                     uri: bytes, base: http1.Headers, chunked: bool) -> None:
-        key = PoolKey(self.ex.target.pool, ep.host, ep.port, sni)
+        key = OriginKey(self.ex.target.pool, ep.host, ep.port, sni)
         head = [(b"Host", host_header.encode("latin-1")), *base]
         try:
             await self._send_once(relay, key, head, uri, chunked)
@@ -145,7 +145,7 @@ class Forward:
             # request): not the target's failure; a fresh connection gets one more go
             await self._send_once(relay, key, head, uri, chunked, fresh=True)
 
-    async def _send_once(self, relay: _Relay, key: PoolKey, head: http1.Headers, uri: bytes,
+    async def _send_once(self, relay: _Relay, key: OriginKey, head: http1.Headers, uri: bytes,
                          chunked: bool, fresh: bool = False) -> None:
         timeout = self.ex.target.timeout
         origins = self.ex.proxy.origins

@@ -23,7 +23,7 @@ from gateway.upstream.origin import OriginConnection, dial
 
 
 @dataclass(frozen=True, slots=True)
-class PoolKey:
+class OriginKey:
     profile: ClientProfile | None  # None: plain HTTP
     host: str
     port: int
@@ -33,7 +33,7 @@ class PoolKey:
 class OriginPool:
     __slots__ = ("idle", "key", "retired")
 
-    def __init__(self, key: PoolKey) -> None:
+    def __init__(self, key: OriginKey) -> None:
         self.key = key
         self.idle: deque[OriginConnection] = deque()
         self.retired = False
@@ -47,11 +47,11 @@ class Origins:
         self.idle_timeout = idle_timeout
         self.max_requests = max_requests
         self.pool_size = pool_size
-        self._pools: dict[PoolKey, OriginPool] = {}
+        self._pools: dict[OriginKey, OriginPool] = {}
         self._of: dict[OriginConnection, OriginPool] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
-    async def acquire(self, key: PoolKey, timeout: float, fresh: bool = False
+    async def acquire(self, key: OriginKey, timeout: float, fresh: bool = False
                       ) -> tuple[OriginConnection, bool]:
         """``(connection, reused)``: an idle pooled one (most recent first) or a new one
         (always, when ``fresh``)."""
@@ -60,7 +60,7 @@ class Origins:
             return conn, True
         return await self.dial(key, timeout), False
 
-    def idle(self, key: PoolKey) -> OriginConnection | None:
+    def idle(self, key: OriginKey) -> OriginConnection | None:
         """A pooled connection still open and not idle for too long (most recent first)."""
         pool = self._pools.get(key)
         if pool is None:
@@ -74,7 +74,7 @@ class Origins:
             conn.close()
         return None
 
-    async def dial(self, key: PoolKey, timeout: float) -> OriginConnection:
+    async def dial(self, key: OriginKey, timeout: float) -> OriginConnection:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = OriginPool(key)

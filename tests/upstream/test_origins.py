@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.proxy import http1
 from gateway.tls.client import ClientProfile
 from gateway.upstream.origin import OriginConnection, UpstreamError
-from gateway.upstream.origins import Origins, PoolKey
+from gateway.upstream.origins import OriginKey, Origins
 
 
 class Collect:
@@ -71,7 +71,7 @@ def no_context(profile: ClientProfile) -> ssl.SSLContext:
     raise AssertionError("plain HTTP needs no context")
 
 
-async def get(origins: Origins, key: PoolKey, path: bytes, method: str = "GET",
+async def get(origins: Origins, key: OriginKey, path: bytes, method: str = "GET",
               read_timeout: float = 5) -> tuple[OriginConnection, bool, Collect]:
     conn, reused = await origins.acquire(key, 5)
     relay = Collect()
@@ -87,7 +87,7 @@ async def get(origins: Origins, key: PoolKey, path: bytes, method: str = "GET",
 
 async def test_complete_exchanges_reuse_one_connection(origin: int) -> None:
     origins = Origins(no_context)
-    key = PoolKey(None, "127.0.0.1", origin, None)
+    key = OriginKey(None, "127.0.0.1", origin, None)
     first, reused, relay = await get(origins, key, b"/")
     assert not reused and relay.status == 200 and relay.data == b"hello" and relay.done_called
     for path in (b"/chunked", b"/", b"/x"):
@@ -104,7 +104,7 @@ async def test_complete_exchanges_reuse_one_connection(origin: int) -> None:
 
 async def test_incomplete_exchanges_and_limits(origin: int) -> None:
     origins = Origins(no_context, max_requests=2)
-    key = PoolKey(None, "127.0.0.1", origin, None)
+    key = OriginKey(None, "127.0.0.1", origin, None)
     first, _, _ = await get(origins, key, b"/")
     again, reused, _ = await get(origins, key, b"/")
     assert again is first and reused
@@ -121,10 +121,10 @@ async def test_incomplete_exchanges_and_limits(origin: int) -> None:
 async def test_profiles_never_share_a_connection_and_retire(origin: int) -> None:
     contexts: dict[ClientProfile, ssl.SSLContext] = {}
     origins = Origins(lambda p: contexts.setdefault(p, ssl.create_default_context()))
-    plain = PoolKey(None, "127.0.0.1", origin, None)
+    plain = OriginKey(None, "127.0.0.1", origin, None)
     conn, _, _ = await get(origins, plain, b"/")
     assert origins.idle_count == 1
-    other = PoolKey(ClientProfile(verify=False), "127.0.0.1", origin, None)
+    other = OriginKey(ClientProfile(verify=False), "127.0.0.1", origin, None)
     with pytest.raises(UpstreamError) as failed:  # the plain-HTTP origin does not speak TLS
         await origins.acquire(other, 2)
     assert failed.value.kind == "tls"
@@ -137,7 +137,7 @@ async def test_profiles_never_share_a_connection_and_retire(origin: int) -> None
 
 async def test_an_idle_connection_the_upstream_closes_leaves_the_pool(origin: int) -> None:
     origins = Origins(no_context)
-    key = PoolKey(None, "127.0.0.1", origin, None)
+    key = OriginKey(None, "127.0.0.1", origin, None)
     conn, _, _ = await get(origins, key, b"/")
     assert conn.transport is not None
     conn.transport.close()  # stands for the upstream's idle timeout
@@ -162,7 +162,7 @@ async def test_a_body_delimited_by_the_close_completes() -> None:
     port = server.sockets[0].getsockname()[1]
     origins = Origins(no_context)
     try:
-        conn, _, relay = await get(origins, PoolKey(None, "127.0.0.1", port, None), b"/")
+        conn, _, relay = await get(origins, OriginKey(None, "127.0.0.1", port, None), b"/")
         assert relay.status == 200 and relay.length is None and relay.data == b"hello world"
         assert relay.done_called and conn.closed
     finally:
