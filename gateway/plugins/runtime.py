@@ -106,6 +106,7 @@ class Chains:
 
     by_route: Mapping[str, Chain] = field(default_factory=dict)
     glob: Chain = EMPTY_CHAIN
+    any: bool = False  # some plugin runs somewhere: without one, requests skip the runtime
 
     def for_route(self, route_id: str) -> Chain:
         return self.by_route.get(route_id, self.glob)
@@ -153,8 +154,9 @@ def build_chains(rows: Iterable[Row], routes: Mapping[str, str | None],
                             phases)
         instances.setdefault(row.name, []).append((row, instance))
     by_route = {rid: _chain(instances, handlers, rid, sid) for rid, sid in routes.items()}
-    return Chains(by_route=MappingProxyType(by_route),
-                  glob=_chain(instances, handlers, None, None))
+    glob = _chain(instances, handlers, None, None)
+    return Chains(by_route=MappingProxyType(by_route), glob=glob,
+                  any=bool(glob.phases) or any(c.phases for c in by_route.values()))
 
 
 def _chain(instances: Mapping[str, list[tuple[Row, Instance]]],

@@ -49,37 +49,38 @@ class Proxy:
         started = time.monotonic()
         request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
         ex = Exchange(self, conn, head, body, request_id, started)
-        if self.access_log is None:
-            await self._exchange(ex)
-            return
-        when = time.time()
+        when = time.time() if self.access_log is not None else 0.0
         try:
-            await self._exchange(ex)
+            reply = ex.check()
+            if reply is None:
+                if ex.snapshot.plugins.any:
+                    reply = await self._plugins_first(ex)
+                else:
+                    reply = ex.route()
+            if reply is not None:
+                ex.answer(reply)
+            else:
+                await Forward(ex).run()
+            if ex.after is not None:
+                ex.after.schedule_log()
         finally:
-            self.access_log(Entry(
-                client_ip=conn.client_ip, when=when, method=head.method,
-                target=head.target.decode("latin-1"), version=head.version,
-                status=conn.status_sent, sent=conn.bytes_sent,
-                referer=_text(head.header(b"referer")),
-                user_agent=_text(head.header(b"user-agent")), request_id=request_id,
-                latency_ms=int((time.monotonic() - started) * 1000)))
+            if self.access_log is not None:
+                self.access_log(Entry(
+                    client_ip=conn.client_ip, when=when, method=head.method,
+                    target=head.target.decode("latin-1"), version=head.version,
+                    status=conn.status_sent, sent=conn.bytes_sent,
+                    referer=_text(head.header(b"referer")),
+                    user_agent=_text(head.header(b"user-agent")), request_id=request_id,
+                    latency_ms=int((time.monotonic() - started) * 1000)))
 
-    async def _exchange(self, ex: Exchange) -> None:
-        reply = ex.check()
-        if reply is None:
-            try:
-                reply = await ex.gate()
-            except Exit as stop:
-                reply = Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
-            except Exception:  # a plugin's bug: Kong's 500, never an unprotected request
-                log.exception("a plugin failed on %s %s", ex.head.method, ex.path)
-                reply = ex.error(500, "An unexpected error occurred")
-        if reply is not None:
-            ex.answer(reply)
-        else:
-            await Forward(ex).run()
-        if ex.after is not None:
-            ex.after.schedule_log()
+    async def _plugins_first(self, ex: Exchange) -> Reply | None:
+        try:
+            return await ex.gate()
+        except Exit as stop:
+            return Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
+        except Exception:  # a plugin's bug: Kong's 500, never an unprotected request
+            log.exception("a plugin failed on %s %s", ex.head.method, ex.path)
+            return ex.error(500, "An unexpected error occurred")
 
 
 class Exchange:
@@ -90,6 +91,7 @@ class Exchange:
     def __init__(self, proxy: Proxy, conn: Downstream, head: http1.RequestHead,
                  body: RequestBody | None, request_id: str, started: float) -> None:
         self.proxy = proxy
+        self.snapshot = proxy.holder.current  # read once per request
         self.conn = conn
         self.head = head
         self.body = body
@@ -126,8 +128,7 @@ class Exchange:
     async def gate(self) -> Reply | None:
         """Global rewrite plugins, the router and Kong's early answers, then the route's
         access plugins; a ``kong.response.exit`` raises ``Exit``."""
-        self.snapshot = snapshot = self.proxy.holder.current  # read once per request
-        chains = snapshot.plugins
+        chains = self.snapshot.plugins
         if chains.glob.has("rewrite"):
             await phases.run(chains.glob, "rewrite", self._kong())
         reply = self.route()

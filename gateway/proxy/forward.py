@@ -136,47 +136,45 @@ class Forward:
 
     async def _send(self, relay: _Relay, ep: Endpoint, sni: str | None, host_header: str,
                     uri: bytes, base: http1.Headers, chunked: bool) -> None:
-        key = OriginKey(self.ex.target.pool, ep.host, ep.port, sni)
-        head = [(b"Host", host_header.encode("latin-1")), *base]
-        try:
-            await self._send_once(relay, key, head, uri, chunked)
-        except _Stale:
-            # a pooled connection the upstream had closed as idle (the close crossed our
-            # request): not the target's failure; a fresh connection gets one more go
-            await self._send_once(relay, key, head, uri, chunked, fresh=True)
-
-    async def _send_once(self, relay: _Relay, key: OriginKey, head: http1.Headers, uri: bytes,
-                         chunked: bool, fresh: bool = False) -> None:
-        timeout = self.ex.target.timeout
-        origins = self.ex.proxy.origins
-        origin = None if fresh else origins.idle(key)  # the common case needs no await
-        reused = origin is not None
-        if origin is None:
-            origin = await origins.dial(key, timeout.sock_connect or 60.0)
-        relay.origin = origin
-        self.ex.conn.source = origin  # a client that leaves stops this connection
-        finished = origin.begin(relay, self.ex.head.method, timeout.sock_read or 60.0)
-        complete = False
-        try:
-            origin.write(http1.request_head(self.ex.head.method, uri, head))
-            if self.ex.body is not None:
-                await _send_body(origin, self.ex.body, chunked, self.ex.target.write_timeout)
-            origin.request_sent()
-            relay.sent_at = time.monotonic()
-            await finished
-            complete = self.ex.body is None or self.ex.body.finished
-            if origin.upgraded is not None:
-                complete = False  # the connection is the tunnel's now, then closed
-                await self._splice(origin)
-        except UpstreamError as err:
-            if reused and err.kind == "closed" and not origin.received and \
-                    self._body_state() == "none" and not self.ex.conn.closed:
-                raise _Stale() from err
-            raise
-        finally:
-            if not finished.done():
-                finished.cancel()
-            self.ex.proxy.origins.release(origin, complete)
+        ex = self.ex
+        key = OriginKey(ex.target.pool, ep.host, ep.port, sni)
+        head = http1.request_head(ex.head.method, uri,
+                                  [(b"Host", host_header.encode("latin-1")), *base])
+        timeout = ex.target.timeout
+        origins = ex.proxy.origins
+        fresh = False
+        while True:
+            origin = None if fresh else origins.idle(key)  # the common case needs no await
+            reused = origin is not None
+            if origin is None:
+                origin = await origins.dial(key, timeout.sock_connect or 60.0)
+            relay.origin = origin
+            ex.conn.source = origin  # a client that leaves stops this connection
+            finished = origin.begin(relay, ex.head.method, timeout.sock_read or 60.0)
+            complete = False
+            try:
+                origin.write(head)
+                if ex.body is not None:
+                    await _send_body(origin, ex.body, chunked, ex.target.write_timeout)
+                origin.request_sent()
+                relay.sent_at = time.monotonic()
+                await finished
+                complete = ex.body is None or ex.body.finished
+                if origin.upgraded is not None:
+                    complete = False  # the connection is the tunnel's now, then closed
+                    await self._splice(origin)
+                return
+            except UpstreamError as err:
+                # a pooled connection the upstream had closed as idle (the close crossed
+                # our request) is not the target's failure: a fresh one gets one more go
+                if not (reused and err.kind == "closed" and not origin.received and
+                        self._body_state() == "none" and not ex.conn.closed):
+                    raise
+                fresh = True
+            finally:
+                if not finished.done():
+                    finished.cancel()
+                origins.release(origin, complete)
 
     async def _splice(self, origin: OriginConnection) -> None:
         """The upstream switched protocols (WebSocket): bytes both ways until one side
@@ -221,10 +219,6 @@ async def _send_body(origin: OriginConnection, body: RequestBody, chunked: bool,
             await origin.drain(write_timeout)
     except BodyInterrupted:
         return
-
-
-class _Stale(Exception):
-    """A reused connection closed before a byte of the answer."""
 
 
 class _Relay:
