@@ -16,6 +16,7 @@ from gateway.db import migrate
 from gateway.db.store import Store
 from gateway.plugins import phases
 from gateway.proxy.exchange import Proxy
+from gateway.proxy.forwarding import header_policy
 from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
@@ -113,7 +114,8 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         access_log = open_access_log(settings)
         proxy = Proxy(holder, pools, balancers, health_path=settings.health_path,
                       mtls_required=bool(terminator and terminator.policy.mtls),
-                      access_log=access_log)
+                      access_log=access_log,
+                      headers=header_policy(settings.headers, settings.headers_upstream))
         plane = DataPlane(proxy, node.stats, limits_of(settings))
         servers: list[tuple[Server, list[socket.socket]]] = []
         admin_socks = _bind_all(settings.admin_listeners)

@@ -20,6 +20,7 @@ from gateway.proxy.access_log import Entry
 from gateway.proxy.body import RequestBody
 from gateway.proxy.connection import Downstream
 from gateway.proxy.forward import Forward
+from gateway.proxy.forwarding import DEFAULT_POLICY, HeaderPolicy, own_reply_headers
 from gateway.router.paths import normalize
 from gateway.router.router import Request
 from gateway.snapshot import Holder
@@ -34,8 +35,10 @@ class Proxy:
 
     def __init__(self, holder: Holder, pools: Pools, balancers: Balancers | None = None, *,
                  health_path: str = "/__health", mtls_required: bool = False,
-                 access_log: Callable[[Entry], None] | None = None) -> None:
+                 access_log: Callable[[Entry], None] | None = None,
+                 headers: HeaderPolicy = DEFAULT_POLICY) -> None:
         self.holder = holder
+        self.headers = headers
         self.access_log = access_log
         self.pools = pools
         self.origins = pools.origins
@@ -159,6 +162,9 @@ class Exchange:
 
     def answer(self, reply: Reply) -> None:
         """A response the gateway makes up, through the plugins' filters."""
+        policy = self.proxy.headers
+        if policy is not DEFAULT_POLICY:
+            reply = Reply(reply.status, own_reply_headers(reply.headers, policy), reply.body)
         after = self.after
         if after is not None and (after.head or after.body):
             status, headers = after.header_filter(reply.status, list(reply.headers), "exit")

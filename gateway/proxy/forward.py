@@ -46,7 +46,7 @@ class Forward:
         base = upstream_headers(head.headers, Forwarded(
             client_ip=conn.client_ip, scheme=conn.scheme, host=self.ex.host,
             port=conn.server_port, path=self.ex.path, prefix=stripped, version=head.version,
-            request_id=self.ex.request_id))
+            request_id=self.ex.request_id), self.ex.proxy.headers)
         if self.ex.kong is not None:
             base = self.ex.kong.service_request.apply(base)
         if http1.is_websocket(head):  # hop-by-hop, but asked of the upstream on purpose
@@ -241,7 +241,8 @@ class _Relay:
         self.status = status
         out = downstream_headers(headers, upstream_ms=int((now - self.sent_at) * 1000),
                                  proxy_ms=int((self.sent_at - ex.started) * 1000),
-                                 request_id=ex.request_id, set_cookie=self.set_cookie)
+                                 request_id=ex.request_id, set_cookie=self.set_cookie,
+                                 policy=ex.proxy.headers)
         after = ex.after
         if after is not None:
             if after.head:

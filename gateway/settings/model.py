@@ -138,6 +138,22 @@ def _connections(value: str) -> str | None:
     return None if worker_connections(value) is not None else "expected 'auto' or a number"
 
 
+HEADER_TOKENS = ("server_tokens", "latency_tokens", "Server", "Via", "X-Kong-Upstream-Latency",
+                 "X-Kong-Proxy-Latency", "X-Kong-Response-Latency", "X-Kong-Request-Id", "off")
+
+
+def _header_token(value: str) -> str | None:
+    if value.lower() in {t.lower() for t in HEADER_TOKENS}:
+        return None
+    return f"invalid header: '{value}' (expected one of: {', '.join(HEADER_TOKENS)})"
+
+
+def _upstream_token(value: str) -> str | None:
+    if value.lower() in ("x-kong-request-id", "off"):
+        return None
+    return f"invalid header: '{value}' (expected X-Kong-Request-Id or off)"
+
+
 def _suite(value: int) -> str | None:
     if value in suites.ALL_SUITES:
         return None
@@ -269,6 +285,11 @@ class Settings:
     nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
+    # Kong's: which of its own headers the gateway adds to responses and upstream requests
+    headers: tuple[Annotated[str, Check(_header_token)], ...] = (
+        "server_tokens", "latency_tokens", "X-Kong-Request-Id")
+    headers_upstream: tuple[Annotated[str, Check(_upstream_token)], ...] = (
+        "X-Kong-Request-Id",)
     # client connections the proxy holds at once: a number, or "auto" (the open-file limit,
     # at most 16384, as Kong's default); more are closed as they arrive
     nginx_events_worker_connections: Annotated[str, Check(_connections)] = "auto"

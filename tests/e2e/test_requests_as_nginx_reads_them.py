@@ -198,3 +198,23 @@ def test_timeouts_and_the_access_log(tmp_path: Path) -> None:
                  "the access log line")
         line = next(x for x in access.read_text().splitlines() if "/timed/x?q=1" in x)
         assert line.startswith("127.0.0.1 - - [") and '"GET /timed/x?q=1 HTTP/1.1" 200 ' in line
+
+
+def test_headers_setting_turns_kongs_own_headers_off(tmp_path: Path) -> None:
+    with upstream("quiet") as port, node(tmp_path, f"sqlite:///{tmp_path}/r.db",
+                                         headers=["off"], headers_upstream=["off"]) as gw:
+        assert gw.call("PUT", "/services/quiet",
+                       json={"url": f"http://127.0.0.1:{port}"}).status_code == 200
+        assert gw.call("PUT", "/routes/quiet", json={"paths": ["/quiet"],
+                                                     "service": {"name": "quiet"}}
+                       ).status_code == 200
+        r = wait_for(lambda: (r := gw.proxy("/quiet")).status_code == 200 and r, 2,
+                     "the route")
+        own = {"via", "x-kong-upstream-latency", "x-kong-proxy-latency", "x-kong-request-id"}
+        assert not own & {k.lower() for k in r.headers}
+        sent = {k.lower() for k in r.json()["headers"]}
+        assert "x-kong-request-id" not in sent and "via" not in sent
+        missing = gw.proxy("/nowhere")
+        assert missing.status_code == 404
+        assert not {"server", "x-kong-request-id", "x-kong-response-latency"} & \
+            {k.lower() for k in missing.headers}

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
+import pytest
+
+from gateway.proxy.forwarding import (
+    Forwarded,
+    downstream_headers,
+    header_policy,
+    own_reply_headers,
+    upstream_headers,
+)
 
 FACTS = Forwarded(client_ip="10.1.1.1", scheme="https", host="site.test", port=8443,
                   path="/api/x", prefix="/api", version="1.1", request_id="r1")
@@ -35,3 +43,31 @@ def test_downstream_headers() -> None:
                    (b"set-cookie", b"lb=x; Path=/"), (b"via", b"1.1 ramparts/0.1.0"),
                    (b"x-kong-upstream-latency", b"7"), (b"x-kong-proxy-latency", b"1"),
                    (b"x-kong-request-id", b"r1")]
+
+
+@pytest.mark.parametrize(("tokens", "on"), [
+    (("server_tokens", "latency_tokens", "X-Kong-Request-Id"),
+     {"via", "server", "upstream_latency", "proxy_latency", "response_latency", "request_id"}),
+    (("off",), set()),
+    (("server_tokens",), {"via", "server"}),
+    (("X-Kong-Proxy-Latency", "via"), {"proxy_latency", "via"}),
+])
+def test_header_policy(tokens: tuple[str, ...], on: set[str]) -> None:
+    policy = header_policy(tokens, ("off",))
+    fields = {"via", "server", "upstream_latency", "proxy_latency", "response_latency",
+              "request_id"}
+    assert {f for f in fields if getattr(policy, f)} == on
+    assert not policy.upstream_request_id
+    assert header_policy((), ("X-Kong-Request-Id",)).upstream_request_id
+
+
+def test_headers_turned_off() -> None:
+    off = header_policy(("off",), ("off",))
+    out = upstream_headers([(b"Via", b"1.0 edge")], FACTS, off)
+    assert (b"Via", b"1.0 edge") in out and not any(n == b"X-Kong-Request-Id" for n, _ in out)
+    down = downstream_headers([(b"A", b"1")], upstream_ms=1, proxy_ms=1, request_id="r",
+                              set_cookie=None, policy=off)
+    assert down == [(b"A", b"1")]
+    made = [(b"content-type", b"x"), (b"server", b"s"), (b"x-kong-request-id", b"r"),
+            (b"x-kong-response-latency", b"0")]
+    assert own_reply_headers(made, off) == [(b"content-type", b"x")]
