@@ -49,7 +49,7 @@ test: lint typecheck pytest
 # harness (root, Debian: it installs nginx, wrk, ...). Not part of `make test`.
 BENCH_DIR ?= ../shared/bench
 BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
-BENCH_PROXIES ?= nginx pyref
+BENCH_PROXIES ?= nginx pyref leanref
 BENCH_SCENARIOS ?= a b b_rsa b_resume c d
 bench: $(VENV)/.installed-run
 	@test -x $(BENCH_DIR)/run.sh || { echo "bench harness not found at $(BENCH_DIR)"; exit 1; }

@@ -15,7 +15,10 @@ from admin.meta import NodeInfo
 from gateway import keyring, registry, version
 from gateway.db import audit, migrate
 from gateway.db.store import Store
-from gateway.proxy import ProxyApp
+from gateway.plugins import phases
+from gateway.proxy.exchange import Proxy
+from gateway.proxy.forwarding import header_policy
+from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
@@ -144,6 +147,9 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         listeners = settings.proxy_listeners
         tls_listeners = [x for x in listeners if x.ssl]
         terminator = tls_terminator(settings, holder) if tls_listeners else None
+        if terminator is not None:
+            terminator.on_hello = lambda obj, name: phases.certificate(
+                holder.current.plugins, obj, name)
         pools = Pools()
         balancers = Balancers()
         checks = ActiveChecks(balancers, pools)
@@ -163,21 +169,25 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         node.reloader = reloader
         await reloader.reload()
         node.balancers = balancers
-        proxy = ProxyApp(holder, pools, balancers, health_path=settings.health_path,
-                         mtls_required=bool(terminator and terminator.policy.mtls))
+        access_log = open_access_log(settings)
+        proxy = Proxy(holder, pools, balancers, health_path=settings.health_path,
+                      mtls_required=bool(terminator and terminator.policy.mtls),
+                      access_log=access_log,
+                      headers=header_policy(settings.headers, settings.headers_upstream))
+        plane = DataPlane(proxy, node.stats, limits_of(settings))
         servers: list[tuple[Server, list[socket.socket]]] = []
         admin_socks = _bind_all(settings.admin_listeners)
         plain_socks = _bind_all([x for x in listeners if not x.ssl])
         tls_socks = _bind_all(tls_listeners)
         sockets = admin_socks + plain_socks + tls_socks
         servers.extend(admin_servers(store, node, admin_socks))
-        if plain_socks:
-            servers.append((make_server(proxy, node.stats, proxy=True), plain_socks))
+        plain = [x for x in listeners if not x.ssl]
+        await plane.serve([(s, x.backlog or 2048) for s, x in zip(plain_socks, plain,
+                                                                  strict=True)])
         if tls_socks and terminator is not None:
-            listener_ctx = terminator.listener_context()
-            servers.append((make_server(proxy, node.stats, proxy=True,
-                                        ssl_context_factory=lambda *_: listener_ctx),
-                            tls_socks))
+            await plane.serve([(s, x.backlog or 2048) for s, x in zip(tls_socks, tls_listeners,
+                                                                      strict=True)],
+                              terminator.listener_context())
         log.info("ramparts %s: Admin API on %s; proxy on %s; database %s",
                  version.__version__, ", ".join(map(str, settings.admin_listeners)),
                  ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
@@ -187,12 +197,14 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         if settings.keyring_file:
             spawn(watch_keyring(store, reloader, settings.keyring_file), "keyring-watch")
         try:
-            await run_servers(servers)
+            await run_servers(servers, (plane,))
         finally:
             pruner.cancel()
             reloader.stop()
             checks.stop()
             await pools.close()
+            if access_log is not None:
+                access_log.close()
     except StartError as exc:
         log.error("%s", exc)
         return 1

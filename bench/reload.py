@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import socket
 import ssl
@@ -21,11 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -97,20 +98,27 @@ def served_cn(port: int, name: str) -> str:
     return f"CN={cn[0].value}" if cn else ""
 
 
+def post_json(url: str, body: dict[str, object]) -> int:
+    """A POST with the standard library: `make bench` installs no test extras (httpx)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
 def propagation(admin: str, served_by: int, rounds: int = 20) -> list[float]:
     delays = []
-    with httpx.Client(base_url=admin, timeout=10) as client:
-        for i in range(rounds):
-            cn = f"prop-{i}-{uuid.uuid4().hex[:6]}"
-            cert, key = make_pair(cn)
-            r = client.post("/certificates", json={"cert": cert, "key": key,
-                                                   "snis": [f"{cn}.test"]})
-            assert r.status_code == 201, r.text
-            committed = time.monotonic()
-            while served_cn(served_by, f"{cn}.test") != f"CN={cn}":
-                if time.monotonic() - committed > 5:
-                    raise AssertionError(f"{cn} not served after 5 s")
-            delays.append((time.monotonic() - committed) * 1000)
+    for i in range(rounds):
+        cn = f"prop-{i}-{uuid.uuid4().hex[:6]}"
+        cert, key = make_pair(cn)
+        status = post_json(f"{admin}/certificates", {"cert": cert, "key": key,
+                                                     "snis": [f"{cn}.test"]})
+        assert status == 201, status
+        committed = time.monotonic()
+        while served_cn(served_by, f"{cn}.test") != f"CN={cn}":
+            if time.monotonic() - committed > 5:
+                raise AssertionError(f"{cn} not served after 5 s")
+        delays.append((time.monotonic() - committed) * 1000)
     return delays
 
 

@@ -1,51 +1,57 @@
-"""Responses the proxy writes itself: Kong's error bodies and KrakenD's health document."""
+"""Responses the proxy writes itself: Kong's error bodies and KrakenD's health document.
+
+Pure: each function returns the status, headers and body; the connection writes them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 from gateway import version
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 SERVER = f"ramparts/{version.__version__}".encode()
+Headers = list[tuple[bytes, bytes]]
 
 
-def _wants_plain(scope: dict[str, Any]) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"accept":
-            accept = value.decode("latin-1").lower()
-            return "text/plain" in accept and "json" not in accept
-    return False
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole response the gateway makes up (no upstream involved)."""
+
+    status: int
+    headers: Headers
+    body: bytes
 
 
-async def error_response(send: Send, scope: dict[str, Any], status: int, message: str,
-                         request_id: str, started: float, *,
-                         extra: list[tuple[bytes, bytes]] | None = None,
-                         plain_message: bool = False) -> None:
+def wants_plain(accept: bytes | None) -> bool:
+    if accept is None:
+        return False
+    lowered = accept.lower()
+    return b"text/plain" in lowered and b"json" not in lowered
+
+
+def error_reply(status: int, message: str, request_id: str, started: float, *,
+                accept: bytes | None = None, extra: Headers | None = None,
+                plain_message: bool = False) -> Reply:
     """``kong.response.error``: Kong's JSON template with ``request_id`` (or its text/plain
     form); ``plain_message`` is ``kong.response.exit`` with ``{"message": ...}`` only."""
     if plain_message:
         body = json.dumps({"message": message}).encode()
         ctype = b"application/json; charset=utf-8"
-    elif _wants_plain(scope):
+    elif wants_plain(accept):
         body = f"{message}\nrequest_id: {request_id}\n".encode()
         ctype = b"text/plain; charset=utf-8"
     else:
         body = (f'{{\n  "message":{json.dumps(message)},\n  "request_id":"{request_id}"\n}}'
                 .encode())
         ctype = b"application/json; charset=utf-8"
-    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
-               (b"server", SERVER), (b"x-kong-request-id", request_id.encode()),
-               (b"x-kong-response-latency", str(int((time.monotonic() - started) * 1000))
-                .encode()),
+    headers = [(b"content-type", ctype), (b"server", SERVER),
+               (b"x-kong-request-id", request_id.encode()),
+               (b"x-kong-response-latency", b"%d" % ((time.monotonic() - started) * 1000)),
                *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD"
-                else body})
+    return Reply(status, headers, body)
 
 
 def health_document(since: float) -> bytes:
@@ -57,9 +63,6 @@ def health_document(since: float) -> bytes:
                       separators=(",", ":")).encode()
 
 
-async def health_body(send: Send, since: float) -> None:
-    body = health_document(since)
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"application/json; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()), (b"server", SERVER)]})
-    await send({"type": "http.response.body", "body": body})
+def health_reply(since: float) -> Reply:
+    return Reply(200, [(b"content-type", b"application/json; charset=utf-8"),
+                       (b"server", SERVER)], health_document(since))

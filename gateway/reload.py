@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ import asyncpg
 from gateway.db.engine import database_name
 from gateway.db.load import load_all
 from gateway.db.store import NOTIFY_CHANNEL, Store
+from gateway.plugins.handlers import HANDLERS
+from gateway.plugins.runtime import Handler
 from gateway.snapshot import Holder, Loaded, Snapshot, build_snapshot
 from gateway.tasks import spawn
 from gateway.tls.client import ClientDefaults
@@ -42,6 +44,7 @@ class BuildFailure:
 class Reloader:
     def __init__(self, store: Store, holder: Holder, *, frequency: float = 0.1,
                  client: ClientDefaults | None = None,
+                 handlers: Mapping[str, type[Handler]] | None = None,
                  prepare: Sequence[Callable[[Snapshot], object]] = (),
                  after_swap: Sequence[Callable[[Snapshot], object]] = (),
                  retry_failed: float = RETRY_FAILED_BUILD) -> None:
@@ -53,6 +56,7 @@ class Reloader:
         self.holder = holder
         self.frequency = frequency
         self.client = client
+        self.handlers = handlers if handlers is not None else HANDLERS
         self.prepare_hooks = tuple(prepare)
         self.after_swap = tuple(after_swap)
         self.retry_failed = retry_failed
@@ -148,7 +152,7 @@ class Reloader:
 
     def _build(self, loaded: Loaded) -> Snapshot:
         # runs in a worker thread: nothing here touches the event loop
-        snapshot = build_snapshot(loaded, client=self.client)
+        snapshot = build_snapshot(loaded, client=self.client, handlers=self.handlers)
         for hook in self.prepare_hooks:
             hook(snapshot)
         return snapshot

@@ -1,4 +1,5 @@
-"""Run ASGI apps on uvicorn inside our own event loop, on sockets we bind ourselves.
+"""Run the node's servers in our own event loop, on sockets we bind ourselves: the Admin API
+(Starlette) on uvicorn, the proxy on our own data plane (``gateway.proxy.listeners``).
 
 Binding ourselves gives Kong's listener flags (``reuseport``, ``backlog=``, IPv6) and lets the
 Admin API and the proxy share one process and one loop. Signals are ours too: uvicorn's
@@ -18,7 +19,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.cork import CorkedTransport
+from gateway.proxy.listeners import DataPlane
 from gateway.settings.listen import Listener
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
@@ -97,19 +98,6 @@ class TLSScopeProtocol(CountingHttpToolsProtocol):
             self.app = _WithTLS(self.app, tls_info(obj))
 
 
-class ProxyProtocol(CountingHttpToolsProtocol):
-    """Counts connections, corks writes (see ``gateway.cork``) and fills
-    ``scope["extensions"]["tls"]`` (uvicorn does not): the handshake is complete when
-    ``connection_made`` runs, so the facts are computed once."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        corked: Any = CorkedTransport(transport, asyncio.get_running_loop())
-        super().connection_made(corked)
-        obj = transport.get_extra_info("ssl_object")
-        if obj is not None:
-            self.app = _WithTLS(self.app, tls_info(obj))
-
-
 class Server(uvicorn.Server):
     """A uvicorn server whose signals are handled by ``run_servers``."""
 
@@ -118,13 +106,9 @@ class Server(uvicorn.Server):
         yield
 
 
-def make_server(app: Any, stats: ServerStats, *, proxy: bool = False, **options: Any
-                ) -> Server:
-    protocol: type[CountingHttpToolsProtocol] = ProxyProtocol if proxy else (
+def make_server(app: Any, stats: ServerStats, **options: Any) -> Server:
+    protocol: type[CountingHttpToolsProtocol] = (
         TLSScopeProtocol if "ssl_context_factory" in options else CountingHttpToolsProtocol)
-    if proxy:
-        # the upstream's Date passes through; Kong keeps idle client connections 60 s
-        options = {"date_header": False, "timeout_keep_alive": 60, **options}
     config = CountingConfig(app, http=protocol, loop="none", lifespan="off",
                             log_config=None, access_log=False, server_header=False,
                             proxy_headers=False, **options)
@@ -132,8 +116,10 @@ def make_server(app: Any, stats: ServerStats, *, proxy: bool = False, **options:
     return Server(config)
 
 
-async def run_servers(servers: list[tuple[Server, list[socket.socket]]]) -> None:
-    """Serve until SIGINT/SIGTERM, then stop every server gracefully."""
+async def run_servers(servers: list[tuple[Server, list[socket.socket]]],
+                      planes: tuple[DataPlane, ...] = ()) -> None:
+    """Serve until SIGINT/SIGTERM, then stop every server gracefully. The data planes are
+    already serving (their listeners are up before this is called)."""
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -145,6 +131,7 @@ async def run_servers(servers: list[tuple[Server, list[socket.socket]]]) -> None
         loop.add_signal_handler(sig, stop)
     try:
         await asyncio.gather(*(server.serve(sockets=socks) for server, socks in servers))
+        await asyncio.gather(*(plane.stop() for plane in planes))
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

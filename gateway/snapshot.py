@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gateway.plugins.runtime import EMPTY_CHAINS, Chains, Handler, build_chains, row_of
 from gateway.router.router import Router
 from gateway.schema.build import build
 from gateway.schema.entities.routes import ROUTES, RouteEntity
@@ -68,6 +69,7 @@ class Snapshot:
     targets_of: Mapping[str, tuple[TargetEntity, ...]] = field(default_factory=dict)
     probe_profiles: Mapping[str, ClientProfile] = field(default_factory=dict)  # upstream id
     health_marks: Mapping[str, tuple[bool, int]] = field(default_factory=dict)  # target id
+    plugins: Chains = EMPTY_CHAINS  # which plugin instances run, per route
 
     def client_profiles(self) -> set[ClientProfile]:
         pools = {t.pool for t in self.targets.values() if t.pool is not None}
@@ -112,9 +114,13 @@ def unrunnable_plugins(loaded: Loaded, runnable: frozenset[str]) -> dict[str, st
 
 
 def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
-                   client: ClientDefaults | None = None) -> Snapshot:
-    """Pure: rows -> typed records -> router, certificate index, upstream targets."""
+                   client: ClientDefaults | None = None,
+                   handlers: Mapping[str, type[Handler]] = MappingProxyType({})) -> Snapshot:
+    """Pure: rows -> typed records -> router, certificate index, upstream targets, plugin
+    chains. A plugin runs when it has a handler; ``runnable`` names more that count as
+    runnable for the fail-closed guard."""
     rows = loaded.rows
+    runnable = runnable | frozenset(handlers)
     services: dict[str, ServiceEntity] = {
         r["id"]: build(SERVICES.record, dict(r)) for r in rows.get("services", ())}
     upstreams: dict[str, UpstreamEntity] = {
@@ -146,7 +152,10 @@ def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
                                                  for k, v in targets_of.items()}),
                     probe_profiles=MappingProxyType(probes),
                     health_marks=MappingProxyType({r["target_id"]: (r["healthy"], r["stamp"])
-                                                   for r in rows.get("target_health", ())}))
+                                                   for r in rows.get("target_health", ())}),
+                    plugins=build_chains(
+                        (row_of(r) for r in rows.get("plugins", ())),
+                        {r.id: r.service.id if r.service else None for r in routes}, handlers))
 
 
 def probe_profile(upstream: UpstreamEntity, targets: Mapping[str, UpstreamTarget],

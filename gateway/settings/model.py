@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -93,6 +94,66 @@ def parse_size(value: str) -> int | None:
     factor = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}.get(text[-1:], 1)
     digits = text[:-1] if text[-1:] in "kmg" else text
     return int(digits) * factor if is_digits(digits) else None
+
+
+def parse_time(value: str) -> float | None:
+    """nginx's time syntax: ``60``, ``60s``, ``500ms``, ``2m``, ``1h`` -> seconds."""
+    text = value.strip().lower()
+    for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(unit):
+            text, scale = text[:-len(unit)], factor
+            break
+    else:
+        scale = 1.0
+    try:
+        seconds = float(text) * scale
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _time(value: str) -> str | None:
+    return None if parse_time(value) is not None else "expected a time such as 60s, 500ms or 1m"
+
+
+def parse_buffers(value: str) -> tuple[int, int] | None:
+    """nginx's ``large_client_header_buffers number size`` (``4 8k``)."""
+    parts = value.split()
+    if len(parts) != 2 or not is_digits(parts[0]) or int(parts[0]) < 1:
+        return None
+    size = parse_size(parts[1])
+    return (int(parts[0]), size) if size else None
+
+
+def _buffers(value: str) -> str | None:
+    return None if parse_buffers(value) is not None else "expected a number and a size: 4 8k"
+
+
+def worker_connections(value: str) -> int | None:
+    if value.strip() == "auto":
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return min(soft if soft > 0 else 16384, 16384)
+    return int(value) if is_digits(value.strip()) and int(value) > 0 else None
+
+
+def _connections(value: str) -> str | None:
+    return None if worker_connections(value) is not None else "expected 'auto' or a number"
+
+
+HEADER_TOKENS = ("server_tokens", "latency_tokens", "Server", "Via", "X-Kong-Upstream-Latency",
+                 "X-Kong-Proxy-Latency", "X-Kong-Response-Latency", "X-Kong-Request-Id", "off")
+
+
+def _header_token(value: str) -> str | None:
+    if value.lower() in {t.lower() for t in HEADER_TOKENS}:
+        return None
+    return f"invalid header: '{value}' (expected one of: {', '.join(HEADER_TOKENS)})"
+
+
+def _upstream_token(value: str) -> str | None:
+    if value.lower() in ("x-kong-request-id", "off"):
+        return None
+    return f"invalid header: '{value}' (expected X-Kong-Request-Id or off)"
 
 
 def _suite(value: int) -> str | None:
@@ -235,6 +296,22 @@ class Settings:
     # missing or unreadable stops the start, never a silent fall back to plaintext
     keyring_file: Annotated[str | None, Check(keyring.check_file)] = None
     admin_return_keys: bool = True  # false: GETs never return private keys (write-only)
+    # the proxy's access log (Kong's name): a path relative to `prefix`, or "off"
+    proxy_access_log: str = "logs/access.log"
+    proxy_access_log_format: Annotated[str, OneOf("combined", "json")] = "combined"
+    # limits of the proxy listeners: nginx's directives under Kong's `nginx_http_` injection
+    nginx_http_client_header_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
+    # Kong's: which of its own headers the gateway adds to responses and upstream requests
+    headers: tuple[Annotated[str, Check(_header_token)], ...] = (
+        "server_tokens", "latency_tokens", "X-Kong-Request-Id")
+    headers_upstream: tuple[Annotated[str, Check(_upstream_token)], ...] = (
+        "X-Kong-Request-Id",)
+    # client connections the proxy holds at once: a number, or "auto" (the open-file limit,
+    # at most 16384, as Kong's default); more are closed as they arrive
+    nginx_events_worker_connections: Annotated[str, Check(_connections)] = "auto"
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:

@@ -100,6 +100,8 @@ class TLSTerminator:
         self.default = server_context(policy, default_pairs)
         self.default.ramparts_cert = default_pairs[0][0]  # type: ignore[attr-defined]
         self.default.sni_callback = self._sni_callback
+        # the plugins' certificate phase (global instances only): sync, in the handshake
+        self.on_hello: Callable[[Any, str | None], None] | None = None
 
     def listener_context(self) -> ssl.SSLContext:
         return self.default
@@ -154,6 +156,11 @@ class TLSTerminator:
         # sync: runs inside the handshake on the event loop; memory lookups only (a cold
         # certificate costs one context build, under a millisecond)
         obj.ramparts_sni = server_name
+        if self.on_hello is not None:
+            try:
+                self.on_hello(obj, server_name)
+            except Exception:
+                log.exception("certificate phase failed for %s", server_name)
         entry = self.current_index().lookup(server_name)
         if entry is None:
             return

@@ -1,4 +1,5 @@
-"""Upstream connection pools: one aiohttp session per pool key.
+"""Upstream TLS contexts and pools: raw keep-alive pools for proxied traffic (``origins``),
+and one aiohttp session per pool key for active health probes.
 
 The key is ``None`` for plain HTTP, else the whole ``ClientProfile`` (verification, depth,
 trusted CAs, client certificate, versions): services with equal profiles share a pool, and a
@@ -19,6 +20,7 @@ import aiohttp
 
 from gateway.tasks import spawn
 from gateway.tls.client import ClientProfile, client_context
+from gateway.upstream.origins import Origins
 
 PoolKey = ClientProfile | None
 
@@ -32,6 +34,11 @@ class Pools:
         self._lock = threading.Lock()
         # drained sessions waiting to close, with the timer that will look again
         self._retiring: dict[aiohttp.ClientSession, asyncio.TimerHandle] = {}
+        self.origins = Origins(self.context, idle_timeout=keepalive)
+
+    def context(self, profile: ClientProfile) -> ssl.SSLContext:
+        """The client context of a profile (built at snapshot time; here if it was not)."""
+        return self._contexts.get(profile) or self._context(profile)
 
     def prepare(self, profiles: Iterable[ClientProfile]) -> int:
         """Off the event loop (snapshot build): client contexts for new profiles, so loading
@@ -50,7 +57,7 @@ class Pools:
         if session is None or session.closed:
             tls: ssl.SSLContext | bool = False
             if key is not None:
-                tls = self._contexts.get(key) or self._context(key)
+                tls = self.context(key)
             connector = aiohttp.TCPConnector(limit=0, ssl=tls, keepalive_timeout=self.keepalive,
                                              ttl_dns_cache=10, enable_cleanup_closed=True)
             session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -79,6 +86,7 @@ class Pools:
                 del self._contexts[profile]
         for key in [k for k in self._sessions if k not in wanted]:
             self._retire(self._sessions.pop(key), loop)
+        self.origins.retain(wanted)
 
     def _retire(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
         handle = loop.call_later(self.drain, self._close_when_idle, session, loop)
@@ -96,6 +104,7 @@ class Pools:
         spawn(session.close(), "close-drained-pool")
 
     async def close(self) -> None:
+        self.origins.close()
         retiring = list(self._retiring.items())
         self._retiring.clear()
         for session, handle in retiring:

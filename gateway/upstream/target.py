@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -23,6 +24,17 @@ TLS_PROTOCOLS = frozenset({"https", "grpcs", "wss"})
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one attempt goes: the service's host, or the target the balancer picked."""
+
+    host: str  # as written in a URL (IPv6 bracketed)
+    port: int
+    host_header: str
+    sni: str | None
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamTarget:
     name: str
     scheme: str
@@ -36,6 +48,8 @@ class UpstreamTarget:
     attempts: int
     upstream: UpstreamEntity | None = None  # the service's host names this upstream entity
     write_timeout: float = 60.0  # seconds one chunk of the request body may take to write
+    # where requests go when no balancer picks a target (built once, with the snapshot)
+    direct: Endpoint | None = field(default=None, compare=False)
 
     @property
     def origin(self) -> str:
@@ -97,19 +111,10 @@ def profile_for(service: ServiceEntity, upstream: UpstreamEntity | None,
                          tls12_ciphers=d.tls12_ciphers, groups=d.groups)
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where one attempt goes: the service's host, or the target the balancer picked."""
-
-    host: str  # as written in a URL (IPv6 bracketed)
-    port: int
-    host_header: str
-    sni: str | None
-    origin: str
-
-
 def endpoint(target: UpstreamTarget, peer: Peer | None) -> Endpoint:
     if peer is None:
+        if target.direct is not None:
+            return target.direct
         return Endpoint(url_host(target.host), target.port, target.host_header, target.sni,
                         target.origin)
     header = host_header(peer.host, peer.port, target.scheme)
@@ -133,10 +138,11 @@ def target_for(service: ServiceEntity, upstreams: Mapping[str, UpstreamEntity],
                                     sock_connect=(service.connect_timeout or 60000) / 1000,
                                     sock_read=(service.read_timeout or 60000) / 1000)
     profile = profile_for(service, upstream, inputs) if scheme == "https" else None
-    return UpstreamTarget(
+    target = UpstreamTarget(
         name=service.name or service.id, scheme=scheme, host=service.host, port=service.port,
         base_path=service.path, host_header=header,
         sni=sni_for(header.rsplit(":", 1)[0] if header.count(":") == 1 else header)
         if scheme == "https" else None,
         pool=profile, timeout=timeout, attempts=(service.retries or 0) + 1, upstream=upstream,
         write_timeout=(service.write_timeout or 60000) / 1000)
+    return dataclasses.replace(target, direct=endpoint(target, None))

@@ -1,8 +1,8 @@
-"""``scope["extensions"]["tls"]`` on a real TLS listener, with real client certificates."""
+"""A proxy connection's TLS facts (``Downstream.tls``) on a real TLS listener of the data
+plane, with real client certificates."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -11,7 +11,12 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from gateway.server import bind, make_server
+from gateway.errors_proxy import Reply
+from gateway.proxy.body import RequestBody
+from gateway.proxy.connection import Downstream
+from gateway.proxy.http1 import RequestHead
+from gateway.proxy.listeners import DataPlane
+from gateway.server import bind
 from gateway.settings.listen import Listener
 from gateway.stats import ServerStats
 from gateway.tls.contexts import ServerPolicy
@@ -20,13 +25,10 @@ from tests.e2e.proc import free_port
 from tests.pki import Pki
 
 
-async def echo_tls(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    body = json.dumps(scope.get("extensions", {}).get("tls")).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
+async def echo_tls(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+    """A handler in place of the exchange: answers the connection's TLS facts."""
+    facts = json.dumps(conn.tls).encode()
+    conn.reply(Reply(200, [(b"content-type", b"application/json")], facts), head)
 
 
 @pytest_asyncio.fixture
@@ -36,14 +38,10 @@ async def listener(pki: Pki) -> AsyncIterator[int]:
                                lambda: EMPTY_INDEX)
     port = free_port()
     sock = bind(Listener(host="127.0.0.1", port=port, ssl=True))
-    server = make_server(echo_tls, ServerStats(), proxy=True,
-                         ssl_context_factory=lambda *_: terminator.listener_context())
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    plane = DataPlane(echo_tls, ServerStats())
+    await plane.serve([(sock, 16)], terminator.listener_context())
     yield port
-    server.should_exit = True
-    await task
+    await plane.stop(grace=1)
     sock.close()
 
 

@@ -1,0 +1,165 @@
+"""What a plugin handler sees of a request: a small typed subset of Kong's PDK.
+
+``kong.request`` reads the client's request, ``kong.client`` the client (address, TLS
+certificate, the authenticated consumer), ``kong.service_request`` changes what goes
+upstream, ``kong.response`` reads and changes the response head (header_filter) or ends the
+request with an answer of its own (``exit``, from rewrite or access), and ``kong.ctx`` is
+per-request storage shared by the plugins of that request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Exit(Exception):  # Kong's name: kong.response.exit
+    """Raised by ``kong.response.exit``: the request ends here with this answer."""
+
+    def __init__(self, status: int, body: bytes, headers: Headers) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def _find(headers: Headers, name: str) -> bytes | None:
+    wanted = name.lower().encode("latin-1")
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+@dataclass(slots=True)
+class RequestView:
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str          # normalised, without the query
+    query: bytes
+    headers: Headers   # as received
+
+    def get_header(self, name: str) -> str | None:
+        value = _find(self.headers, name)
+        return value.decode("latin-1") if value is not None else None
+
+
+@dataclass(slots=True)
+class Consumer:
+    id: str
+    username: str | None = None
+    custom_id: str | None = None
+
+
+@dataclass(slots=True)
+class ClientView:
+    ip: str
+    tls: Mapping[str, Any] | None   # the connection's TLS facts (gateway.tls.info)
+    consumer: Consumer | None = None
+    credential: Mapping[str, Any] | None = None
+
+    def get_client_certificate(self) -> str | None:
+        """The client's leaf certificate (PEM), if it sent one."""
+        chain = (self.tls or {}).get("client_cert_chain") or []
+        return str(chain[0]) if chain else None
+
+    def authenticate(self, consumer: Consumer | None,
+                     credential: Mapping[str, Any] | None) -> None:
+        self.consumer = consumer
+        self.credential = credential
+
+
+@dataclass(slots=True)
+class ServiceRequest:
+    """Changes to the request the upstream receives (applied after access)."""
+
+    set_headers: dict[bytes, bytes] = field(default_factory=dict)
+    cleared: set[bytes] = field(default_factory=set)
+
+    def set_header(self, name: str, value: str) -> None:
+        key = name.lower().encode("latin-1")
+        self.cleared.discard(key)
+        self.set_headers[key] = value.encode("latin-1")
+
+    def clear_header(self, name: str) -> None:
+        key = name.lower().encode("latin-1")
+        self.set_headers.pop(key, None)
+        self.cleared.add(key)
+
+    def apply(self, headers: Headers) -> Headers:
+        if not self.set_headers and not self.cleared:
+            return headers
+        drop = self.cleared | set(self.set_headers)
+        out = [(n, v) for n, v in headers if n.lower() not in drop]
+        out.extend(self.set_headers.items())
+        return out
+
+
+@dataclass(slots=True)
+class ResponseView:
+    """The response head in header_filter (status and headers may be changed there)."""
+
+    status: int = 0
+    headers: Headers = field(default_factory=list)
+    source: str = "service"  # "service" | "exit" | "error"
+
+    def get_header(self, name: str) -> str | None:
+        value = _find(self.headers, name)
+        return value.decode("latin-1") if value is not None else None
+
+    def set_header(self, name: str, value: str) -> None:
+        key = name.lower().encode("latin-1")
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != key]
+        self.headers.append((name.encode("latin-1"), value.encode("latin-1")))
+
+    def add_header(self, name: str, value: str) -> None:
+        self.headers.append((name.encode("latin-1"), value.encode("latin-1")))
+
+    def exit(self, status: int, body: Mapping[str, Any] | str | bytes | None = None,
+             headers: Mapping[str, str] | None = None) -> Exit:
+        """Kong's ``kong.response.exit``: a table body is JSON. Use as ``raise
+        kong.response.exit(403, {"message": "..."})``."""
+        out: Headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in (headers or {}).items()]
+        if isinstance(body, Mapping):
+            data = json.dumps(body).encode()
+            if _find(out, "content-type") is None:
+                out.append((b"content-type", b"application/json; charset=utf-8"))
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = body or b""
+        return Exit(status, data, out)
+
+
+@dataclass(slots=True)
+class Hello:
+    """The certificate phase's view: the ClientHello's server name and the connection's
+    ``ssl.SSLObject`` (for the libssl bridge). No request exists yet."""
+
+    server_name: str | None
+    ssl_object: Any
+
+
+@dataclass(slots=True)
+class Kong:
+    """One request's view for every plugin that runs on it."""
+
+    request: RequestView
+    client: ClientView
+    protocol: str
+    route_id: str | None = None
+    service_id: str | None = None
+    service_request: ServiceRequest = field(default_factory=ServiceRequest)
+    response: ResponseView = field(default_factory=ResponseView)
+    ctx: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def consumer_id(self) -> str | None:
+        return self.client.consumer.id if self.client.consumer else None

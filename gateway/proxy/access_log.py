@@ -1,0 +1,101 @@
+"""The proxy's access log: one line per request, nginx's ``combined`` format with Kong's
+request id appended (or one JSON object per line), written by a thread so a slow disk never
+blocks the event loop."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+           "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    client_ip: str
+    when: float          # time.time() when the request arrived
+    method: str
+    target: str          # as sent (path and query)
+    version: str
+    status: int
+    sent: int            # body bytes sent to the client
+    referer: str | None
+    user_agent: str | None
+    request_id: str
+    latency_ms: int
+
+
+def _quoted(value: str | None) -> str:
+    if not value:
+        return '"-"'
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def local_time(when: float) -> str:
+    """nginx's ``$time_local`` (UTC): ``06/Dec/2026:05:00:00 +0000``."""
+    t = time.gmtime(when)
+    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
+
+
+def combined(e: Entry) -> str:
+    """``$remote_addr - - [$time_local] "$request" $status $body_bytes_sent
+    "$http_referer" "$http_user_agent"`` plus the request id, quoted."""
+    request = f"{e.method} {e.target} HTTP/{e.version}"
+    return (f"{e.client_ip} - - [{local_time(e.when)}] {_quoted(request)} {e.status} "
+            f"{e.sent} {_quoted(e.referer)} {_quoted(e.user_agent)} {_quoted(e.request_id)}")
+
+
+def as_json(e: Entry) -> str:
+    return json.dumps({"client_ip": e.client_ip, "started_at": int(e.when * 1000),
+                       "request": {"method": e.method, "uri": e.target,
+                                   "http_version": e.version, "referer": e.referer,
+                                   "user_agent": e.user_agent},
+                       "response": {"status": e.status, "size": e.sent},
+                       "latencies": {"request": e.latency_ms},
+                       "request_id": e.request_id}, separators=(",", ":"))
+
+
+FORMATS = {"combined": combined, "json": as_json}
+
+
+class AccessLog:
+    """Lines are formatted on the loop (cheap) and written by one daemon thread."""
+
+    def __init__(self, stream: TextIO, fmt: str = "combined") -> None:
+        self.stream = stream
+        self.format = FORMATS[fmt]
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="access-log", daemon=True)
+        self._thread.start()
+
+    def __call__(self, entry: Entry) -> None:
+        self._queue.put(self.format(entry))
+
+    def _write(self) -> None:
+        while True:
+            line = self._queue.get()
+            if line is None:
+                break
+            lines = [line]
+            while not self._queue.empty():  # a burst goes out in one write
+                more = self._queue.get()
+                if more is None:
+                    self._flush(lines)
+                    return
+                lines.append(more)
+            self._flush(lines)
+
+    def _flush(self, lines: list[str]) -> None:
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+        self.stream.close()

@@ -1,0 +1,466 @@
+"""The downstream connection: one ``asyncio.Protocol`` per client, httptools parsing.
+
+Requests are handed to the exchange one at a time, in order: a pipelined request waits (its
+bytes parsed, the socket no longer read) until the response before it is complete. Writes
+made while relaying one upstream read are corked into one ``write`` (one TLS record).
+The connection owns its timers: the header-read timeout closes a client that never finishes
+a request head, the keep-alive timeout an idle one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import httptools
+
+from gateway.errors_proxy import SERVER, Reply
+from gateway.proxy import http1
+from gateway.proxy.body import ClientGone, RequestBody
+from gateway.proxy.tunnel import Tunnel
+from gateway.stats import ServerStats
+from gateway.tls.info import tls_info
+
+log = logging.getLogger("ramparts.proxy")
+
+HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
+LOW_WATER = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """nginx's names and defaults where nginx has them (seconds, bytes)."""
+
+    client_header_timeout: float = 60.0
+    keepalive_timeout: float = 60.0           # Kong's nginx_http_keepalive_timeout
+    client_body_timeout: float = 60.0
+    large_client_header_buffers: int = 8192   # one line (request line or header) at most
+    client_header_buffer_total: int = 32768   # the whole head at most
+    max_headers: int = 100                    # Kong's lua_max_req_headers
+    worker_connections: int = 16384           # client connections held at once
+
+
+class Source(Protocol):
+    """Where a response body comes from (an upstream connection): stopped while the client
+    cannot take more."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+Handler = Callable[["Downstream", http1.RequestHead, RequestBody | None], Awaitable[None]]
+
+
+_warned = [0.0]
+
+
+def _too_many(limit: int) -> None:
+    """nginx's "worker_connections are not enough", at most every 10 s."""
+    now = time.monotonic()
+    if now - _warned[0] >= 10:
+        _warned[0] = now
+        log.warning("%d client connections are open (nginx_events_worker_connections): "
+                    "closing new ones until some end", limit)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class Downstream(asyncio.Protocol):
+    def __init__(self, handler: Handler, stats: ServerStats, limits: Limits,
+                 live: set[Downstream]) -> None:
+        self.handler = handler
+        self.live = live
+        self.stats = stats
+        self.limits = limits
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # protocols are made on the loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.server_port = 0
+        self.ssl_object: ssl.SSLObject | None = None
+        self._tls: dict[str, Any] | None = None
+        self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._paused: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        # the request being parsed
+        self._url = b""
+        self._headers: http1.Headers = []
+        self._head_size = 0
+        self._parsing: RequestBody | None = None
+        # the response being written
+        self._out: list[bytes] = []
+        self._chunked = False
+        self._keep_alive = True
+        self._responding = False
+        self.source: Source | None = None
+        self.status_sent = 0   # of the current response (for the access log)
+        self.bytes_sent = 0
+        self.writing_paused = False
+        self.closed = False
+        self.tunnel: Tunnel | None = None
+        self._last: http1.RequestHead | None = None
+        self._upgrade_tail = b""
+        self._half_closed = False
+        self.current: RequestBody | None = None
+
+    # ------------------------------------------------------------------ transport events
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        if len(self.live) >= self.limits.worker_connections:
+            _too_many(self.limits.worker_connections)
+            self.closed = True  # never counted: connection_lost only closes
+            self.transport.abort()
+            return
+        self.live.add(self)
+        self.stats.connections_accepted += 1
+        self.stats.connections_active += 1
+        peer = self.transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if peer else ""
+        sock = self.transport.get_extra_info("sockname")
+        self.server_port = int(sock[1]) if sock else 0
+        self.ssl_object = self.transport.get_extra_info("ssl_object")
+        self._arm(self.limits.client_header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed and self not in self.live:
+            return  # refused at connection_made
+        self.closed = True
+        self.live.discard(self)
+        self.stats.connections_active -= 1
+        self.stats.connections_handled += 1
+        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        gone = ClientGone("the client went away")
+        for _, body in self._queue:
+            if body is not None:
+                body.fail(gone)
+        self._queue.clear()
+        if self.current is not None:
+            self.current.fail(gone)
+        if self.tunnel is not None:
+            self.tunnel.lost(self)
+            return
+        source = self.source
+        if source is not None and hasattr(source, "client_gone"):
+            source.client_gone()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.to_origin(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade(data, int(upgrade.args[0]) if upgrade.args else len(data))
+        except _Refused as refused:
+            self._refuse(refused.status)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._refuse(cause.status if isinstance(cause, _Refused) else 400)
+        except httptools.HttpParserError:
+            self._refuse(400)
+
+    def _upgrade(self, data: bytes, offset: int) -> None:
+        """The parser stopped after an upgrade request's head: a WebSocket handshake waits
+        (unread) for the upstream's answer; any other upgrade is served as plain HTTP."""
+        head = self._last
+        if head is not None and http1.is_websocket(head):
+            self._upgrade_tail = bytes(data[offset:])
+            self._pause("upgrade")
+            return
+        if head is not None:
+            head.upgrade = False
+        if offset < len(data):
+            self.data_received(data[offset:])
+
+    def start_tunnel(self) -> bytes:
+        """The upstream switched protocols: reading resumes for the tunnel; returns the
+        bytes the client sent right behind its upgrade request."""
+        tail, self._upgrade_tail = self._upgrade_tail, b""
+        self._resume("upgrade")
+        return tail
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            return None
+        # a client that half-closes after its request still gets the answer; one that stops
+        # in the middle of a request has left
+        self._half_closed = True
+        return self._task is not None and self._parsing is None
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        if self.source is not None:
+            self.source.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.source is not None:
+            self.source.resume_reading()
+
+    # ------------------------------------------------------------------ parser callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        if self._deadline is None or not self._queue:
+            self._arm(self.limits.client_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.large_client_header_buffers:
+            raise _Refused(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + 4
+        self._head_size += size
+        if size > self.limits.large_client_header_buffers or \
+                self._head_size > self.limits.client_header_buffer_total or \
+                len(self._headers) >= self.limits.max_headers:
+            raise _Refused(431)
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        head = http1.RequestHead(method=parser.get_method().decode("ascii", "replace"),
+                                 target=self._url, version=parser.get_http_version(),
+                                 headers=self._headers, keep_alive=parser.should_keep_alive(),
+                                 upgrade=parser.should_upgrade())
+        if head.method == "CONNECT":
+            raise _Refused(405)  # nginx: not a proxy for tunnels
+        self._last = head
+        te = head.header(b"transfer-encoding")
+        if te is not None and te.strip().lower() != b"chunked":
+            raise _Refused(501)  # nginx: "client sent unknown transfer-encoding"
+        body = None
+        if head.has_body:
+            expect = head.header(b"expect")
+            body = RequestBody(self, expect is not None and
+                               expect.lower() == b"100-continue" and head.version == "1.1",
+                               self.limits.client_body_timeout)
+        self._parsing = body
+        self._queue.append((head, body))
+        self._disarm()
+        if self._task is None:
+            self._task = self.loop.create_task(self._serve())
+        else:  # pipelined: answers go in order, so parse no further for now
+            self._pause("pipeline")
+
+    def on_body(self, data: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing.finish()
+            self._parsing = None
+
+    # ------------------------------------------------------------------ running exchanges
+    async def _serve(self) -> None:
+        try:
+            while self._queue and not self.closed:
+                head, body = self._queue.popleft()
+                self.current = body
+                self._keep_alive = head.keep_alive
+                self._responding = False
+                self.status_sent = 0
+                self.bytes_sent = 0
+                self.stats.total_requests += 1
+                self.stats.requests_active += 1
+                try:
+                    await self.handler(self, head, body)
+                except Exception:
+                    log.exception("unexpected error while proxying %s", head.method)
+                    self.abort()
+                finally:
+                    self.stats.requests_active -= 1
+                    self.current = None
+                    self.source = None
+                if head.upgrade:  # switched protocols (and closed) or refused: not reused
+                    self._keep_alive = False
+                if body is not None and not body.complete and not self.closed:
+                    # the rest of the body would be read as the next request
+                    self._keep_alive = False
+                if not self._keep_alive or (self._half_closed and not self._queue):
+                    self.close()
+                    return
+        finally:
+            self._task = None
+        if not self.closed:
+            self._resume("pipeline")
+            if not self._queue and self._parsing is None:
+                self._arm(self.limits.keepalive_timeout)
+
+    # ------------------------------------------------------------------ flow control
+    def body_buffered(self, size: int) -> None:
+        if size > HIGH_WATER:
+            self._pause("body")
+        elif size < LOW_WATER:
+            self._resume("body")
+
+    def continue_needed(self) -> None:
+        if self.transport is not None and not self.closed and not self.transport.is_closing():
+            self.transport.write(http1.CONTINUE)
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    # One timer per connection, moved lazily: a request that re-arms the deadline costs no
+    # timer churn; the timer, when it fires early, sleeps on to the current deadline.
+    def _arm(self, seconds: float) -> None:
+        loop = self.loop
+        deadline = self._deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is not None and timer.when() > deadline:
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+
+    def _disarm(self) -> None:
+        self._deadline = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or self.closed:
+            return
+        loop = self.loop
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+            return
+        self._deadline = None
+        self._timed_out()
+
+    def _timed_out(self) -> None:
+        if self._task is None:  # waiting for a head (or idle): nginx closes without a word
+            self.close()
+
+    # ------------------------------------------------------------------ TLS facts
+    @property
+    def tls(self) -> dict[str, Any] | None:
+        """The connection's TLS facts (client certificate included), computed once."""
+        if self.ssl_object is None:
+            return None
+        if self._tls is None:
+            self._tls = tls_info(self.ssl_object)
+        return self._tls
+
+    @property
+    def sni(self) -> str | None:
+        return getattr(self.ssl_object, "ramparts_sni", None) if self.ssl_object else None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_object is not None else "http"
+
+    # ------------------------------------------------------------------ writing responses
+    def start_response(self, status: int, headers: http1.Headers, length: int | None,
+                       has_body: bool, version: str) -> None:
+        """The head; ``length`` is the body's size when known, else it is chunked (HTTP/1.1)
+        or delimited by closing the connection (HTTP/1.0)."""
+        self._responding = True
+        self._chunked = False
+        self.status_sent = status
+        if status == 101:  # no body, no framing: the connection belongs to the tunnel
+            self._out.append(http1.response_head(status, headers))
+            return
+        if length is not None:
+            headers.append((b"content-length", b"%d" % length))
+        elif has_body:
+            if version == "1.1":
+                self._chunked = True
+                headers.append((b"transfer-encoding", b"chunked"))
+            else:
+                self._keep_alive = False
+        if not self._keep_alive and version == "1.1":
+            headers.append((b"connection", b"close"))
+        elif self._keep_alive and version == "1.0":
+            headers.append((b"connection", b"keep-alive"))
+        self._out.append(http1.response_head(status, headers))
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self.bytes_sent += len(data)
+            self._out.append(http1.chunk(data) if self._chunked else data)
+
+    def end_response(self) -> None:
+        if self._chunked:
+            self._out.append(http1.LAST_CHUNK)
+        self.flush()
+
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            transport = self.transport
+            if transport is not None and not self.closed and not transport.is_closing():
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def reply(self, reply: Reply, head: http1.RequestHead) -> None:
+        """A whole response the gateway made up."""
+        body = reply.body if http1.response_has_body(reply.status, head.method) else b""
+        headers = list(reply.headers)
+        self.start_response(reply.status, headers, len(reply.body), False, head.version)
+        self.send(body)
+        self.end_response()
+
+    @property
+    def responding(self) -> bool:
+        return self._responding
+
+    @property
+    def idle(self) -> bool:
+        """Between requests: nothing parsed, nothing running (safe to close at shutdown)."""
+        return self._task is None and not self._queue and self._parsing is None
+
+    def keep_alive(self, keep: bool) -> None:
+        if not keep:
+            self._keep_alive = False
+
+    def close(self) -> None:
+        self.flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        """The response cannot be completed: the client must not take it for whole."""
+        self._out = []
+        self._keep_alive = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def _refuse(self, status: int) -> None:
+        """A request that cannot be parsed: nginx's answer, then the connection closes."""
+        self._disarm()
+        if self.closed or self._responding or self._task is not None:
+            self.abort()
+            return
+        body = b"%d %s\n" % (status, http1.REASONS.get(status, b""))
+        self._keep_alive = False
+        self.start_response(status, [(b"server", SERVER), (b"content-type", b"text/plain")],
+                            len(body), False, "1.1")
+        self.send(body)
+        self.end_response()
+        self.close()

@@ -1,0 +1,239 @@
+"""The exchange: one request from its parsed head to the last byte of its response.
+
+Snapshot once -> checks (malformed, mTLS, health path) -> route -> Kong's early answers
+(404, 426/30x, 503, the fail-closed plugin guard) and the plugins' rewrite and access phases
+-> the attempts (``gateway.proxy.forward``) -> the log phase and the access log.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from gateway.errors_proxy import SERVER, Reply, error_reply, health_reply
+from gateway.plugins import phases
+from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
+from gateway.proxy import http1
+from gateway.proxy.access_log import Entry
+from gateway.proxy.body import RequestBody
+from gateway.proxy.connection import Downstream
+from gateway.proxy.forward import Forward
+from gateway.proxy.forwarding import DEFAULT_POLICY, HeaderPolicy, own_reply_headers
+from gateway.router.paths import normalize
+from gateway.router.router import Request
+from gateway.snapshot import Holder
+from gateway.upstream.balancer import Balancers
+from gateway.upstream.pools import Pools
+
+log = logging.getLogger("ramparts.proxy")
+
+
+class Proxy:
+    """The handler of every downstream connection of the process."""
+
+    def __init__(self, holder: Holder, pools: Pools, balancers: Balancers | None = None, *,
+                 health_path: str = "/__health", mtls_required: bool = False,
+                 access_log: Callable[[Entry], None] | None = None,
+                 headers: HeaderPolicy = DEFAULT_POLICY) -> None:
+        self.holder = holder
+        self.headers = headers
+        self.access_log = access_log
+        self.pools = pools
+        self.origins = pools.origins
+        self.balancers = balancers or Balancers()
+        self.health_path = health_path.encode()
+        self.mtls_required = mtls_required
+        self.started = time.monotonic()
+
+    async def __call__(self, conn: Downstream, head: http1.RequestHead,
+                       body: RequestBody | None) -> None:
+        started = time.monotonic()
+        request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
+        ex = Exchange(self, conn, head, body, request_id, started)
+        when = time.time() if self.access_log is not None else 0.0
+        try:
+            reply = ex.check()
+            if reply is None:
+                if ex.snapshot.plugins.any:
+                    reply = await self._plugins_first(ex)
+                else:
+                    reply = ex.route()
+            if reply is not None:
+                ex.answer(reply)
+            else:
+                await Forward(ex).run()
+            if ex.after is not None:
+                ex.after.schedule_log()
+        finally:
+            if self.access_log is not None:
+                self.access_log(Entry(
+                    client_ip=conn.client_ip, when=when, method=head.method,
+                    target=head.target.decode("latin-1"), version=head.version,
+                    status=conn.status_sent, sent=conn.bytes_sent,
+                    referer=_text(head.header(b"referer")),
+                    user_agent=_text(head.header(b"user-agent")), request_id=request_id,
+                    latency_ms=int((time.monotonic() - started) * 1000)))
+
+    async def _plugins_first(self, ex: Exchange) -> Reply | None:
+        try:
+            return await ex.gate()
+        except Exit as stop:
+            return Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
+        except Exception:  # a plugin's bug: Kong's 500, never an unprotected request
+            log.exception("a plugin failed on %s %s", ex.head.method, ex.path)
+            return ex.error(500, "An unexpected error occurred")
+
+
+class Exchange:
+    __slots__ = ("after", "body", "chain", "conn", "head", "host", "kong", "match", "path",
+                 "proxy", "query", "request_id", "route_request", "snapshot", "started",
+                 "target")
+
+    def __init__(self, proxy: Proxy, conn: Downstream, head: http1.RequestHead,
+                 body: RequestBody | None, request_id: str, started: float) -> None:
+        self.proxy = proxy
+        self.snapshot = proxy.holder.current  # read once per request
+        self.conn = conn
+        self.head = head
+        self.body = body
+        self.request_id = request_id
+        self.started = started
+        self.kong: Kong | None = None
+        self.after: phases.After | None = None
+
+    def error(self, status: int, message: str, **kwargs: object) -> Reply:
+        return error_reply(status, message, self.request_id, self.started,
+                           accept=self.head.header(b"accept"), **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ before any upstream
+    def check(self) -> Reply | None:
+        """What is refused before any plugin runs: malformed heads, a missing client
+        certificate where the listener requires one; the health path is answered."""
+        head, conn, proxy = self.head, self.conn, self.proxy
+        refused = http1.check_request(head)
+        if refused is not None:
+            conn.keep_alive(False)
+            return self.error(refused.status, refused.message)
+        if proxy.mtls_required:  # plain-HTTP listeners too: they carry no certificate at all
+            problem = _client_cert_problem(conn)
+            if problem is not None:
+                return self.error(401, problem, plain_message=True)
+        authority, path, self.query = http1.split_target(head.target)
+        self.path = path.decode("latin-1")
+        if proxy.health_path and path == proxy.health_path:
+            return health_reply(proxy.started)
+        raw_host = authority if authority is not None else head.header(b"host") or b""
+        self.host = _strip_port(raw_host.decode("latin-1")).lower().rstrip(".")
+        return None
+
+    async def gate(self) -> Reply | None:
+        """Global rewrite plugins, the router and Kong's early answers, then the route's
+        access plugins; a ``kong.response.exit`` raises ``Exit``."""
+        chains = self.snapshot.plugins
+        if chains.glob.has("rewrite"):
+            await phases.run(chains.glob, "rewrite", self._kong())
+        reply = self.route()
+        chain = chains.glob if reply is not None else chains.for_route(self.match.route.id)
+        if chain.phases:
+            kong = self._kong()
+            if reply is None:
+                kong.route_id = self.match.route.id
+                kong.service_id = self.match.service.id if self.match.service else None
+                if chain.has("access"):
+                    try:
+                        await phases.run(chain, "access", kong)
+                    finally:
+                        self.after = phases.After(phases.picked(chain, kong), kong)
+            if self.after is None:
+                self.after = phases.After(phases.picked(chain, kong), kong)
+        return reply
+
+    def _kong(self) -> Kong:
+        if self.kong is None:
+            conn, head = self.conn, self.head
+            self.kong = Kong(
+                request=RequestView(method=head.method, scheme=conn.scheme, host=self.host,
+                                    port=conn.server_port, path=normalize(self.path),
+                                    query=self.query, headers=head.headers),
+                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme)
+        return self.kong
+
+    def answer(self, reply: Reply) -> None:
+        """A response the gateway makes up, through the plugins' filters."""
+        policy = self.proxy.headers
+        if policy is not DEFAULT_POLICY:
+            reply = Reply(reply.status, own_reply_headers(reply.headers, policy), reply.body)
+        after = self.after
+        if after is not None and (after.head or after.body):
+            status, headers = after.header_filter(reply.status, list(reply.headers), "exit")
+            reply = Reply(status, headers, after.body_filter(reply.body, True))
+        self.conn.reply(reply, self.head)
+
+    def route(self) -> Reply | None:
+        """The router, and Kong's answers that need no upstream."""
+        conn, head = self.conn, self.head
+        snapshot = self.snapshot
+        router = snapshot.router
+        headers: dict[str, list[str]] = {}
+        if router.uses_headers:
+            for name, value in head.headers:
+                headers.setdefault(name.decode("latin-1").lower(), []).append(
+                    value.decode("latin-1"))
+        # Kong's normalize(uri, true) before routing, regex routes included: a regex route
+        # never sees `..` that a prefix route would not (the router adds nothing to this)
+        self.route_request = Request(method=head.method, host=self.host, port=conn.server_port,
+                                     raw_path=normalize(self.path), headers=headers,
+                                     scheme=conn.scheme, sni=conn.sni)
+        match = router.match(self.route_request)
+        if match is None:
+            return self.error(404, "no Route matched with those values")
+        self.match = match
+        route = match.route
+        blocked = snapshot.unrunnable.get(route.id) or snapshot.unrunnable.get("*")
+        if blocked is not None:
+            log.error("route %s: plugin '%s' is configured but this version cannot run it; "
+                      "refusing the request rather than skipping the plugin",
+                      route.name or route.id, blocked)
+            return self.error(500, "An unexpected error occurred")
+        if conn.scheme == "http" and not ({"http", "grpc", "ws"} & set(route.protocols)):
+            return self._https_redirect()
+        target = snapshot.targets.get(match.service.id) if match.service else None
+        if target is None:
+            return self.error(503, "no Service found with those values")
+        self.target = target
+        return None
+
+    def _https_redirect(self) -> Reply:
+        code = self.match.route.https_redirect_status_code
+        if code == 426:
+            return self.error(426, "Please use HTTPS protocol",
+                              extra=[(b"connection", b"Upgrade"),
+                                     (b"upgrade", b"TLS/1.2, HTTP/1.1")])
+        location = f"https://{self.host}{self.path}".encode("latin-1")
+        if self.query:
+            location += b"?" + self.query
+        return Reply(code, [(b"location", location), (b"server", SERVER),
+                            (b"x-kong-request-id", self.request_id.encode())], b"")
+
+    # ------------------------------------------------------------------ attempts
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+def _client_cert_problem(conn: Downstream) -> str | None:
+    tls = conn.tls or {}
+    if not tls.get("client_cert_chain"):
+        return "No required TLS certificate was sent"
+    if tls.get("client_cert_error"):
+        return "TLS certificate failed verification"
+    return None
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host[:host.index("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+

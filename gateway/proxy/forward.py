@@ -1,0 +1,287 @@
+"""The attempts of one exchange: balancer pick, a pooled upstream connection for the TLS
+profile, the request streamed, the response relayed as it is parsed, retries and health
+accounting decided by ``gateway.proxy.retry``'s table, and the WebSocket splice."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from gateway.proxy import http1
+from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
+from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
+from gateway.proxy.retry import BodyState, cause, decide
+from gateway.proxy.tunnel import Tunnel
+from gateway.router.paths import upstream_uri
+from gateway.upstream.balancer import Balancer, Outcome, Peer
+from gateway.upstream.hashing import hash_key
+from gateway.upstream.origin import OriginConnection, UpstreamError
+from gateway.upstream.origins import OriginKey
+from gateway.upstream.target import Endpoint, endpoint, sni_for
+
+if TYPE_CHECKING:
+    from gateway.proxy.exchange import Exchange
+
+log = logging.getLogger("ramparts.proxy")
+
+
+class Forward:
+    """Sends one routed exchange upstream, trying targets until one answers or the table
+    says stop; the client gets the answer, Kong's error, or a cut connection."""
+
+    __slots__ = ("ex",)
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+
+    async def run(self) -> None:
+        target, match, head, conn = self.ex.target, self.ex.match, self.ex.head, self.ex.conn
+        route = match.route
+        path = upstream_uri(target.base_path, match.path, match.prefix, route.strip_path)
+        uri = path.encode("latin-1")
+        if b"?" in head.target:
+            uri += b"?" + self.ex.query
+        stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
+        base = upstream_headers(head.headers, Forwarded(
+            client_ip=conn.client_ip, scheme=conn.scheme, host=self.ex.host,
+            port=conn.server_port, path=self.ex.path, prefix=stripped, version=head.version,
+            request_id=self.ex.request_id), self.ex.proxy.headers)
+        if self.ex.kong is not None:
+            base = self.ex.kong.service_request.apply(base)
+        if http1.is_websocket(head):  # hop-by-hop, but asked of the upstream on purpose
+            base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
+        chunked = False
+        if self.ex.body is not None:
+            length = head.header(b"content-length")
+            if length is not None:
+                base.append((b"Content-Length", length))
+            else:
+                chunked = True
+                base.append((b"Transfer-Encoding", b"chunked"))
+        balancer = self.ex.proxy.balancers.get(target.upstream.id) if target.upstream else None
+        key, set_cookie = None, None
+        if balancer is not None and balancer.upstream.algorithm == "consistent-hashing":
+            key, set_cookie = hash_key(balancer.upstream, self._hash_scope(), match.path,
+                                       match.captures)
+        tried: list[str] = []
+        for attempt in range(target.attempts):
+            peer = None
+            if balancer is not None:
+                peer = balancer.pick(key, tried)
+                if peer is None:
+                    conn.reply(self.ex.error(503, "failure to get a peer from the "
+                                          "ring-balancer"), head)
+                    return
+                tried.append(peer.address)
+            done = await self._attempt(balancer, peer, uri, base, chunked, set_cookie,
+                                       last=attempt + 1 == target.attempts)
+            if done:
+                return
+
+    async def _attempt(self, balancer: Balancer | None, peer: Peer | None, uri: bytes,
+                       base: http1.Headers, chunked: bool, set_cookie: bytes | None,
+                       last: bool) -> bool:
+        """One try; True when the exchange is over (answered, failed for good, or the
+        client left), False when the next target should be tried."""
+        target, head = self.ex.target, self.ex.head
+        ep = endpoint(target, peer)
+        host_header, sni = ep.host_header, ep.sni
+        if self.ex.match.route.preserve_host and self.ex.host:
+            client_host = head.header(b"host")
+            host_header = client_host.decode("latin-1") if client_host else self.ex.host
+            sni = sni_for(self.ex.host) if target.scheme == "https" else None
+        since = balancer.started(peer) if balancer and peer else 0.0
+        outcome: Outcome = "tcp_failure"
+        relay = _Relay(self.ex, set_cookie)
+        try:
+            try:
+                await self._send(relay, ep, sni, host_header, uri, base, chunked)
+                outcome = "success"
+                return True
+            except UpstreamError as err:
+                if relay.status is not None:
+                    outcome = "success"  # the target answered; the stream broke later
+                elif self.ex.conn.closed:
+                    outcome = "ignored"  # the client left first: not the target's fault
+                    log.info("service %s: the client went away while waiting for %s",
+                             target.name, ep.origin)
+                    return True
+                if err.started or relay.status is not None:
+                    self._broken_stream(ep, err)
+                    return True
+                decision = decide(err.kind, head.method, self._body_state())
+                outcome = decision.outcome
+                text = cause(err.kind, ep.origin, err.detail)
+                if decision.retry and not last:
+                    log.warning("service %s: %s; trying again", target.name, text)
+                    return False
+                log.error("service %s: %s", target.name, text)
+                self.ex.conn.reply(self.ex.error(decision.status, decision.message), head)
+                return True
+            except ClientGone as gone:
+                outcome = "ignored"  # the client's fault, not the target's
+                if isinstance(gone, BodyTimeout):
+                    log.info("service %s: %s", target.name, gone)
+                    if not self.ex.conn.responding:
+                        self.ex.conn.keep_alive(False)
+                        self.ex.conn.reply(self.ex.error(408, "Request timeout"), head)
+                    return True
+                log.info("service %s: the client went away while sending its body",
+                         target.name)
+                return True
+        finally:
+            if balancer is not None and peer is not None:
+                balancer.finished(peer, since, outcome, relay.status)
+
+    async def _send(self, relay: _Relay, ep: Endpoint, sni: str | None, host_header: str,
+                    uri: bytes, base: http1.Headers, chunked: bool) -> None:
+        ex = self.ex
+        key = OriginKey(ex.target.pool, ep.host, ep.port, sni)
+        head = http1.request_head(ex.head.method, uri,
+                                  [(b"Host", host_header.encode("latin-1")), *base])
+        timeout = ex.target.timeout
+        origins = ex.proxy.origins
+        fresh = False
+        while True:
+            origin = None if fresh else origins.idle(key)  # the common case needs no await
+            reused = origin is not None
+            if origin is None:
+                origin = await origins.dial(key, timeout.sock_connect or 60.0)
+            relay.origin = origin
+            ex.conn.source = origin  # a client that leaves stops this connection
+            finished = origin.begin(relay, ex.head.method, timeout.sock_read or 60.0)
+            complete = False
+            try:
+                origin.write(head)
+                if ex.body is not None:
+                    await _send_body(origin, ex.body, chunked, ex.target.write_timeout)
+                origin.request_sent()
+                relay.sent_at = time.monotonic()
+                await finished
+                complete = ex.body is None or ex.body.finished
+                if origin.upgraded is not None:
+                    complete = False  # the connection is the tunnel's now, then closed
+                    await self._splice(origin)
+                return
+            except UpstreamError as err:
+                # a pooled connection the upstream had closed as idle (the close crossed
+                # our request) is not the target's failure: a fresh one gets one more go
+                if not (reused and err.kind == "closed" and not origin.received and
+                        self._body_state() == "none" and not ex.conn.closed):
+                    raise
+                fresh = True
+            finally:
+                if not finished.done():
+                    finished.cancel()
+                origins.release(origin, complete)
+
+    async def _splice(self, origin: OriginConnection) -> None:
+        """The upstream switched protocols (WebSocket): bytes both ways until one side
+        closes."""
+        assert origin.upgraded is not None
+        tunnel = Tunnel(self.ex.conn, origin)
+        self.ex.conn.tunnel = origin.tunnel = tunnel
+        await tunnel.run(self.ex.conn.start_tunnel(), origin.upgraded)
+
+    def _broken_stream(self, ep: Endpoint, err: UpstreamError) -> None:
+        if self.ex.conn.closed:
+            log.info("service %s: the client went away during the response from %s",
+                     self.ex.target.name, ep.origin)
+        else:
+            log.error("service %s: %s failed while streaming the response: %s",
+                      self.ex.target.name, ep.origin, err.detail)
+        self.ex.conn.abort()
+
+    def _body_state(self) -> BodyState:
+        if self.ex.body is None:
+            return "none"
+        return "sent" if self.ex.body.read_from else "unsent"
+
+    def _hash_scope(self) -> dict[str, object]:
+        return {"client": (self.ex.conn.client_ip, 0), "query_string": self.ex.query,
+                "headers": [(n.lower(), v) for n, v in self.ex.head.headers]}
+
+
+async def _send_body(origin: OriginConnection, body: RequestBody, chunked: bool,
+                     write_timeout: float) -> None:
+    """The client's body, chunk by chunk, each written within ``write_timeout`` (Kong: the
+    time allowed between two successive writes to the upstream); stops when the upstream
+    answers early."""
+    try:
+        while not origin.responded and not origin.closed:
+            data = await body.read()
+            if not data:
+                if chunked:
+                    origin.write(http1.LAST_CHUNK)
+                return
+            origin.write(http1.chunk(data) if chunked else data)
+            await origin.drain(write_timeout)
+    except BodyInterrupted:
+        return
+
+
+class _Relay:
+    """The upstream's response on its way to the client (called by the origin connection,
+    synchronously, as it parses)."""
+
+    __slots__ = ("ex", "origin", "sent_at", "set_cookie", "status")
+
+    def __init__(self, ex: Exchange, set_cookie: bytes | None) -> None:
+        self.ex = ex
+        self.set_cookie = set_cookie
+        self.status: int | None = None
+        self.sent_at = time.monotonic()
+        self.origin: OriginConnection | None = None
+
+    def head(self, status: int, headers: http1.Headers, length: int | None,
+             has_body: bool) -> None:
+        ex = self.ex
+        now = time.monotonic()
+        self.status = status
+        out = downstream_headers(headers, upstream_ms=int((now - self.sent_at) * 1000),
+                                 proxy_ms=int((self.sent_at - ex.started) * 1000),
+                                 request_id=ex.request_id, set_cookie=self.set_cookie,
+                                 policy=ex.proxy.headers)
+        after = ex.after
+        if after is not None:
+            if after.head:
+                status, out = after.header_filter(status, out, "service")
+            if after.body:
+                length = None  # the filters may change the body's size
+        self.status = status
+        conn = ex.conn
+        if status == 101:
+            out += [(b"connection", b"upgrade"),
+                    (b"upgrade", _find(headers, b"upgrade") or b"websocket")]
+        conn.start_response(status, out, length, has_body, ex.head.version)
+        body = ex.body
+        if body is not None and not body.finished:
+            body.fail(BodyInterrupted())  # answered early: the rest is not forwarded
+        conn.source = self.origin
+        if conn.writing_paused and self.origin is not None:
+            self.origin.pause_reading()
+
+    def body(self, data: bytes) -> None:
+        after = self.ex.after
+        if after is not None and after.body:
+            data = after.body_filter(data, False)
+        self.ex.conn.send(data)
+
+    def flush(self) -> None:
+        self.ex.conn.flush()
+
+    def done(self) -> None:
+        after = self.ex.after
+        if after is not None and after.body:
+            self.ex.conn.send(after.body_filter(b"", True))
+        self.ex.conn.end_response()
+
+
+
+
+def _find(headers: http1.Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None

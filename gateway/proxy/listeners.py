@@ -1,0 +1,79 @@
+"""The proxy listeners: our ``Downstream`` protocol served on sockets we bound ourselves,
+TLS through the loop's SSL transport with the terminator's listener context."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+
+from gateway.proxy.access_log import AccessLog
+from gateway.proxy.connection import Downstream, Handler, Limits
+from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
+from gateway.stats import ServerStats
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The listeners' limits from nginx's directives (validated at load)."""
+    number, size = parse_buffers(settings.nginx_http_large_client_header_buffers) or (4, 8192)
+    return Limits(
+        client_header_timeout=parse_time(settings.nginx_http_client_header_timeout) or 60.0,
+        client_body_timeout=parse_time(settings.nginx_http_client_body_timeout) or 60.0,
+        keepalive_timeout=parse_time(settings.nginx_http_keepalive_timeout) or 60.0,
+        large_client_header_buffers=size, client_header_buffer_total=number * size,
+        worker_connections=worker_connections(settings.nginx_events_worker_connections)
+        or 16384)
+
+
+def open_access_log(settings: Settings) -> AccessLog | None:
+    """``proxy_access_log``: a path relative to ``prefix`` (Kong's ``logs/access.log``),
+    ``/dev/stdout``, or ``off``."""
+    target = settings.proxy_access_log.strip()
+    if target.lower() == "off" or not target:
+        return None
+    path = Path(settings.prefix) / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - AccessLog owns it
+    return AccessLog(stream, settings.proxy_access_log_format)
+
+
+class DataPlane:
+    """Every proxy listener of the process, and the connections they accepted."""
+
+    def __init__(self, handler: Handler, stats: ServerStats, limits: Limits | None = None
+                 ) -> None:
+        self.handler = handler
+        self.stats = stats
+        self.limits = limits or Limits()
+        self.connections: set[Downstream] = set()
+        self._servers: list[asyncio.Server] = []
+
+    def _protocol(self) -> Downstream:
+        return Downstream(self.handler, self.stats, self.limits, self.connections)
+
+    async def serve(self, sockets: list[tuple[socket.socket, int]],
+                    context: ssl.SSLContext | None = None) -> None:
+        """``sockets``: bound and listening, each with its listener's backlog (the loop
+        calls ``listen`` again with it)."""
+        loop = asyncio.get_running_loop()
+        for sock, backlog in sockets:
+            server = await loop.create_server(self._protocol, sock=sock, ssl=context,
+                                              backlog=backlog)
+            self._servers.append(server)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, close idle connections, give requests in flight ``grace``
+        seconds to finish, then cut what is left."""
+        for server in self._servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections and loop.time() < deadline:
+            for conn in list(self.connections):
+                if conn.idle:
+                    conn.close()
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        self._servers.clear()

@@ -1,0 +1,112 @@
+"""Plugin chains as Kong resolves them: which instance applies (the lookup order), in what
+order plugins run (priority, then name, descending), and what is left out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from gateway.plugins.pdk import Kong
+from gateway.plugins.runtime import Chains, Handler, Row, build_chains
+
+
+class Auth(Handler):
+    priority = 1000
+
+    def access(self, kong: Kong) -> None: ...
+
+
+class Limit(Handler):
+    priority = 900
+
+    def access(self, kong: Kong) -> None: ...
+    def log(self, kong: Kong) -> None: ...
+
+
+class Alpha(Handler):
+    priority = 900
+
+    def header_filter(self, kong: Kong) -> None: ...
+
+
+HANDLERS: Mapping[str, type[Handler]] = {"auth": Auth, "limit": Limit, "alpha": Alpha}
+HTTP = ("http", "https")
+
+
+def row(name: str, ident: str, route: str | None = None, service: str | None = None,
+        consumer: str | None = None, enabled: bool = True,
+        protocols: tuple[str, ...] = HTTP, **config: Any) -> Row:
+    return Row(id=ident, name=name, route=route, service=service, consumer=consumer,
+               config=config, protocols=protocols, enabled=enabled)
+
+
+ROWS = [
+    row("limit", "global"),
+    row("limit", "service", service="s1"),
+    row("limit", "route", route="r1"),
+    row("limit", "route+service", route="r1", service="s1"),
+    row("limit", "consumer", consumer="c1"),
+    row("limit", "service+consumer", service="s1", consumer="c2"),
+    row("limit", "route+consumer", route="r1", consumer="c3"),
+    row("limit", "route+service+consumer", route="r1", service="s1", consumer="c3"),
+    row("limit", "other-route", route="r9"),
+]
+
+
+def chains(rows: list[Row]) -> Chains:
+    return build_chains(rows, {"r1": "s1", "r2": "s1", "r3": None}, HANDLERS)
+
+
+@pytest.mark.parametrize(("route", "consumer", "expected"), [
+    ("r1", None, "route+service"),
+    ("r1", "c1", "route+service"),         # route+service outranks consumer alone
+    ("r1", "c2", "service+consumer"),      # rank 3 beats rank 4
+    ("r1", "c3", "route+service+consumer"),
+    ("r2", None, "service"),               # r2 is on s1, not r1
+    ("r2", "c1", "consumer"),              # consumer alone outranks service
+    ("r2", "c2", "service+consumer"),
+    ("r3", None, "global"),
+    ("r3", "c2", "global"),                # c2's instance is for service s1 only
+    ("nowhere", None, "global"),           # an unknown route gets the global chain
+])
+def test_lookup_order(route: str, consumer: str | None, expected: str) -> None:
+    slot = chains(ROWS).for_route(route).slots[0]
+    instance = slot.pick(consumer, "http")
+    assert instance is not None and instance.id == expected
+
+
+def test_consumer_wins_over_route_only_when_scoped_with_it() -> None:
+    rows = [row("limit", "route", route="r1"), row("limit", "consumer", consumer="c1")]
+    slot = chains(rows).for_route("r1").slots[0]
+    picked = slot.pick("c1", "http")
+    assert picked is not None and picked.id == "consumer"  # rank 5 before rank 6
+
+
+def test_priority_then_name_descending() -> None:
+    rows = [row("alpha", "a"), row("auth", "b"), row("limit", "c")]
+    order = [s.name for s in chains(rows).for_route("r1").slots]
+    assert order == ["auth", "limit", "alpha"]  # 1000, then 900 by name descending
+    assert chains(rows).for_route("r1").phases == {"access", "header_filter", "log"}
+
+
+def test_disabled_protocols_unknown_and_global_only() -> None:
+    rows = [row("limit", "off", route="r1", enabled=False), row("limit", "global"),
+            row("auth", "grpc-only", route="r1", protocols=("grpc",)),
+            row("nohandler", "x", route="r1"), row("alpha", "routed", route="r1")]
+    chain = chains(rows).for_route("r1")
+    limit = next(s for s in chain.slots if s.name == "limit").pick(None, "http")
+    assert limit is not None and limit.id == "global"  # the disabled route row is gone
+    auth = next(s for s in chain.slots if s.name == "auth")
+    assert auth.pick(None, "http") is None and auth.pick(None, "grpc") is not None
+    assert {s.name for s in chain.slots} == {"limit", "auth", "alpha"}
+    # the global chain (rewrite, certificate, unrouted requests) has global rows only
+    assert [s.name for s in chains(rows).glob.slots] == ["limit"]
+
+
+def test_handlers_are_built_once_per_row_with_their_config() -> None:
+    built = chains([row("limit", "c", route="r1", minute=5)])
+    first = built.for_route("r1").slots[0].pick(None, "http")
+    assert first is not None and first.handler.config["minute"] == 5
+    assert first.phases == {"access", "log"}

@@ -1,0 +1,73 @@
+"""Forwarding headers, both ways (Kong's rules), bytes in and bytes out."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.proxy.forwarding import (
+    Forwarded,
+    downstream_headers,
+    header_policy,
+    own_reply_headers,
+    upstream_headers,
+)
+
+FACTS = Forwarded(client_ip="10.1.1.1", scheme="https", host="site.test", port=8443,
+                  path="/api/x", prefix="/api", version="1.1", request_id="r1")
+
+
+def test_upstream_headers() -> None:
+    client = [(b"Host", b"site.test"), (b"X-Forwarded-For", b"1.1.1.1"),
+              (b"X-Forwarded-For", b"2.2.2.2"), (b"Via", b"1.0 edge"),
+              (b"Connection", b"keep-alive, X-Secret"), (b"X-Secret", b"s"),
+              (b"Keep-Alive", b"timeout=5"), (b"Expect", b"100-continue"),
+              (b"X-Kong-Request-Id", b"forged"), (b"X-Name", b"r\xe9sum\x85"),
+              (b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")]
+    out = upstream_headers(client, FACTS)
+    assert out == [
+        (b"X-Name", b"r\xe9sum\x85"),  # bytes that are not UTF-8 pass unchanged
+        (b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2, 10.1.1.1"),
+        (b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-Host", b"site.test"),
+        (b"X-Forwarded-Port", b"8443"), (b"X-Forwarded-Path", b"/api/x"),
+        (b"X-Forwarded-Prefix", b"/api"), (b"X-Real-IP", b"10.1.1.1"),
+        (b"Via", b"1.0 edge, 1.1 ramparts/0.1.0"), (b"X-Kong-Request-Id", b"r1")]
+
+
+def test_downstream_headers() -> None:
+    upstream = [(b"Content-Type", b"text/plain"), (b"Connection", b"close, X-Hop"),
+                (b"X-Hop", b"1"), (b"Transfer-Encoding", b"chunked"),
+                (b"Content-Length", b"9"), (b"Set-Cookie", b"a=1")]
+    out = downstream_headers(upstream, upstream_ms=7, proxy_ms=1, request_id="r1",
+                             set_cookie=b"lb=x; Path=/")
+    assert out == [(b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"),
+                   (b"set-cookie", b"lb=x; Path=/"), (b"via", b"1.1 ramparts/0.1.0"),
+                   (b"x-kong-upstream-latency", b"7"), (b"x-kong-proxy-latency", b"1"),
+                   (b"x-kong-request-id", b"r1")]
+
+
+@pytest.mark.parametrize(("tokens", "on"), [
+    (("server_tokens", "latency_tokens", "X-Kong-Request-Id"),
+     {"via", "server", "upstream_latency", "proxy_latency", "response_latency", "request_id"}),
+    (("off",), set()),
+    (("server_tokens",), {"via", "server"}),
+    (("X-Kong-Proxy-Latency", "via"), {"proxy_latency", "via"}),
+])
+def test_header_policy(tokens: tuple[str, ...], on: set[str]) -> None:
+    policy = header_policy(tokens, ("off",))
+    fields = {"via", "server", "upstream_latency", "proxy_latency", "response_latency",
+              "request_id"}
+    assert {f for f in fields if getattr(policy, f)} == on
+    assert not policy.upstream_request_id
+    assert header_policy((), ("X-Kong-Request-Id",)).upstream_request_id
+
+
+def test_headers_turned_off() -> None:
+    off = header_policy(("off",), ("off",))
+    out = upstream_headers([(b"Via", b"1.0 edge")], FACTS, off)
+    assert (b"Via", b"1.0 edge") in out and not any(n == b"X-Kong-Request-Id" for n, _ in out)
+    down = downstream_headers([(b"A", b"1")], upstream_ms=1, proxy_ms=1, request_id="r",
+                              set_cookie=None, policy=off)
+    assert down == [(b"A", b"1")]
+    made = [(b"content-type", b"x"), (b"server", b"s"), (b"x-kong-request-id", b"r"),
+            (b"x-kong-response-latency", b"0")]
+    assert own_reply_headers(made, off) == [(b"content-type", b"x")]

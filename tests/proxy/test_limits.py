@@ -1,0 +1,38 @@
+"""The listeners' limits come from nginx's directives (Kong's ``nginx_http_`` names)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.proxy.listeners import limits_of
+from gateway.settings.load import SettingsError, load
+from gateway.settings.model import parse_buffers, parse_time
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("60", 60.0), ("60s", 60.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0),
+    ("0", None), ("soon", None), ("-1s", None),
+])
+def test_parse_time(text: str, seconds: float | None) -> None:
+    assert parse_time(text) == seconds
+
+
+def test_limits_from_settings() -> None:
+    settings = load(env={"RAMPARTS_NGINX_HTTP_CLIENT_HEADER_TIMEOUT": "5s",
+                         "RAMPARTS_NGINX_HTTP_LARGE_CLIENT_HEADER_BUFFERS": "8 16k"})
+    limits = limits_of(settings)
+    assert limits.client_header_timeout == 5.0 and limits.keepalive_timeout == 60.0
+    assert limits.large_client_header_buffers == 16384
+    assert limits.client_header_buffer_total == 8 * 16384
+    assert parse_buffers("4 8k") == (4, 8192) and parse_buffers("8k") is None
+    assert 0 < limits.worker_connections <= 16384  # auto: the open-file limit, capped
+    capped = load(env={"RAMPARTS_NGINX_EVENTS_WORKER_CONNECTIONS": "100"})
+    assert limits_of(capped).worker_connections == 100
+
+
+def test_bad_values_name_their_key() -> None:
+    with pytest.raises(SettingsError) as bad:
+        load(env={"RAMPARTS_NGINX_HTTP_KEEPALIVE_TIMEOUT": "later",
+                  "RAMPARTS_PROXY_ACCESS_LOG_FORMAT": "xml"})
+    text = str(bad.value)
+    assert "nginx_http_keepalive_timeout" in text and "proxy_access_log_format" in text

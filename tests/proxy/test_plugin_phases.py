@@ -1,0 +1,210 @@
+"""The plugin phases on the real data plane (in process: our listener, a real upstream, a
+snapshot built from plugin rows with test handlers): phase order, priority order, Kong's
+instance lookup, a short-circuit from access, header and body filters, log after the
+response, and the fail-closed guard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from gateway.plugins.pdk import Consumer, Kong
+from gateway.plugins.runtime import Handler
+from gateway.proxy.exchange import Proxy
+from gateway.proxy.listeners import DataPlane
+from gateway.server import bind
+from gateway.settings.listen import Listener
+from gateway.snapshot import Holder, Loaded, build_snapshot
+from gateway.stats import ServerStats
+from gateway.upstream.pools import Pools
+from tests.e2e.proc import free_port
+
+EVENTS: list[str] = []
+RELEASE: list[asyncio.Event] = []  # the log phase waits for it: set once the client has all
+
+
+class Trace(Handler):
+    """Global: records every phase it sees."""
+
+    priority = 5000
+
+    def rewrite(self, kong: Kong) -> None:
+        EVENTS.append("rewrite")
+
+    def access(self, kong: Kong) -> None:
+        EVENTS.append("access:trace")
+
+    def header_filter(self, kong: Kong) -> None:
+        EVENTS.append(f"header_filter:{kong.response.status}")
+
+    def body_filter(self, kong: Kong, chunk: bytes, eof: bool) -> bytes:
+        if eof:
+            EVENTS.append("body_filter:eof")
+        return chunk
+
+    async def log(self, kong: Kong) -> None:
+        # a log that waits for the client to have its whole response: were it on the
+        # response's path, the response would never complete
+        if RELEASE:
+            await RELEASE[0].wait()
+        EVENTS.append(f"log:{kong.response.status}:{kong.consumer_id}")
+
+
+class KeyAuth(Handler):
+    priority = 1250
+
+    def access(self, kong: Kong) -> None:
+        EVENTS.append("access:key")
+        if kong.request.get_header("x-key") != self.config["key"]:
+            raise kong.response.exit(401, {"message": "No API key found in request"})
+        kong.client.authenticate(Consumer(id="c1", username="alice"), {"key": "k"})
+        kong.service_request.set_header("X-Consumer-Username", "alice")
+        kong.service_request.clear_header("X-Key")
+
+
+class Tag(Handler):
+    """Runs after the auth plugin: its consumer-scoped instance applies once it knows."""
+
+    priority = 800
+
+    def header_filter(self, kong: Kong) -> None:
+        kong.response.set_header("X-Tag", self.config["tag"])
+
+
+class Broken(Handler):
+    priority = 5
+
+    def access(self, kong: Kong) -> None:
+        raise RuntimeError("a bug")
+
+
+class Upper(Handler):
+    priority = 10
+
+    def body_filter(self, kong: Kong, chunk: bytes, eof: bool) -> bytes:
+        return chunk.upper()
+
+
+HANDLERS: Mapping[str, type[Handler]] = {"trace": Trace, "key-auth": KeyAuth, "tag": Tag,
+                                         "upper": Upper, "broken": Broken}
+
+
+def plugin(ident: str, name: str, route: str | None = None, consumer: str | None = None,
+           service: str | None = None, **config: Any) -> dict[str, Any]:
+    return {"id": ident, "name": name, "enabled": True, "protocols": ["http", "https"],
+            "route": {"id": route} if route else None,
+            "service": {"id": service} if service else None,
+            "consumer": {"id": consumer} if consumer else None, "config": config}
+
+
+def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
+    stamp = {"created_at": 1, "updated_at": 1}
+    service = {"id": "s1", "host": "127.0.0.1", "port": upstream_port, "protocol": "http",
+               **stamp}
+    routes = [{"id": r, "paths": [f"/{r}"], "protocols": ["http", "https"],
+               "service": {"id": "s1"}, **stamp}
+              for r in ("keyed", "open", "upper", "acl", "broken")]
+    return {"services": [service], "routes": routes, "plugins": [
+        plugin("p-trace", "trace"),
+        plugin("p-key", "key-auth", route="keyed", key="k"),
+        plugin("p-tag-route", "tag", route="keyed", tag="route"),
+        plugin("p-tag-consumer", "tag", consumer="c1", tag="consumer"),
+        plugin("p-tag-service", "tag", service="s1", tag="service"),
+        plugin("p-upper", "upper", route="upper"),
+        plugin("p-acl", "acl", route="acl", allow=["x"]),  # configured, no handler
+        plugin("p-broken", "broken", route="broken"),
+    ]}
+
+
+@pytest_asyncio.fixture
+async def proxy_port() -> AsyncIterator[int]:
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"headers": dict(request.headers)})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    snapshot = build_snapshot(Loaded(1, rows(runner.addresses[0][1])), handlers=HANDLERS)
+    pools = Pools()
+    port = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=port))
+    plane = DataPlane(Proxy(Holder(snapshot), pools), ServerStats())
+    await plane.serve([(sock, 16)])
+    try:
+        yield port
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
+        await pools.close()
+        await runner.cleanup()
+
+
+async def get(port: int, path: str, **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await client.get(f"http://127.0.0.1:{port}{path}", headers=headers)
+
+
+async def wait_for_event(prefix: str) -> str:
+    async with asyncio.timeout(3):
+        while not any(e.startswith(prefix) for e in EVENTS):
+            await asyncio.sleep(0.02)
+    return next(e for e in EVENTS if e.startswith(prefix))
+
+
+async def test_phases_run_in_order_and_log_after_the_response(proxy_port: int) -> None:
+    EVENTS.clear()
+    RELEASE[:] = [asyncio.Event()]
+    try:
+        r = await get(proxy_port, "/keyed/x", **{"X-Key": "k"})
+        assert r.status_code == 200
+        assert not any(e.startswith("log") for e in EVENTS)  # waiting for RELEASE
+    finally:
+        RELEASE[0].set()
+    assert await wait_for_event("log") == "log:200:c1"
+    RELEASE.clear()
+    assert EVENTS == ["rewrite", "access:trace", "access:key", "header_filter:200",
+                      "body_filter:eof", "log:200:c1"]
+    seen = {k.lower(): v for k, v in r.json()["headers"].items()}
+    assert seen["x-consumer-username"] == "alice" and "x-key" not in seen
+    assert r.headers["x-tag"] == "consumer"  # the consumer's instance, once auth named it
+
+
+async def test_exit_from_access_short_circuits(proxy_port: int) -> None:
+    EVENTS.clear()
+    r = await get(proxy_port, "/keyed/x")
+    assert r.status_code == 401 and r.json() == {"message": "No API key found in request"}
+    assert r.headers["x-tag"] == "route"  # no consumer: the route's instance
+    assert await wait_for_event("log") == "log:401:None"
+    assert "body_filter:eof" in EVENTS
+
+
+async def test_lookup_falls_back_to_the_service_and_filters_bodies(proxy_port: int) -> None:
+    r = await get(proxy_port, "/open/x")
+    assert r.status_code == 200 and r.headers["x-tag"] == "service"
+    r = await get(proxy_port, "/upper/x", **{"X-Lower": "abc"})
+    assert r.status_code == 200 and '"X-LOWER": "ABC"' in r.text  # the body filter ran
+    assert "content-length" not in r.headers  # its size may change: chunked
+
+
+async def test_a_configured_plugin_without_a_handler_fails_closed(proxy_port: int) -> None:
+    r = await get(proxy_port, "/acl/x")
+    assert r.status_code == 500 and r.json()["message"] == "An unexpected error occurred"
+    r = await get(proxy_port, "/broken/x")  # a handler that raises: 500, not proxied
+    assert r.status_code == 500 and r.json()["message"] == "An unexpected error occurred"
+
+
+@pytest.mark.parametrize("path", ["/nowhere"])
+async def test_unrouted_requests_see_global_plugins_only(proxy_port: int, path: str) -> None:
+    EVENTS.clear()
+    r = await get(proxy_port, path)
+    assert r.status_code == 404 and "x-tag" not in r.headers
+    assert EVENTS[:2] == ["rewrite", "header_filter:404"]
