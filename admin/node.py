@@ -15,6 +15,7 @@ from gateway import registry, version
 from gateway.db import migrate
 from gateway.db.store import Store
 from gateway.plugins import phases
+from gateway.plugins.mtls_auth.handshake import ClientCertRequest
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
@@ -92,6 +93,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         if terminator is not None:
             terminator.on_hello = lambda obj, name: phases.certificate(
                 holder.current.plugins, obj, name)
+            terminator.on_selected = ClientCertRequest(lambda: holder.current.mtls_snis)
         pools = Pools()
         balancers = Balancers()
         checks = ActiveChecks(balancers, pools)

@@ -10,7 +10,8 @@ from gateway.db.store import Store, read_version, row_mapping
 from gateway.snapshot import Loaded
 
 SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
-                     "ca_certificates", "upstreams", "targets")
+                     "ca_certificates", "upstreams", "targets", "consumers",
+                     "mtls_auth_credentials", "acls")
 
 
 async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> Loaded:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.plugins.directory import Directory
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -159,6 +162,7 @@ class Kong:
     service_request: ServiceRequest = field(default_factory=ServiceRequest)
     response: ResponseView = field(default_factory=ResponseView)
     ctx: dict[str, Any] = field(default_factory=dict)
+    db: Directory | None = None  # the snapshot's consumers, credentials and CA certificates
 
     @property
     def consumer_id(self) -> str | None:

@@ -150,7 +150,8 @@ class Exchange:
                 request=RequestView(method=head.method, scheme=conn.scheme, host=self.host,
                                     port=conn.server_port, path=normalize(self.path),
                                     query=self.query, headers=head.headers),
-                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme)
+                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme,
+                db=self.snapshot.directory)
         return self.kong
 
     def answer(self, reply: Reply) -> None:

@@ -102,6 +102,8 @@ class TLSTerminator:
         self.default.sni_callback = self._sni_callback
         # the plugins' certificate phase (global instances only): sync, in the handshake
         self.on_hello: Callable[[Any, str | None], None] | None = None
+        # after the certificate is chosen: per-connection settings (mtls-auth's request)
+        self.on_selected: Callable[[Any, str | None], None] | None = None
 
     def listener_context(self) -> ssl.SSLContext:
         return self.default
@@ -161,6 +163,14 @@ class TLSTerminator:
                 self.on_hello(obj, server_name)
             except Exception:
                 log.exception("certificate phase failed for %s", server_name)
+        self._select(obj, server_name, initial)
+        if self.on_selected is not None:
+            try:
+                self.on_selected(obj, server_name)
+            except Exception:
+                log.exception("client certificate request failed for %s", server_name)
+
+    def _select(self, obj: Any, server_name: str | None, initial: ssl.SSLContext) -> None:
         entry = self.current_index().lookup(server_name)
         if entry is None:
             return

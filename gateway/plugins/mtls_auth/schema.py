@@ -6,6 +6,8 @@ files validate the same way.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,6 +21,19 @@ from gateway.schema.fields import Between, Check, Foreign, LenMin, OneOf
 from gateway.schema.typedefs import Tags, UuidStr, host
 
 Port = Annotated[int | None, Between(0, 65535)]
+
+
+def pin(value: str) -> str | None:
+    """curl's ``--pinnedpubkey`` form: ``sha256//`` and the base64 SHA-256 of the SPKI."""
+    if not value.startswith("sha256//"):
+        return "expected 'sha256//' followed by the base64 SHA-256 of a public key"
+    try:
+        raw = base64.b64decode(value[8:], validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    return None if len(raw) == 32 else "expected a base64 SHA-256 hash (32 bytes) after 'sha256//'"
+
+
 Host = Annotated[str | None, Check(host)]
 
 
@@ -45,6 +60,12 @@ class MtlsAuthConfig:
     http_proxy_port: Port = None
     https_proxy_host: Host = None
     https_proxy_port: Port = None
+    ssl_verify: bool | None = True
+    san_dirname_matcher: tuple[str, ...] | None = ()
+    # beyond Kong (seed 003): only these client public keys, and client-certificate
+    # details for the upstream
+    pinned_certificates: tuple[Annotated[str, Check(pin)], ...] | None = ()
+    forward_client_cert: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

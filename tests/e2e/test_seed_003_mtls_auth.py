@@ -1,0 +1,152 @@
+"""Seed 003's headline flow through a real node: its openssl certificates, its curl lines,
+and curl/openssl clients against the HTTPS listener (mtls-auth answers over HTTP, never
+with a failed handshake)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509.oid import NameOID
+
+from tests.e2e.gateway import Node, node, upstream
+from tests.e2e.proc import shell, wait_for
+from tests.pki import Pki, openssl
+
+pytestmark = pytest.mark.e2e
+
+
+def _leaf(d: Path, name: str, cn: str, days: tuple[int, int]) -> None:
+    """A client certificate signed by seed 003's CA, valid from/to ``days`` from now
+    (openssl 3.0's x509 command cannot backdate)."""
+    ca_key = load_pem_private_key((d / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + dt.timedelta(days=days[0]))
+            .not_valid_after(now + dt.timedelta(days=days[1]))
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / f"{name}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+
+
+@pytest.fixture(scope="module")
+def work(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("seed003")
+    for name in ("ca.crt", "ca.key", "client.crt", "client.key"):
+        shutil.copy(pki.dir / "s003" / name, d / name)
+    for name in ("rootCA.pem", "client.crt", "client.key"):  # seed 001: another CA
+        shutil.copy(pki.dir / "s001" / name, d / f"other-{name}")
+    _leaf(d, "expired", "api-client", (-10, -1))
+    _leaf(d, "future", "api-client", (1, 10))
+    _leaf(d, "second", "second-client", (-1, 30))
+    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-x509", "-days", "30",
+            "-keyout", "self.key", "-out", "self.crt", "-subj", "/CN=api-client")
+    return d
+
+
+@pytest.fixture(scope="module")
+def gw(work: Path) -> Iterator[Node]:
+    with node(work, f"sqlite:///{work}/r.db") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def up() -> Iterator[int]:
+    with upstream("echo") as port:
+        yield port
+
+
+def admin(gw: Node, work: Path, line: str) -> tuple[int, Any]:
+    port = gw.running.admin.rsplit(":", 1)[1]
+    return shell(line.replace("localhost:8001", f"localhost:{port}"), work)
+
+
+def request(gw: Node, work: Path, path: str, *args: str) -> tuple[int, Any]:
+    out = subprocess.run(["curl", "-sS", "-k", "-w", "\n%{http_code}", *args,
+                          f"https://127.0.0.1:{gw.https_port}{path}"], cwd=work,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr  # an HTTP answer, never a TLS failure
+    body, _, code = out.stdout.rpartition("\n")
+    try:
+        return int(code), json.loads(body)
+    except ValueError:
+        return int(code), body
+
+
+def cert(name: str) -> tuple[str, ...]:
+    return ("--cert", f"{name}.crt", "--key", f"{name}.key")
+
+
+def eventually(gw: Node, work: Path, path: str, status: int, *args: str) -> Any:
+    return wait_for(lambda: (r := request(gw, work, path, *args))[0] == status and r, 10,
+                    f"{path} -> {status}")[1]
+
+
+# seed 003's lines as written (the plugin line gets the config Kong requires)
+ROUTE = '''curl -X POST http://localhost:8001/services/secure-service/routes \\
+--data "name=secure-route" \\
+--data "paths[]=/secure"'''
+PLUGIN = '''curl -X POST http://localhost:8001/routes/secure-route/plugins \\
+--data "name=mtls-auth"'''
+CREDENTIAL = '''curl -X POST http://localhost:8001/consumers/trusted-partner/mtls-auth \\
+--data "subject_name=CN=api-client"'''
+NO_CERT = {"message": "No required TLS certificate was sent"}
+FAILED = {"message": "TLS certificate failed verification"}
+
+
+def test_seed_003_flow(gw: Node, work: Path, up: int) -> None:
+    code, ca = admin(gw, work, '''curl -X POST http://localhost:8001/ca_certificates \\
+--data "cert=$(cat ca.crt)"''')
+    assert code == 201, ca
+    code, svc = admin(gw, work, f'''curl -X POST http://localhost:8001/services \\
+--data "name=secure-service" \\
+--data "url=http://127.0.0.1:{up}"''')
+    assert code == 201, svc
+    code, _ = admin(gw, work, ROUTE)
+    assert code == 201
+    code, _ = admin(gw, work, ROUTE.replace("secure-route", "open-route").replace(
+        "=/secure", "=/open"))
+    assert code == 201
+    eventually(gw, work, "/secure", 200)
+    code, plugin = admin(gw, work, PLUGIN + f' --data "config.ca_certificates={ca["id"]}"')
+    assert code == 201, plugin
+
+    assert eventually(gw, work, "/secure", 401) == NO_CERT
+    # a trusted certificate that names no consumer: Kong's 401 (consumer not found)
+    assert request(gw, work, "/secure", *cert("client")) == (401, FAILED)
+    code, _ = admin(gw, work, '''curl -X POST http://localhost:8001/consumers \\
+--data "username=trusted-partner"''')
+    assert code == 201
+    code, cred = admin(gw, work, CREDENTIAL)
+    assert code == 201, cred
+
+    seen = eventually(gw, work, "/secure", 200, *cert("client"))
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["x-consumer-username"] == "trusted-partner"
+    assert "x-anonymous-consumer" not in headers
+    for other in ("other-client", "expired", "future", "self"):
+        assert request(gw, work, "/secure", *cert(other)) == (401, FAILED), other
+    assert request(gw, work, "/secure", "-H", "X-Consumer-Username: forged") == (401, NO_CERT)
+    # the same port, a route without the plugin: no certificate needed
+    assert request(gw, work, "/open")[0] == 200
+    assert request(gw, work, "/open", *cert("other-client"))[0] == 200
+    # plain HTTP to the protected route
+    assert gw.proxy("/secure").status_code == 401
+    assert gw.proxy("/secure").json() == NO_CERT
