@@ -150,3 +150,118 @@ def test_seed_003_flow(gw: Node, work: Path, up: int) -> None:
     # plain HTTP to the protected route
     assert gw.proxy("/secure").status_code == 401
     assert gw.proxy("/secure").json() == NO_CERT
+
+
+@pytest.fixture(scope="module")
+def cas(gw: Node, work: Path) -> dict[str, str]:
+    """Seed 003's CA and seed 001's root CA, uploaded once (whichever test comes first)."""
+    out = {}
+    for key, file in (("s003", "ca.crt"), ("s001", "other-rootCA.pem")):
+        pem = (work / file).read_text()
+        r = gw.call("POST", "/ca_certificates", json={"cert": pem})
+        if r.status_code == 409:
+            listed = gw.call("GET", "/ca_certificates").json()["data"]
+            out[key] = next(c["id"] for c in listed if c["cert"].strip() == pem.strip())
+        else:
+            assert r.status_code == 201, r.text
+            out[key] = r.json()["id"]
+    return out
+
+
+def protect(gw: Node, up: int, name: str, config: dict[str, Any], **route: Any) -> str:
+    r = gw.call("POST", "/services", json={"name": name, "url": f"http://127.0.0.1:{up}"})
+    assert r.status_code == 201, r.text
+    r = gw.call("POST", f"/services/{name}/routes",
+                json={"name": name, "paths": [f"/{name}"], **route})
+    assert r.status_code == 201, r.text
+    r = gw.call("POST", f"/routes/{name}/plugins", json={"name": "mtls-auth",
+                                                         "config": config})
+    assert r.status_code == 201, r.text
+    return f"/{name}"
+
+
+def upstream_headers(seen: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in seen["headers"].items()}
+
+
+def test_two_routes_on_one_sni_trust_their_own_cas(gw: Node, work: Path, up: int,
+                                                   cas: dict[str, str]) -> None:
+    a = protect(gw, up, "ca-a", {"ca_certificates": [cas["s003"]],
+                                 "skip_consumer_lookup": True})
+    b = protect(gw, up, "ca-b", {"ca_certificates": [cas["s001"]],
+                                 "skip_consumer_lookup": True})
+    forged = ("-H", "X-Client-Cert-DN: CN=admin", "-H", "X-Client-Cert-SAN: admin")
+    seen = eventually(gw, work, a, 200, *cert("client"), *forged)
+    headers = upstream_headers(seen)
+    assert headers["x-client-cert-dn"] == "CN=api-client"
+    assert headers["x-client-cert-san"] == "api-client"
+    assert "x-consumer-id" not in headers
+    assert eventually(gw, work, b, 401, *cert("client")) == FAILED
+    seen = request(gw, work, b, *cert("other-client"))
+    assert seen[0] == 200
+    assert upstream_headers(seen[1])["x-client-cert-dn"].endswith(
+        "O=Your Organization,L=Mountain View,ST=California,C=US")
+    assert request(gw, work, a, *cert("other-client")) == (401, FAILED)
+    assert request(gw, work, a, *forged) == (401, NO_CERT)
+
+
+def test_anonymous_and_default_consumer(gw: Node, work: Path, up: int,
+                                        cas: dict[str, str]) -> None:
+    r = gw.call("POST", "/consumers", json={"username": "guest", "custom_id": "g-1"})
+    assert r.status_code == 201, r.text
+    guest = r.json()["id"]
+    anon = protect(gw, up, "anon", {"ca_certificates": [cas["s003"]], "anonymous": "guest"})
+    fallback = protect(gw, up, "fallback", {"ca_certificates": [cas["s003"]],
+                                            "default_consumer": guest})
+    missing = protect(gw, up, "missing", {"ca_certificates": [cas["s003"]],
+                                          "anonymous": "nobody"})
+    headers = upstream_headers(eventually(gw, work, anon, 200))
+    assert (headers["x-consumer-username"], headers["x-consumer-custom-id"],
+            headers["x-consumer-id"], headers["x-anonymous-consumer"]) == (
+        "guest", "g-1", guest, "true")
+    # a trusted certificate that names no consumer -> the default consumer
+    headers = upstream_headers(eventually(gw, work, fallback, 200, *cert("second")))
+    assert headers["x-consumer-username"] == "guest"
+    assert "x-anonymous-consumer" not in headers
+    assert headers["x-client-cert-dn"] == "CN=second-client"
+    assert request(gw, work, fallback, *cert("other-client")) == (401, FAILED)
+    assert eventually(gw, work, missing, 500) == {
+        "message": "anonymous consumer nobody is configured but doesn't exist"}
+
+
+def test_pinned_certificates(gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    pin = subprocess.run(
+        "openssl x509 -in client.crt -pubkey -noout | openssl pkey -pubin -outform der"
+        " | openssl dgst -sha256 -binary | openssl enc -base64", shell=True, cwd=work,
+        capture_output=True, text=True, check=True).stdout.strip()
+    r = gw.call("POST", "/services", json={"name": "bad-pin", "url": f"http://127.0.0.1:{up}"})
+    bad = gw.call("POST", "/services/bad-pin/plugins", json={
+        "name": "mtls-auth", "config": {"ca_certificates": [cas["s003"]],
+                                        "pinned_certificates": ["sha256//abc"]}})
+    assert bad.status_code == 400 and "pinned_certificates" in bad.json()["fields"]["config"]
+    pinned = protect(gw, up, "pinned", {"ca_certificates": [cas["s003"]],
+                                        "skip_consumer_lookup": True,
+                                        "pinned_certificates": [f"sha256//{pin}"]})
+    eventually(gw, work, pinned, 200, *cert("client"))
+    assert request(gw, work, pinned, *cert("second")) == (401, FAILED)  # same CA
+    assert r.status_code == 201
+
+
+def test_forward_client_cert(gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    fwd = protect(gw, up, "fwd", {"ca_certificates": [cas["s003"]],
+                                  "skip_consumer_lookup": True, "forward_client_cert": True})
+    quiet = protect(gw, up, "quiet", {"ca_certificates": [cas["s003"]],
+                                      "skip_consumer_lookup": True})
+    forged = ("-H", "X-Client-Cert: forged", "-H", "X-Client-Cert-Serial: 01")
+    headers = upstream_headers(eventually(gw, work, fwd, 200, *cert("client"), *forged))
+    from urllib.parse import unquote
+
+    sent = x509.load_pem_x509_certificate((work / "client.crt").read_bytes())
+    got = x509.load_pem_x509_certificate(unquote(headers["x-client-cert"]).encode())
+    assert got == sent
+    assert "\n" not in headers["x-client-cert"] and "%0A" in headers["x-client-cert"]
+    assert headers["x-client-cert-fingerprint"] == sent.fingerprint(hashes.SHA256()).hex()
+    assert int(headers["x-client-cert-serial"], 16) == sent.serial_number
+    assert headers["x-client-cert-not-after"].endswith(" GMT")
+    headers = upstream_headers(eventually(gw, work, quiet, 200, *cert("client"), *forged))
+    assert "x-client-cert" not in headers and "x-client-cert-serial" not in headers
