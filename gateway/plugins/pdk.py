@@ -23,11 +23,13 @@ Headers = list[tuple[bytes, bytes]]
 class Exit(Exception):  # Kong's name: kong.response.exit
     """Raised by ``kong.response.exit``: the request ends here with this answer."""
 
-    def __init__(self, status: int, body: bytes, headers: Headers) -> None:
+    def __init__(self, status: int, body: bytes, headers: Headers,
+                 message: str | None = None) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
         self.headers = headers
+        self.message = message  # set by ``kong.response.error``: the gateway's error body
 
 
 def _find(headers: Headers, name: str) -> bytes | None:
@@ -139,6 +141,12 @@ class ResponseView:
         else:
             data = body or b""
         return Exit(status, data, out)
+
+
+    def error(self, status: int, message: str) -> Exit:
+        """Kong's ``kong.response.error``: the gateway's error body for ``status``
+        (``message`` and ``request_id``, JSON or text as the client accepts)."""
+        return Exit(status, b"", [], message)
 
 
 @dataclass(slots=True)

@@ -70,7 +70,8 @@ class Proxy:
             try:
                 reply = await ex.gate()
             except Exit as stop:
-                reply = Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
+                reply = ex.error(stop.status, stop.message) if stop.message is not None else \
+                    Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
         if reply is not None:
             ex.answer(reply)
         else:

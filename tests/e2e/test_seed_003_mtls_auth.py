@@ -56,6 +56,7 @@ def work(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
     _leaf(d, "expired", "api-client", (-10, -1))
     _leaf(d, "future", "api-client", (1, 10))
     _leaf(d, "second", "second-client", (-1, 30))
+    _leaf(d, "third", "third-client", (-1, 30))
     openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-x509", "-days", "30",
             "-keyout", "self.key", "-out", "self.crt", "-subj", "/CN=api-client")
     return d
@@ -265,3 +266,45 @@ def test_forward_client_cert(gw: Node, work: Path, up: int, cas: dict[str, str])
     assert headers["x-client-cert-not-after"].endswith(" GMT")
     headers = upstream_headers(eventually(gw, work, quiet, 200, *cert("client"), *forged))
     assert "x-client-cert" not in headers and "x-client-cert-serial" not in headers
+
+
+def acl(gw: Node, route: str, config: dict[str, Any]) -> None:
+    r = gw.call("POST", f"/routes/{route.strip('/')}/plugins", json={"name": "acl",
+                                                                    "config": config})
+    assert r.status_code == 201, r.text
+
+
+BLOCKED = "You cannot consume this service"
+
+
+def test_acl_by_authenticated_group(gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    path = protect(gw, up, "acl-cn", {"ca_certificates": [cas["s003"]],
+                                      "skip_consumer_lookup": True})
+    acl(gw, path, {"allow": ["api-client"]})
+    eventually(gw, work, path, 403, *cert("second"))
+    seen = request(gw, work, path, *cert("client"), "-H", "X-Authenticated-Groups: admins")
+    assert seen[0] == 200
+    assert upstream_headers(seen[1])["x-authenticated-groups"] == "api-client"
+    code, body = request(gw, work, path, *cert("third"))
+    assert code == 403 and body["message"] == BLOCKED and "request_id" in body
+
+
+def test_acl_by_consumer_group(gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    for username, group in (("second-client", "partners"), ("third-client", "blocked")):
+        r = gw.call("POST", "/consumers", json={"username": username})
+        assert r.status_code == 201, r.text
+        r = gw.call("POST", f"/consumers/{username}/acls", json={"group": group})
+        assert r.status_code == 201, r.text
+    allow = protect(gw, up, "acl-allow", {"ca_certificates": [cas["s003"]]})
+    acl(gw, allow, {"allow": ["partners"], "hide_groups_header": False})
+    deny = protect(gw, up, "acl-deny", {"ca_certificates": [cas["s003"]]})
+    acl(gw, deny, {"deny": ["blocked"], "hide_groups_header": True})
+    # consumer_by: the CN is the consumer's username
+    seen = eventually(gw, work, allow, 200, *cert("second"))
+    headers = upstream_headers(seen)
+    assert (headers["x-consumer-username"], headers["x-consumer-groups"]) == (
+        "second-client", "partners")
+    assert eventually(gw, work, allow, 403, *cert("third"))["message"] == BLOCKED
+    seen = eventually(gw, work, deny, 200, *cert("second"), "-H", "X-Consumer-Groups: x")
+    assert "x-consumer-groups" not in upstream_headers(seen)
+    assert request(gw, work, deny, *cert("third"))[0] == 403
