@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from admin import meta
+from admin.crls import crl_routes
 from admin.entities import (
     CertificatesApi,
     ConsumersApi,
@@ -156,7 +157,8 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store)
-    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *target_routes(apis, node)]
+    routes: list[BaseRoute] = [*meta.routes(store, apis, node), *target_routes(apis, node),
+                               *crl_routes(apis)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
             continue

@@ -17,7 +17,7 @@ from gateway.schema.checks import MutuallyRequired
 from gateway.schema.compile import Ref
 from gateway.schema.entities.common import CreatedAt, Id
 from gateway.schema.entity import EntitySchema
-from gateway.schema.fields import Between, Check, Foreign, LenMin, OneOf
+from gateway.schema.fields import Between, Check, Foreign, LenMin, OneOf, Unique
 from gateway.schema.typedefs import Tags, UuidStr, host
 
 Port = Annotated[int | None, Between(0, 65535)]
@@ -82,6 +82,20 @@ CREDENTIALS = EntitySchema.define(
     MtlsAuthCredential, "mtls_auth_credentials",
     cache_key=("subject_name", "ca_certificate"), plugin="mtls-auth")
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaCrl:
+    """A CRL uploaded for a CA certificate (``POST /ca_certificates/{id}/crl``, seed 003):
+    one per CA, replaced by the next upload, deleted with its CA. Checked against its CA by
+    the endpoint (gateway.plugins.mtls_auth.crl)."""
+
+    id: Id
+    created_at: CreatedAt
+    ca_certificate: Annotated[Ref, Foreign("ca_certificates", on_delete="cascade"), Unique()]
+    crl: Annotated[str, LenMin(1)]
+
+
+CA_CRLS = EntitySchema.define(CaCrl, "ca_crls", plugin="mtls-auth", generate_admin_api=False)
+
 PLUGIN = PluginSpec.define(
     "mtls-auth", MtlsAuthConfig, version=version.__version__, priority=1600,
-    no_consumer=True, entities=(CREDENTIALS,))
+    no_consumer=True, entities=(CREDENTIALS, CA_CRLS))
