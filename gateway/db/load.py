@@ -11,7 +11,7 @@ from gateway.snapshot import Loaded
 
 SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
                      "ca_certificates", "upstreams", "targets", "consumers",
-                     "mtls_auth_credentials", "acls")
+                     "mtls_auth_credentials", "acls", "ca_crls")
 
 
 async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> Loaded:

@@ -3,14 +3,18 @@ their credentials and the CA certificates, indexed once when the snapshot is bui
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gateway.plugins.mtls_auth.crl import Crl
+from gateway.plugins.mtls_auth.crl import parse as parse_crl
 from gateway.plugins.pdk import Consumer
 
 Row = Mapping[str, Any]
+log = logging.getLogger("ramparts.plugins")
 
 
 def _frozen() -> Mapping[Any, Any]:
@@ -26,6 +30,7 @@ class Directory:
     mtls_credentials: Mapping[tuple[str, str | None], str] = field(default_factory=_frozen)
     acls: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)     # consumer id
     ca_certificates: Mapping[str, str] = field(default_factory=_frozen)      # id -> PEM
+    crls: Mapping[str, Crl] = field(default_factory=_frozen)                 # CA id -> CRL
 
     def consumer(self, id_or_username: str) -> Consumer | None:
         """Kong's ``anonymous``/``default_consumer`` lookup: by id, then by username."""
@@ -63,4 +68,16 @@ def build_directory(rows: Mapping[str, Sequence[Row]]) -> Directory:
         mtls_credentials=MappingProxyType(creds),
         acls=MappingProxyType({k: tuple(v) for k, v in acls.items()}),
         ca_certificates=MappingProxyType({r["id"]: r["cert"]
-                                          for r in rows.get("ca_certificates", ())}))
+                                          for r in rows.get("ca_certificates", ())}),
+        crls=MappingProxyType(_crls(rows.get("ca_crls", ()))))
+
+
+def _crls(rows: Sequence[Row]) -> dict[str, Crl]:
+    out = {}
+    for row in rows:
+        try:  # checked on upload; a row that no longer parses is left out, loudly
+            out[row["ca_certificate"]["id"]] = parse_crl(row["crl"])
+        except ValueError as exc:
+            log.error("CRL %s of CA certificate %s cannot be read: %s", row["id"],
+                      row["ca_certificate"]["id"], exc)
+    return out

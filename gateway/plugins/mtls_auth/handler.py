@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.plugins.directory import EMPTY_DIRECTORY, Directory
+from gateway.plugins.mtls_auth import ocsp, revocation
 from gateway.plugins.mtls_auth.verify import Trust, Verdict, trust_for, verify
 from gateway.plugins.pdk import Consumer, Kong
 from gateway.plugins.runtime import Handler
@@ -51,26 +52,89 @@ class MtlsAuthHandler(Handler):
         self.ca_ids = tuple(config["ca_certificates"])
         self.partial = bool(config.get("allow_partial_chain"))
         self.pins = frozenset(config.get("pinned_certificates") or ())
-        self.strict = config.get("revocation_check_mode") == "STRICT"
+        mode = config.get("revocation_check_mode") or "IGNORE_CA_ERROR"
+        self.strict = mode == "STRICT"
+        self.revocation = None if mode == "SKIP" else revocation.Options.of(config)
         self.consumer_by = tuple(config.get("consumer_by") or ())
 
-    def access(self, kong: Kong) -> None:
+    def access(self, kong: Kong) -> Awaitable[None] | None:
+        """Synchronous unless a revocation answer has to be fetched."""
         if self.config.get("anonymous") and kong.client.credential is not None:
-            return  # an earlier auth plugin already authenticated (logical OR)
+            return None  # an earlier auth plugin already authenticated (logical OR)
         for name in (*CERT_HEADERS, *FORWARD_HEADERS):
             kong.service_request.clear_header(name)  # client copies never reach upstream
         db = kong.db or EMPTY_DIRECTORY
         try:
             verdict = self._verdict(kong, db)
+            if self.revocation is None:
+                self._finish(kong, db, verdict)
+                return None
+            status, pending = self._revocation(db, verdict)
+        except Failure as failure:
+            self._failed(kong, db, failure)
+            return None
+        if pending is None:
+            self._revocation_then_finish(kong, db, verdict, status)
+            return None
+        return self._fetched_then_finish(kong, db, verdict, pending)
+
+    def _finish(self, kong: Kong, db: Directory, verdict: Verdict) -> None:
+        try:
             self._identify(kong, db, verdict)
         except Failure as failure:
-            kong.ctx["client_verify"] = failure.detail
-            log.info("[mtls-auth] %s (%s)", failure.message, failure.detail)
-            self._fail(kong, db, failure.message)
+            self._failed(kong, db, failure)
             return
         kong.ctx["client_verify"] = "SUCCESS"
         if self.config.get("forward_client_cert") and verdict.leaf is not None:
             _forward(kong, verdict.leaf)
+
+    def _failed(self, kong: Kong, db: Directory, failure: Failure) -> None:
+        kong.ctx["client_verify"] = failure.detail
+        log.info("[mtls-auth] %s (%s)", failure.message, failure.detail)
+        self._fail(kong, db, failure.message)
+
+    # ------------------------------------------------------------------ revocation
+    def _revocation(self, db: Directory, verdict: Verdict
+                    ) -> tuple[str, Coroutine[Any, Any, str] | None]:
+        """The answer when it is known without I/O, else the fetch to await."""
+        leaf, issuer = verdict.leaf, verdict.issuer
+        if leaf is None or issuer is None:
+            return revocation.UNKNOWN, None  # the leaf is itself a trust anchor
+        uploaded = db.crls.get(verdict.issuer_ca) if verdict.issuer_ca else None
+        if uploaded is not None and uploaded.revoked(leaf.serial_number):
+            return revocation.REVOKED, None
+        key = revocation.CHECKER.key(leaf, issuer)
+        cached = revocation.CHECKER.cached(key)
+        if cached is not None:
+            return cached, None
+        if not ocsp.responders(leaf) and not revocation.crl_urls(leaf):
+            fresh = uploaded is not None and uploaded.fresh()
+            return (revocation.GOOD if fresh else revocation.UNKNOWN), None
+        assert self.revocation is not None
+        return revocation.UNKNOWN, revocation.CHECKER.status(key, leaf, issuer,
+                                                             self.revocation)
+
+    async def _fetched_then_finish(self, kong: Kong, db: Directory, verdict: Verdict,
+                                   pending: Coroutine[Any, Any, str]) -> None:
+        status = await pending
+        if status == revocation.UNKNOWN and verdict.issuer_ca:
+            uploaded = db.crls.get(verdict.issuer_ca)
+            if uploaded is not None and uploaded.fresh():
+                status = revocation.GOOD  # the uploaded CRL is an answer too
+        self._revocation_then_finish(kong, db, verdict, status)
+
+    def _revocation_then_finish(self, kong: Kong, db: Directory, verdict: Verdict,
+                                status: str) -> None:
+        if status == revocation.REVOKED:
+            self._failed(kong, db, Failure(FAILED, "FAILED:certificate revoked"))
+        elif status == revocation.UNKNOWN and self.strict:
+            # Kong's STRICT: a status that cannot be checked counts as revoked
+            self._failed(kong, db, Failure(FAILED, "FAILED:revocation status unknown"))
+        else:
+            if status == revocation.UNKNOWN:
+                log.info("[mtls-auth] cannot check revocation of %s; IGNORE_CA_ERROR",
+                         verdict.dn)
+            self._finish(kong, db, verdict)
 
     # ------------------------------------------------------------------ verification
     def _trust(self, kong: Kong, db: Directory) -> Trust:
@@ -97,9 +161,6 @@ class MtlsAuthHandler(Handler):
             raise Failure(FAILED, f"FAILED:{verdict.reason}")
         if self.pins and verdict.leaf is not None and pin_of(verdict.leaf) not in self.pins:
             raise Failure(FAILED, "FAILED:certificate is not pinned")
-        if self.strict:
-            # no OCSP responder or CRL can be consulted: Kong's STRICT counts that as revoked
-            raise Failure(FAILED, "FAILED:revocation status unknown (STRICT)")
         return verdict
 
     # ------------------------------------------------------------------ identity

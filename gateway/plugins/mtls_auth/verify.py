@@ -42,6 +42,8 @@ class Verdict:
     names: tuple[str, ...] = ()
     cn: str | None = None
     dn: str = ""
+    issuer: x509.Certificate | None = None   # the leaf's issuer in the verified chain
+    issuer_ca: str | None = None             # its ca_certificates id, if it is one
 
     @property
     def ok(self) -> bool:
@@ -96,7 +98,10 @@ def verify(trust: Trust, chain_pem: Sequence[str]) -> Verdict:
         return Verdict(problem, leaf=leaf)
     anchor = trust.anchors.get(_digest(verified[-1].to_cryptography()))
     names, cn = subject_names(leaf)
-    return Verdict(None, anchor, leaf, names, cn, leaf.subject.rfc4514_string())
+    issuer = verified[1].to_cryptography() if len(verified) > 1 else None
+    issuer_ca = trust.anchors.get(_digest(issuer)) if issuer is not None else None
+    return Verdict(None, anchor, leaf, names, cn, leaf.subject.rfc4514_string(), issuer,
+                   issuer_ca)
 
 
 def _eku_problem(leaf: x509.Certificate) -> str | None:
