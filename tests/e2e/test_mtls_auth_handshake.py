@@ -4,6 +4,7 @@ handshake message): only the SNIs of a route restricted by ``snis``, with the CA
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 
@@ -65,3 +66,33 @@ def test_no_session_resumption_where_a_certificate_is_asked(gw: Node) -> None:
     assert "HTTP/1.1 " in asked and "NewSessionTicket" not in asked
     plain = hello(gw.https_port, "other.test", "-ign_eof", request=get)
     assert "NewSessionTicket" in plain
+
+
+def test_without_the_bridge_mtls_auth_fails_closed_and_says_so_once(
+        tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> None:
+    work = tmp_path_factory.mktemp("mtls-no-bridge")
+    for name in ("ca.crt", "client.crt", "client.key"):
+        (work / name).write_text(pki.read(f"s003/{name}"))
+    with upstream("echo") as up, node(work, f"sqlite:///{work}/r.db",
+                                      env={"RAMPARTS_LIBSSL_BRIDGE": "off"}) as gw:
+        ca = gw.call("POST", "/ca_certificates", json={"cert": pki.read("s003/ca.crt")})
+        gw.call("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{up}"})
+        gw.call("POST", "/services/s/routes", json={"name": "r", "paths": ["/"]})
+        r = gw.call("POST", "/routes/r/plugins", data={
+            "name": "mtls-auth", "config.ca_certificates": ca.json()["id"],
+            "config.skip_consumer_lookup": "true"})
+        assert r.status_code == 201, r.text
+
+        def answer() -> tuple[int, str]:
+            out = subprocess.run(["curl", "-sk", "--cert", "client.crt", "--key",
+                                  "client.key", "-w", "\n%{http_code}",
+                                  f"https://127.0.0.1:{gw.https_port}/"], cwd=work,
+                                 capture_output=True, text=True, timeout=15)
+            body, _, code = out.stdout.rpartition("\n")
+            return int(code or 0), body
+
+        _, body = wait_for(lambda: (a := answer())[0] == 401 and a, 10, "a 401")
+        assert json.loads(body) == {"message": "No required TLS certificate was sent"}
+        answer()
+        log = gw.running.output()
+        assert log.count("client certificates cannot be requested") == 1

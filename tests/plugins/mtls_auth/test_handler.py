@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from gateway.plugins import phases
 from gateway.plugins.directory import build_directory
 from gateway.plugins.mtls_auth.handler import MtlsAuthHandler
 from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
+from gateway.plugins.runtime import Handler, Row, build_chains
 from tests.pki import Pki
 
 CA_ID = "c0000000-0000-4000-8000-000000000001"
@@ -95,3 +97,34 @@ def test_failures(pki: Pki, tls: dict[str, Any] | None, config: dict[str, Any], 
     assert stop.value.status == status
     if verify is not None:
         assert k.ctx["client_verify"].startswith(verify)
+
+
+class Tag(Handler):
+    """Runs after mtls-auth (priority 1600) and says which of its instances ran."""
+
+    name = "tag"
+    priority = 900
+
+    def access(self, kong: Kong) -> None:
+        kong.service_request.set_header("X-Tag", str(self.config["tag"]))
+
+
+async def test_consumer_scoped_config_applies_once_mtls_auth_named_the_consumer(
+        pki: Pki) -> None:
+    def row(name: str, ident: str, consumer: str | None = None, **config: Any) -> Row:
+        return Row(id=ident, name=name, route="r1", service=None, consumer=consumer,
+                   config=config, protocols=("https",))
+
+    chains = build_chains(
+        [row("mtls-auth", "m", ca_certificates=[CA_ID], consumer_by=["username"],
+             revocation_check_mode="SKIP"),
+         row("tag", "t-route", tag="route"), row("tag", "t-u0", consumer="u0", tag="u0")],
+        {"r1": None}, {"mtls-auth": MtlsAuthHandler, "tag": Tag})
+    for chain_pem, expected in (("s003/client.crt", b"u0"), ("s001/client.crt", None)):
+        k = kong(pki, [], {"client_cert_chain": [pki.read(chain_pem)], "verdicts": {}})
+        try:
+            await phases.run(chains.for_route("r1"), "access", k)
+        except Exit:
+            assert expected is None  # not identified: mtls-auth's 401 ends the chain
+            continue
+        assert k.service_request.set_headers[b"x-tag"] == expected  # api-client is u0
