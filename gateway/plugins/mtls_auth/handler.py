@@ -56,13 +56,14 @@ class MtlsAuthHandler(Handler):
         self.strict = mode == "STRICT"
         self.revocation = None if mode == "SKIP" else revocation.Options.of(config)
         self.consumer_by = tuple(config.get("consumer_by") or ())
+        self._known_trust: tuple[Directory, Trust] | None = None
 
     def access(self, kong: Kong) -> Awaitable[None] | None:
         """Synchronous unless a revocation answer has to be fetched."""
-        if self.config.get("anonymous") and kong.client.credential is not None:
-            return None  # an earlier auth plugin already authenticated (logical OR)
         for name in (*CERT_HEADERS, *FORWARD_HEADERS):
             kong.service_request.clear_header(name)  # client copies never reach upstream
+        if self.config.get("anonymous") and kong.client.credential is not None:
+            return None  # an earlier auth plugin already authenticated (logical OR)
         db = kong.db or EMPTY_DIRECTORY
         try:
             verdict = self._verdict(kong, db)
@@ -138,6 +139,11 @@ class MtlsAuthHandler(Handler):
 
     # ------------------------------------------------------------------ verification
     def _trust(self, kong: Kong, db: Directory) -> Trust:
+        # a handler lives with one snapshot, whose directory every request sees: the trust
+        # store is looked up once, not hashed per request
+        known = self._known_trust
+        if known is not None and known[0] is db:
+            return known[1]
         cas = []
         for ca_id in self.ca_ids:
             pem = db.ca_certificates.get(ca_id)
@@ -145,7 +151,9 @@ class MtlsAuthHandler(Handler):
                 log.error("[mtls-auth] CA certificate %s does not exist", ca_id)
                 raise kong.response.exit(500, {"message": "An unexpected error occurred"})
             cas.append((ca_id, pem))
-        return trust_for(cas, self.partial)
+        trust = trust_for(cas, self.partial)
+        self._known_trust = (db, trust)
+        return trust
 
     def _verdict(self, kong: Kong, db: Directory) -> Verdict:
         tls = kong.client.tls
