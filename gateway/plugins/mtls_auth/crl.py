@@ -32,6 +32,16 @@ class Crl:
         return self.crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
+def distribution_points(leaf: x509.Certificate) -> list[str]:
+    """The URLs of the leaf's CRL Distribution Points."""
+    try:
+        cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return [str(name.value) for point in cdp for name in point.full_name or ()
+            if isinstance(name, x509.UniformResourceIdentifier)]
+
+
 def parse(data: bytes | str) -> Crl:
     """PEM or DER; ValueError when it is not a CRL."""
     raw = data.encode() if isinstance(data, str) else data

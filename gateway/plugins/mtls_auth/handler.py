@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.plugins.directory import EMPTY_DIRECTORY, Directory
-from gateway.plugins.mtls_auth import ocsp, revocation
+from gateway.plugins.mtls_auth import revocation
 from gateway.plugins.mtls_auth.verify import Trust, Verdict, trust_for, verify
 from gateway.plugins.pdk import Consumer, Kong
 from gateway.plugins.runtime import Handler
@@ -32,6 +32,7 @@ FAILED = "TLS certificate failed verification"
 CERT_HEADERS = ("X-Client-Cert-DN", "X-Client-Cert-SAN")
 FORWARD_HEADERS = ("X-Client-Cert", "X-Client-Cert-Fingerprint", "X-Client-Cert-Serial",
                    "X-Client-Cert-Not-Before", "X-Client-Cert-Not-After")
+STRIPPED = frozenset(n.lower().encode() for n in (*CERT_HEADERS, *FORWARD_HEADERS))
 CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
                     "X-Credential-Identifier", "X-Anonymous-Consumer")
 
@@ -60,8 +61,7 @@ class MtlsAuthHandler(Handler):
 
     def access(self, kong: Kong) -> Awaitable[None] | None:
         """Synchronous unless a revocation answer has to be fetched."""
-        for name in (*CERT_HEADERS, *FORWARD_HEADERS):
-            kong.service_request.clear_header(name)  # client copies never reach upstream
+        _strip(kong)
         if self.config.get("anonymous") and kong.client.credential is not None:
             return None  # an earlier auth plugin already authenticated (logical OR)
         db = kong.db or EMPTY_DIRECTORY
@@ -104,11 +104,11 @@ class MtlsAuthHandler(Handler):
         uploaded = db.crls.get(verdict.issuer_ca) if verdict.issuer_ca else None
         if uploaded is not None and uploaded.revoked(leaf.serial_number):
             return revocation.REVOKED, None
-        key = revocation.CHECKER.key(leaf, issuer)
+        key = verdict.revocation_key
         cached = revocation.CHECKER.cached(key)
         if cached is not None:
             return cached, None
-        if not ocsp.responders(leaf) and not revocation.crl_urls(leaf):
+        if not verdict.revocation_sources:
             fresh = uploaded is not None and uploaded.fresh()
             return (revocation.GOOD if fresh else revocation.UNKNOWN), None
         assert self.revocation is not None
@@ -219,6 +219,15 @@ class MtlsAuthHandler(Handler):
                                                       "configured but doesn't exist"})
         kong.client.authenticate(consumer, None)
         _consumer_headers(kong, consumer, anonymous=True)
+
+
+def _strip(kong: Kong) -> None:
+    """Client copies of the certificate headers never reach the upstream."""
+    request = kong.service_request
+    request.cleared.update(STRIPPED)
+    if request.set_headers:
+        for name in STRIPPED:
+            request.set_headers.pop(name, None)
 
 
 def _consumer_headers(kong: Kong, consumer: Consumer, anonymous: bool) -> None:

@@ -53,15 +53,6 @@ class Options:
                    ssl_verify=config.get("ssl_verify") is not False)
 
 
-def crl_urls(leaf: x509.Certificate) -> list[str]:
-    try:
-        cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except (x509.ExtensionNotFound, ValueError):
-        return []
-    return [str(name.value) for point in cdp for name in point.full_name or ()
-            if isinstance(name, x509.UniformResourceIdentifier)]
-
-
 class Revocation:
     """Per process: the answers cache and the fetches in flight, keyed by (leaf, issuer)."""
 
@@ -71,7 +62,7 @@ class Revocation:
 
     @staticmethod
     def key(leaf: x509.Certificate, issuer: x509.Certificate) -> bytes:
-        return leaf.fingerprint(hashes.SHA256()) + issuer.fingerprint(hashes.SHA256())
+        return key_of(leaf, issuer)
 
     def cached(self, key: bytes) -> str | None:
         hit = self._cache.get(key)
@@ -107,6 +98,10 @@ class Revocation:
 CHECKER = Revocation()
 
 
+def key_of(leaf: x509.Certificate, issuer: x509.Certificate) -> bytes:
+    return leaf.fingerprint(hashes.SHA256()) + issuer.fingerprint(hashes.SHA256())
+
+
 def _until(next_update: dt.datetime | None, ttl: float) -> float:
     deadline = time.monotonic() + ttl
     if next_update is not None:
@@ -127,7 +122,7 @@ async def lookup(leaf: x509.Certificate, issuer: x509.Certificate, options: Opti
                 return status, _until(nxt, options.ttl)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.info("[mtls-auth] OCSP %s: %s", url, exc or type(exc).__name__)
-        for url in crl_urls(leaf):
+        for url in crls.distribution_points(leaf):
             try:
                 crl = crls.parse(await _fetch(session, url, options, None))
                 if not crls.signed_by(crl, issuer) or not crl.fresh():

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
+from gateway.plugins.mtls_auth import crl, ocsp
+
 _STORES: OrderedDict[tuple[object, ...], Trust] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_STORES = 256
@@ -44,6 +46,10 @@ class Verdict:
     dn: str = ""
     issuer: x509.Certificate | None = None   # the leaf's issuer in the verified chain
     issuer_ca: str | None = None             # its ca_certificates id, if it is one
+    # revocation facts, computed with the verdict (once per connection): the cache key of
+    # (leaf, issuer) and whether the leaf names an OCSP responder or a CRL location
+    revocation_key: bytes = b""
+    revocation_sources: bool = False
 
     @property
     def ok(self) -> bool:
@@ -100,8 +106,12 @@ def verify(trust: Trust, chain_pem: Sequence[str]) -> Verdict:
     names, cn = subject_names(leaf)
     issuer = verified[1].to_cryptography() if len(verified) > 1 else None
     issuer_ca = trust.anchors.get(_digest(issuer)) if issuer is not None else None
+    key = sources = None
+    if issuer is not None:
+        key = leaf.fingerprint(_SHA256) + issuer.fingerprint(_SHA256)
+        sources = bool(ocsp.responders(leaf) or crl.distribution_points(leaf))
     return Verdict(None, anchor, leaf, names, cn, leaf.subject.rfc4514_string(), issuer,
-                   issuer_ca)
+                   issuer_ca, key or b"", bool(sources))
 
 
 def _eku_problem(leaf: x509.Certificate) -> str | None:
