@@ -15,7 +15,7 @@ from gateway import registry, version
 from gateway.db import migrate
 from gateway.db.store import Store
 from gateway.plugins import phases
-from gateway.plugins.mtls_auth.handshake import ClientCertRequest
+from gateway.plugins.mtls_auth.handshake import ClientCertRequest, Fallback
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
@@ -100,6 +100,8 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         prepare: list[Callable[[Snapshot], object]] = [
             lambda snap: pools.prepare(snap.client_profiles())]
         if terminator is not None:
+            fallback = Fallback(terminator.request_client_certs)
+            prepare.append(lambda snap: fallback(snap.mtls_snis))
             prepare.append(lambda snap: terminator.prepare(snap.certs))
 
         def swapped(snap: Snapshot) -> None:

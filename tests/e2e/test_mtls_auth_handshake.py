@@ -68,13 +68,17 @@ def test_no_session_resumption_where_a_certificate_is_asked(gw: Node) -> None:
     assert "NewSessionTicket" in plain
 
 
-def test_without_the_bridge_mtls_auth_fails_closed_and_says_so_once(
+def test_without_the_bridge_every_handshake_asks_and_openssl_verifies(
         tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> None:
+    """design.md's fallback: trusted clients get in, no certificate gets mtls-auth's 401,
+    a certificate from another CA fails the handshake (stdlib cannot do better)."""
     work = tmp_path_factory.mktemp("mtls-no-bridge")
-    for name in ("ca.crt", "client.crt", "client.key"):
+    for name in ("client.crt", "client.key"):
         (work / name).write_text(pki.read(f"s003/{name}"))
+        (work / f"other-{name}").write_text(pki.read(f"s001/{name}"))
     with upstream("echo") as up, node(work, f"sqlite:///{work}/r.db",
                                       env={"RAMPARTS_LIBSSL_BRIDGE": "off"}) as gw:
+        assert "CertificateRequest" not in hello(gw.https_port, None)
         ca = gw.call("POST", "/ca_certificates", json={"cert": pki.read("s003/ca.crt")})
         gw.call("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{up}"})
         gw.call("POST", "/services/s/routes", json={"name": "r", "paths": ["/"]})
@@ -83,16 +87,22 @@ def test_without_the_bridge_mtls_auth_fails_closed_and_says_so_once(
             "config.skip_consumer_lookup": "true"})
         assert r.status_code == 201, r.text
 
-        def answer() -> tuple[int, str]:
-            out = subprocess.run(["curl", "-sk", "--cert", "client.crt", "--key",
-                                  "client.key", "-w", "\n%{http_code}",
+        def answer(*args: str) -> tuple[int, str]:
+            out = subprocess.run(["curl", "-sk", *args, "-w", "\n%{http_code}",
                                   f"https://127.0.0.1:{gw.https_port}/"], cwd=work,
                                  capture_output=True, text=True, timeout=15)
             body, _, code = out.stdout.rpartition("\n")
             return int(code or 0), body
 
-        _, body = wait_for(lambda: (a := answer())[0] == 401 and a, 10, "a 401")
-        assert json.loads(body) == {"message": "No required TLS certificate was sent"}
-        answer()
+        mine = ("--cert", "client.crt", "--key", "client.key")
+        wait_for(lambda: answer(*mine)[0] == 200, 10, "a 200 for a trusted client")
+        code, body = answer()
+        assert (code, json.loads(body)) == (
+            401, {"message": "No required TLS certificate was sent"})
+        assert answer("--cert", "other-client.crt", "--key", "other-client.key")[0] == 0
+        assert "CertificateRequest" in hello(gw.https_port, "any.test")
         log = gw.running.output()
-        assert log.count("client certificates cannot be requested") == 1
+        assert log.count("mtls-auth without the libssl bridge") == 1
+        r = gw.call("DELETE", f"/plugins/{r.json()['id']}")
+        wait_for(lambda: "CertificateRequest" not in hello(gw.https_port, None), 10,
+                 "no more CertificateRequest")

@@ -22,7 +22,6 @@ class ClientCertRequest:
 
     def __init__(self, current: Callable[[], SniSet]) -> None:
         self.current = current
-        self._warned = False
 
     def __call__(self, obj: Any, server_name: str | None) -> None:
         cas = self.current().match(server_name)
@@ -30,10 +29,28 @@ class ClientCertRequest:
             return
         bridge = libssl.BRIDGE
         if bridge is None:
-            if not self._warned:  # once per process: every handshake would say the same
-                self._warned = True
-                log.warning("mtls-auth: the libssl bridge is unavailable (%s); client "
-                            "certificates cannot be requested, so mtls-auth routes answer "
-                            "401 'No required TLS certificate was sent'", libssl.UNAVAILABLE)
-            return
+            return  # without the bridge, Fallback asks on every handshake instead
         bridge.request_optional_client_cert(obj, cas)
+
+
+class Fallback:
+    """Without the bridge (a prepare hook, off the loop): every handshake of the listener
+    asks for an optional certificate once any mtls-auth plugin is enabled, trusting the union
+    of their CAs; OpenSSL then refuses other certificates in the handshake itself, with no
+    HTTP answer. Said once in the log."""
+
+    def __init__(self, apply: Callable[[str | None], None]) -> None:
+        self.apply = apply
+        self._warned = False
+
+    def __call__(self, snis: SniSet) -> None:
+        if libssl.BRIDGE is not None:
+            return
+        cas = "".join(snis.ca_pems) if snis.keys else None
+        if cas and not self._warned:
+            self._warned = True
+            log.warning("mtls-auth without the libssl bridge (%s): every TLS handshake asks "
+                        "for a client certificate, and one from a CA no mtls-auth plugin "
+                        "trusts fails the handshake instead of getting a 401",
+                        libssl.UNAVAILABLE)
+        self.apply(cas or None)

@@ -26,6 +26,9 @@ class SniSet:
     """SNI key (``a.b``, ``*.b``, ``a.*`` or ``*``) -> DER CA certificates to name."""
 
     keys: Mapping[str, tuple[bytes, ...]]
+    # every CA of every enabled mtls-auth plugin (PEM): the trust store of the fallback that
+    # asks for certificates without the libssl bridge
+    ca_pems: tuple[str, ...] = ()
 
     def match(self, server_name: str | None) -> tuple[bytes, ...] | None:
         """Kong's order: exact, postfix wildcard (ends-with, any depth), prefix wildcard,
@@ -60,16 +63,20 @@ def build_sni_set(plugins: Iterable[Mapping[str, Any]], routes: Iterable[Mapping
     """``plugins``/``routes``: rows as loaded; ``ca_certificates``: id -> PEM."""
     routes = list(routes)
     keys: dict[str, list[bytes]] = {}
+    pems: dict[str, str] = {}
     for plugin in plugins:
         if plugin["name"] != NAME or not plugin["enabled"]:
             continue
         config = plugin.get("config") or {}
+        pems.update((i, ca_certificates[i]) for i in config.get("ca_certificates") or ()
+                    if i in ca_certificates)
         cas = [_der(ca_certificates[i]) for i in config.get("ca_certificates") or ()
                if i in ca_certificates] if config.get("send_ca_dn") else []
         for key in _keys_of(plugin, routes):
             merged = keys.setdefault(key.lower(), [])
             merged.extend(der for der in cas if der and der not in merged)
-    return SniSet(MappingProxyType({k: tuple(v) for k, v in keys.items()}))
+    return SniSet(MappingProxyType({k: tuple(v) for k, v in keys.items()}),
+                  tuple(pems[i] for i in sorted(pems)))
 
 
 def _keys_of(plugin: Mapping[str, Any], routes: list[Mapping[str, Any]]) -> list[str]:

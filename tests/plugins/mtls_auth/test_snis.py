@@ -54,3 +54,11 @@ def test_send_ca_dn_names_the_cas_of_the_plugins_sharing_a_key() -> None:
     named = build_sni_set([plugin(route="r3", send_ca_dn=True), plugin(route="r3")], ROUTES,
                           {"ca1": CA})
     assert named.match("only.test") == (b"\x00\x01\x02",)
+
+
+def test_the_fallback_trusts_the_cas_of_every_enabled_plugin() -> None:
+    other = CA.replace("AAEC", "AAED")
+    snis = build_sni_set([plugin(route="r3"), plugin(route="r1", enabled=False)], ROUTES,
+                         {"ca1": CA, "ca2": other})
+    assert snis.ca_pems == (CA,)
+    assert build_sni_set([], ROUTES, {"ca1": CA}).ca_pems == ()
