@@ -16,6 +16,7 @@ from gateway import keyring, registry, version
 from gateway.db import audit, migrate
 from gateway.db.store import Store
 from gateway.plugins import phases
+from gateway.plugins.mtls_auth.handshake import ClientCertRequest, Fallback
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.forwarding import header_policy
 from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
@@ -150,12 +151,15 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         if terminator is not None:
             terminator.on_hello = lambda obj, name: phases.certificate(
                 holder.current.plugins, obj, name)
+            terminator.on_selected = ClientCertRequest(lambda: holder.current.mtls_snis)
         pools = Pools()
         balancers = Balancers()
         checks = ActiveChecks(balancers, pools)
         prepare: list[Callable[[Snapshot], object]] = [
             lambda snap: pools.prepare(snap.client_profiles())]
         if terminator is not None:
+            fallback = Fallback(terminator.request_client_certs)
+            prepare.append(lambda snap: fallback(snap.mtls_snis))
             prepare.append(lambda snap: terminator.prepare(snap.certs))
 
         def swapped(snap: Snapshot) -> None:

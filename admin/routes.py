@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from admin import audit_api, meta, openapi
 from admin.audit import audited
+from admin.crls import crl_routes
 from admin.entities import (
     CertificatesApi,
     ConsumersApi,
@@ -171,7 +172,7 @@ def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store, return_keys=node.settings.admin_return_keys)
     routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
                                openapi.route(store.registry),
-                               *target_routes(apis, node)]
+                               *target_routes(apis, node), *crl_routes(apis)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
             continue

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gateway.plugins.directory import EMPTY_DIRECTORY, Directory, build_directory
+from gateway.plugins.mtls_auth.snis import EMPTY_SNIS, SniSet, build_sni_set
 from gateway.plugins.runtime import EMPTY_CHAINS, Chains, Handler, build_chains, row_of
 from gateway.router.router import Router
 from gateway.schema.build import build
@@ -70,6 +72,8 @@ class Snapshot:
     probe_profiles: Mapping[str, ClientProfile] = field(default_factory=dict)  # upstream id
     health_marks: Mapping[str, tuple[bool, int]] = field(default_factory=dict)  # target id
     plugins: Chains = EMPTY_CHAINS  # which plugin instances run, per route
+    directory: Directory = EMPTY_DIRECTORY  # consumers, credentials, CAs (kong.db)
+    mtls_snis: SniSet = EMPTY_SNIS  # handshakes that get a CertificateRequest (mtls-auth)
 
     def client_profiles(self) -> set[ClientProfile]:
         pools = {t.pool for t in self.targets.values() if t.pool is not None}
@@ -155,7 +159,11 @@ def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
                                                    for r in rows.get("target_health", ())}),
                     plugins=build_chains(
                         (row_of(r) for r in rows.get("plugins", ())),
-                        {r.id: r.service.id if r.service else None for r in routes}, handlers))
+                        {r.id: r.service.id if r.service else None for r in routes}, handlers),
+                    directory=build_directory(rows),
+                    mtls_snis=build_sni_set(rows.get("plugins", ()) if "mtls-auth" in handlers
+                                            else (), rows.get("routes", ()),
+                                            inputs.ca_certificates))
 
 
 def probe_profile(upstream: UpstreamEntity, targets: Mapping[str, UpstreamTarget],

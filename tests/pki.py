@@ -247,3 +247,23 @@ def sha1_signed_pair(d: Path, cn: str = "sha1.test") -> tuple[str, str]:
     openssl(d, "x509", "-req", "-sha1", "-in", "sha1.csr", "-CA", "sha1ca.crt", "-CAkey",
             "sha1ca.key", "-CAcreateserial", "-days", "30", "-out", "sha1.crt")
     return (d / "sha1.crt").read_text(), (d / "sha1.key").read_text()
+
+
+def make_crl(ca_cert: str, ca_key: str, serials: list[int], days: tuple[int, int] = (-1, 7)
+             ) -> str:
+    """A CRL (PEM) issued by the CA in ``ca_cert``/``ca_key`` (PEM) revoking ``serials``,
+    valid from/to ``days`` from now."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(ca_key.encode(), None)
+    ca = x509.load_pem_x509_certificate(ca_cert.encode())
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(now + dt.timedelta(days=days[0]))
+               .next_update(now + dt.timedelta(days=days[1])))
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now - dt.timedelta(hours=1)).build())
+    crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return crl.public_bytes(serialization.Encoding.PEM).decode()

@@ -18,7 +18,8 @@ from gateway.snapshot import Loaded
 log = logging.getLogger("ramparts.keyring")
 
 SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
-                     "ca_certificates", "upstreams", "targets")
+                     "ca_certificates", "upstreams", "targets", "consumers",
+                     "mtls_auth_credentials", "acls", "ca_crls")
 
 
 async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> Loaded:

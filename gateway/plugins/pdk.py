@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.plugins.directory import Directory
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -20,11 +23,13 @@ Headers = list[tuple[bytes, bytes]]
 class Exit(Exception):  # Kong's name: kong.response.exit
     """Raised by ``kong.response.exit``: the request ends here with this answer."""
 
-    def __init__(self, status: int, body: bytes, headers: Headers) -> None:
+    def __init__(self, status: int, body: bytes, headers: Headers,
+                 message: str | None = None) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
         self.headers = headers
+        self.message = message  # set by ``kong.response.error``: the gateway's error body
 
 
 def _find(headers: Headers, name: str) -> bytes | None:
@@ -138,6 +143,12 @@ class ResponseView:
         return Exit(status, data, out)
 
 
+    def error(self, status: int, message: str) -> Exit:
+        """Kong's ``kong.response.error``: the gateway's error body for ``status``
+        (``message`` and ``request_id``, JSON or text as the client accepts)."""
+        return Exit(status, b"", [], message)
+
+
 @dataclass(slots=True)
 class Hello:
     """The certificate phase's view: the ClientHello's server name and the connection's
@@ -159,6 +170,7 @@ class Kong:
     service_request: ServiceRequest = field(default_factory=ServiceRequest)
     response: ResponseView = field(default_factory=ResponseView)
     ctx: dict[str, Any] = field(default_factory=dict)
+    db: Directory | None = None  # the snapshot's consumers, credentials and CA certificates
 
     @property
     def consumer_id(self) -> str | None:

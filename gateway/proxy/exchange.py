@@ -80,6 +80,8 @@ class Proxy:
         try:
             return await ex.gate()
         except Exit as stop:
+            if stop.message is not None:  # Kong's error body with the plugin's message
+                return ex.error(stop.status, stop.message)
             return Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
         except Exception:  # a plugin's bug: Kong's 500, never an unprotected request
             log.exception("a plugin failed on %s %s", ex.head.method, ex.path)
@@ -157,7 +159,8 @@ class Exchange:
                 request=RequestView(method=head.method, scheme=conn.scheme, host=self.host,
                                     port=conn.server_port, path=normalize(self.path),
                                     query=self.query, headers=head.headers),
-                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme)
+                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme,
+                db=self.snapshot.directory)
         return self.kong
 
     def answer(self, reply: Reply) -> None:

@@ -46,12 +46,16 @@ class AtLeastOneOf:
 
 @dataclass(frozen=True)
 class OnlyOneOf:
-    """Kong's ``only_one_of`` (whose message says "exactly one")."""
+    """Kong's ``only_one_of`` (whose message says "exactly one"). Like every Kong checker
+    without ``run_with_missing_fields``, it is skipped when all its fields are null: acl's
+    ``{}`` gets only the ``at_least_one_of`` message."""
 
     fields: tuple[str, ...]
     always = True
 
     def __call__(self, values: Mapping[str, Any]) -> Issues:
+        if all(_get(values, f) is None for f in self.fields):
+            return []
         if sum(not _empty(_get(values, f)) for f in self.fields) != 1:
             return [(None, "exactly one of these fields must be non-empty: "
                      + quoted(self.fields))]

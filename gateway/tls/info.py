@@ -3,7 +3,8 @@
 Computed once per connection, right after the handshake, from the transport's SSL object.
 Keys of the ASGI spec (``server_cert``, ``client_cert_chain``, ``client_cert_name``,
 ``client_cert_error``, ``tls_version``, ``cipher_suite``) plus ours: ``server_name`` (the SNI
-the client sent), ``alpn``, ``session_reused`` and ``client_cert_verified``.
+the client sent), ``alpn``, ``session_reused``, ``client_cert_verified`` and ``verdicts`` (a
+per-connection cache where mtls-auth keeps its chain verdicts).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def tls_info(obj: Any) -> dict[str, Any]:
         "alpn": obj.selected_alpn_protocol(),
         "session_reused": obj.session_reused,
         "client_cert_verified": verified,
+        "verdicts": {},  # plugins' verdicts on this chain, kept for the connection's life
     }
 
 

@@ -27,6 +27,7 @@ log = logging.getLogger("ramparts.tls")
 SSL_VERIFY_NONE, SSL_VERIFY_PEER, SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 0, 1, 2
 _SSL_CTRL_SET_GROUPS_LIST = 92
 _SSL_CTRL_SET_TLSEXT_TICKET_KEYS = 59
+_SSL_OP_NO_TICKET = 1 << 14
 
 _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
@@ -90,6 +91,24 @@ class Bridge:
         self.ssl_lib.SSL_set_verify(self.ssl_ptr(obj), SSL_VERIFY_PEER if request else
                                     SSL_VERIFY_NONE, cb)
 
+    def request_optional_client_cert(self, obj: Any, ca_names: tuple[bytes, ...] = ()) -> None:
+        """Per connection (inside the SNI callback): ask for a client certificate, accept any
+        (mtls-auth verifies it later and answers 401), name ``ca_names`` (DER certificates)
+        in the CertificateRequest, and issue no session ticket, so that every connection
+        shows its whole chain (a resumed session keeps only the leaf)."""
+        ssl_ptr = self.ssl_ptr(obj)
+        lib = self.ssl_lib
+        lib.SSL_set_verify(ssl_ptr, SSL_VERIFY_PEER, ctypes.cast(_accept_any, ctypes.c_void_p))
+        lib.SSL_set_options(ssl_ptr, _SSL_OP_NO_TICKET)
+        lib.SSL_set_num_tickets(ssl_ptr, 0)
+        for der in ca_names:
+            buf = ctypes.create_string_buffer(der, len(der))
+            cursor = ctypes.c_void_p(ctypes.addressof(buf))
+            cert = self.crypto_lib.d2i_X509(None, ctypes.byref(cursor), len(der))
+            if cert:
+                lib.SSL_add_client_CA(ssl_ptr, cert)  # copies the subject name
+                self.crypto_lib.X509_free(cert)
+
     def verify_result(self, obj: Any) -> int:
         return int(self.ssl_lib.SSL_get_verify_result(self.ssl_ptr(obj)))
 
@@ -121,12 +140,17 @@ def _bind() -> Bridge:
         "SSL_get_verify_mode": (ci, [vp]),
         "SSL_get_verify_result": (cl, [vp]),
         "SSL_get_SSL_CTX": (vp, [vp]),
+        "SSL_set_options": (ctypes.c_uint64, [vp, ctypes.c_uint64]),
+        "SSL_set_num_tickets": (ci, [vp, ctypes.c_size_t]),
+        "SSL_add_client_CA": (ci, [vp, vp]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
     crypto.X509_verify_cert_error_string.restype = cp
     crypto.X509_verify_cert_error_string.argtypes = [cl]
+    crypto.d2i_X509.restype, crypto.d2i_X509.argtypes = vp, [vp, ctypes.POINTER(vp), cl]
+    crypto.X509_free.restype, crypto.X509_free.argtypes = None, [vp]
     head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
     return Bridge(ssl_lib=lib, crypto_lib=crypto, head=head,
                   ptr=ctypes.sizeof(ctypes.c_void_p))

@@ -102,6 +102,9 @@ class TLSTerminator:
         self.default.sni_callback = self._sni_callback
         # the plugins' certificate phase (global instances only): sync, in the handshake
         self.on_hello: Callable[[Any, str | None], None] | None = None
+        # after the certificate is chosen: per-connection settings (mtls-auth's request)
+        self.on_selected: Callable[[Any, str | None], None] | None = None
+        self._client_cas: str | None = None  # the stdlib fallback's client-CA store
 
     def listener_context(self) -> ssl.SSLContext:
         return self.default
@@ -124,7 +127,25 @@ class TLSTerminator:
     def _build(self, entry: CertEntry) -> ssl.SSLContext:
         ctx = server_context(self.policy, entry.pairs())
         ctx.ramparts_cert = entry.cert  # type: ignore[attr-defined]
+        if self._client_cas:
+            ctx.load_verify_locations(cadata=self._client_cas)
         return ctx
+
+    def request_client_certs(self, cas: str | None) -> None:
+        """Without the libssl bridge (design.md §3): ask every handshake for an optional
+        client certificate, verified by OpenSSL against ``cas`` (a certificate from another
+        CA fails the handshake); None stops asking. Off the loop, before a swap. The
+        listener decides the verify mode, each certificate's context the trust store, so
+        the cached contexts are rebuilt."""
+        if cas == self._client_cas or self.policy.mtls:
+            return  # unchanged, or enable_mtls already decides
+        with self._lock:
+            self._client_cas = cas
+            self._cache.clear()
+            self._known = set()
+        if cas:
+            self.default.load_verify_locations(cadata=cas)
+        self.default.verify_mode = ssl.CERT_OPTIONAL if cas else ssl.CERT_NONE
 
     def prepare(self, index: CertIndex, budget: float = 0.25) -> int:
         """Off the event loop, before a swap: drop contexts of certificates the new index no
@@ -161,6 +182,14 @@ class TLSTerminator:
                 self.on_hello(obj, server_name)
             except Exception:
                 log.exception("certificate phase failed for %s", server_name)
+        self._select(obj, server_name, initial)
+        if self.on_selected is not None:
+            try:
+                self.on_selected(obj, server_name)
+            except Exception:
+                log.exception("client certificate request failed for %s", server_name)
+
+    def _select(self, obj: Any, server_name: str | None, initial: ssl.SSLContext) -> None:
         entry = self.current_index().lookup(server_name)
         if entry is None:
             return

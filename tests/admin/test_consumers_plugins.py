@@ -76,8 +76,11 @@ async def test_plugin_config_errors(admin: httpx.AsyncClient) -> None:
     assert fields["bogus"] == "unknown field"
     r = await admin.post("/plugins", json={"name": "acl", "config": {}})
     assert r.json()["fields"] == {"@entity": [
-        "exactly one of these fields must be non-empty: 'config.allow', 'config.deny'",
         "at least one of these fields must be non-empty: 'config.allow', 'config.deny'"]}
+    r = await admin.post("/plugins", json={"name": "acl", "config": {"allow": ["a"],
+                                                                     "deny": ["b"]}})
+    assert r.json()["fields"] == {"@entity": [
+        "exactly one of these fields must be non-empty: 'config.allow', 'config.deny'"]}
 
 
 async def test_plugin_scope_rules(admin: httpx.AsyncClient) -> None:

@@ -6,6 +6,8 @@ files validate the same way.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,10 +17,23 @@ from gateway.schema.checks import MutuallyRequired
 from gateway.schema.compile import Ref
 from gateway.schema.entities.common import CreatedAt, Id
 from gateway.schema.entity import EntitySchema
-from gateway.schema.fields import Between, Check, Foreign, LenMin, OneOf
+from gateway.schema.fields import Between, Check, Foreign, LenMin, OneOf, Unique
 from gateway.schema.typedefs import Tags, UuidStr, host
 
 Port = Annotated[int | None, Between(0, 65535)]
+
+
+def pin(value: str) -> str | None:
+    """curl's ``--pinnedpubkey`` form: ``sha256//`` and the base64 SHA-256 of the SPKI."""
+    if not value.startswith("sha256//"):
+        return "expected 'sha256//' followed by the base64 SHA-256 of a public key"
+    try:
+        raw = base64.b64decode(value[8:], validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    return None if len(raw) == 32 else "expected a base64 SHA-256 hash (32 bytes) after 'sha256//'"
+
+
 Host = Annotated[str | None, Check(host)]
 
 
@@ -45,6 +60,12 @@ class MtlsAuthConfig:
     http_proxy_port: Port = None
     https_proxy_host: Host = None
     https_proxy_port: Port = None
+    ssl_verify: bool | None = True
+    san_dirname_matcher: tuple[str, ...] | None = ()
+    # beyond Kong (seed 003): only these client public keys, and client-certificate
+    # details for the upstream
+    pinned_certificates: tuple[Annotated[str, Check(pin)], ...] | None = ()
+    forward_client_cert: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +82,20 @@ CREDENTIALS = EntitySchema.define(
     MtlsAuthCredential, "mtls_auth_credentials",
     cache_key=("subject_name", "ca_certificate"), plugin="mtls-auth")
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaCrl:
+    """A CRL uploaded for a CA certificate (``POST /ca_certificates/{id}/crl``, seed 003):
+    one per CA, replaced by the next upload, deleted with its CA. Checked against its CA by
+    the endpoint (gateway.plugins.mtls_auth.crl)."""
+
+    id: Id
+    created_at: CreatedAt
+    ca_certificate: Annotated[Ref, Foreign("ca_certificates", on_delete="cascade"), Unique()]
+    crl: Annotated[str, LenMin(1)]
+
+
+CA_CRLS = EntitySchema.define(CaCrl, "ca_crls", plugin="mtls-auth", generate_admin_api=False)
+
 PLUGIN = PluginSpec.define(
     "mtls-auth", MtlsAuthConfig, version=version.__version__, priority=1600,
-    no_consumer=True, entities=(CREDENTIALS,))
+    no_consumer=True, entities=(CREDENTIALS, CA_CRLS))
