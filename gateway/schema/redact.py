@@ -27,11 +27,19 @@ def has_private_key(text: str) -> bool:
     return PRIVATE_KEY.search(text) is not None
 
 
+MAX_VALUES = 5_000  # a body with more values is recorded by field name only
+TOO_LARGE = "(too large to record)"
+
+
 def masked(record: RecordSchema | None, data: Mapping[str, Any],
            plugins: Mapping[str, RecordSchema] | None = None,
            plugin: str | None = None) -> dict[str, Any]:
     """``data`` (a write body) with every secret masked. ``plugins`` are the plugin config
-    schemas; ``plugin`` names the one ``config`` follows when ``data`` has no ``name``."""
+    schemas; ``plugin`` names the one ``config`` follows when ``data`` has no ``name``.
+    A hostile body (100,000 tags) costs a bounded count here, not a walk of all of it: this
+    runs on the event loop the proxy shares."""
+    if more_values_than(data, MAX_VALUES):
+        return {scrub(key): TOO_LARGE for key in data}
     name = data.get("name")
     chosen = (plugins or {}).get(name if isinstance(name, str) else plugin or "")
     return _record(record, data, chosen)
@@ -66,6 +74,23 @@ def _value(spec: FieldSpec | None, value: Any) -> Any:
     if spec.elements is not None and isinstance(value, Mapping):
         return {scrub(k): _value(spec.elements, v) for k, v in value.items()}
     return scrub(value)
+
+
+def more_values_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds more than ``limit`` values at any depth; stops counting at
+    ``limit``, so its cost is bounded whatever the size of ``value``."""
+    stack = [value]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item[:limit + 1 - seen])
+    return False
 
 
 def scrub(value: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import pytest
 
+from gateway.schema import redact
 from gateway.schema.compile import RecordSchema, compile_record
 from gateway.schema.entities.certificates import CERTIFICATES
 from gateway.schema.entities.plugins import PLUGINS
@@ -91,3 +92,21 @@ def test_plugin_config_secrets_follow_the_plugin_schema() -> None:
 ])
 def test_scrub(value: Any, expected: Any) -> None:
     assert scrub(value) == expected
+
+
+@pytest.mark.parametrize(("value", "limit", "expected"), [
+    ({"a": 1}, 5, False),
+    ({"tags": ["t"] * 3}, 5, False),           # the dict, the list and three tags
+    ({"tags": ["t"] * 4}, 5, True),
+    ([[[[["deep"]]]]], 6, False),
+    ([[[[["deep"]]]]], 5, True),
+    ({"tags": ["t"] * 100_000}, 5_000, True),
+])
+def test_more_values_than(value: Any, limit: int, expected: bool) -> None:
+    assert redact.more_values_than(value, limit) is expected
+
+
+def test_a_huge_body_is_recorded_by_field_name_only() -> None:
+    data = {"host": "h", "tags": ["t"] * 100_000, "key": "secret"}
+    assert redact.masked(None, data) == {"host": redact.TOO_LARGE, "tags": redact.TOO_LARGE,
+                                         "key": redact.TOO_LARGE}
