@@ -369,5 +369,7 @@ Utf8Name = Annotated[str | None, Check(utf8_name), Unique()]
 WildcardHost = Annotated[str, Check(wildcard_host)]
 # PEM is not indexed: a chain of a dozen certificates fits with room to spare
 MAX_PEM = 64 * 1024
+# a CRL lists every revoked serial (~40 bytes each): a large CA's runs to megabytes
+MAX_CRL = 8 * 1024 * 1024
 Certificate = Annotated[str, LenMax(MAX_PEM), Check(certificate)]
 Key = Annotated[str, LenMax(MAX_PEM), Check(key)]

@@ -17,8 +17,8 @@ from gateway.schema.checks import MutuallyRequired
 from gateway.schema.compile import Ref
 from gateway.schema.entities.common import CreatedAt, Id
 from gateway.schema.entity import EntitySchema
-from gateway.schema.fields import Between, Check, Foreign, LenMin, OneOf, Unique
-from gateway.schema.typedefs import Tags, UuidStr, host
+from gateway.schema.fields import Between, Check, Foreign, LenMax, LenMin, OneOf, Unique
+from gateway.schema.typedefs import MAX_CRL, Tags, UuidStr, host
 
 Port = Annotated[int | None, Between(0, 65535)]
 
@@ -91,7 +91,7 @@ class CaCrl:
     id: Id
     created_at: CreatedAt
     ca_certificate: Annotated[Ref, Foreign("ca_certificates", on_delete="cascade"), Unique()]
-    crl: Annotated[str, LenMin(1)]
+    crl: Annotated[str, LenMin(1), LenMax(MAX_CRL)]
 
 
 CA_CRLS = EntitySchema.define(CaCrl, "ca_crls", plugin="mtls-auth", generate_admin_api=False)
