@@ -13,6 +13,7 @@ from typing import Any
 from admin.app import create_app
 from admin.meta import NodeInfo
 from gateway import keyring, registry, version
+from gateway.cluster import Heartbeat, state_of
 from gateway.db import audit, migrate
 from gateway.db.store import Store
 from gateway.proxy import ProxyApp
@@ -157,9 +158,12 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             balancers.update(snap.upstreams.values(), snap.targets_of, snap.health_marks)
             checks.sync(snap)
 
+        heartbeat = Heartbeat(store, lambda: state_of(node.node_id, node.hostname, reloader),
+                              settings.cluster_heartbeat)
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
                             client=client_tls_defaults(settings), prepare=prepare,
-                            after_swap=[swapped])
+                            after_swap=[swapped, heartbeat.poke],
+                            listen=settings.db_notifications)
         node.reloader = reloader
         await reloader.reload()
         node.balancers = balancers
@@ -182,6 +186,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
                  version.__version__, ", ".join(map(str, settings.admin_listeners)),
                  ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
         spawn(reloader.run(), "reloader")
+        spawn(heartbeat.run(), "heartbeat")
         pruner = spawn(audit.prune_forever(store, settings.audit_log_retention),
                        "audit-log-prune")
         if settings.keyring_file:
@@ -191,6 +196,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         finally:
             pruner.cancel()
             reloader.stop()
+            await heartbeat.stop()
             checks.stop()
             await pools.close()
     except StartError as exc:

@@ -44,11 +44,12 @@ class Reloader:
                  client: ClientDefaults | None = None,
                  prepare: Sequence[Callable[[Snapshot], object]] = (),
                  after_swap: Sequence[Callable[[Snapshot], object]] = (),
-                 retry_failed: float = RETRY_FAILED_BUILD) -> None:
+                 retry_failed: float = RETRY_FAILED_BUILD, listen: bool = True) -> None:
         """``prepare`` hooks run in the build thread before a swap (contexts, pools);
         ``after_swap`` hooks run on the loop once the new snapshot is live. A version that
         fails to build is rebuilt every ``retry_failed`` seconds, each failure logged at
-        error level, until it builds or a newer version replaces it."""
+        error level, until it builds or a newer version replaces it. ``listen=False`` leaves out
+        PostgreSQL's LISTEN (tests prove that polling alone converges)."""
         self.store = store
         self.holder = holder
         self.frequency = frequency
@@ -57,6 +58,8 @@ class Reloader:
         self.after_swap = tuple(after_swap)
         self.retry_failed = retry_failed
         self.failure: BuildFailure | None = None  # read by /status
+        self.applied_at: float | None = None  # wall clock of the last swap (heartbeat)
+        self.listen = listen
         self._wake = asyncio.Event()
         self._failed_version: int | None = None
         self._failed_at = 0.0
@@ -106,7 +109,13 @@ class Reloader:
     async def reload(self, force: bool = False) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
         loaded = await load_all(self.store)
-        if loaded.version == self.holder.current.version and not force:
+        return await self.apply(loaded, force)
+
+    async def apply(self, loaded: Loaded, force: bool = False) -> bool:
+        """Build ``loaded`` and swap it in, unless it is older than what is live: a node
+        never goes backwards (a lagging replica, a stale cache), not even when forced."""
+        if loaded.version < self.holder.current.version or \
+                (loaded.version == self.holder.current.version and not force):
             return False
         if loaded.version == self._failed_version and not force:
             return False  # this version failed to build; wait for the next change
@@ -118,6 +127,7 @@ class Reloader:
             self._failed(loaded.version, exc)
             return False
         self.holder.current = snapshot
+        self.applied_at = time.time()
         self._failed_version = None
         self.failure = None
         self._run_after_swap(snapshot)
@@ -155,7 +165,7 @@ class Reloader:
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
-        if self.store.dialect == "postgresql":
+        if self.store.dialect == "postgresql" and self.listen:
             spawn(self._listen(), "reloader-listen")
         while not self._stopping:
             with contextlib.suppress(TimeoutError):

@@ -235,6 +235,11 @@ class Settings:
     # missing or unreadable stops the start, never a silent fall back to plaintext
     keyring_file: Annotated[str | None, Check(keyring.check_file)] = None
     admin_return_keys: bool = True  # false: GETs never return private keys (write-only)
+    # cluster (gateway/cluster.py): heartbeat period, how long a silent node still counts as
+    # live in /status/cluster, and LISTEN/NOTIFY (off: polling alone, for tests)
+    cluster_heartbeat: Annotated[float, Between(0.1, 60)] = 1.0
+    cluster_node_ttl: Annotated[float, Between(1, 3600)] = 5.0
+    db_notifications: bool = True
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
