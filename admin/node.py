@@ -21,7 +21,8 @@ from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
 from gateway.settings.model import Settings
-from gateway.snapshot import Holder, Snapshot
+from gateway.snapcache import SnapshotCache, at_start
+from gateway.snapshot import Holder, Loaded, Snapshot
 from gateway.tasks import spawn
 from gateway.tls import libssl
 from gateway.tls.admin import admin_context
@@ -131,15 +132,24 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         log.error("%s", exc)
         return 1
     store = Store(settings.database, reg, keyring=ring)
+    cache = SnapshotCache(settings.snapshot_cache, lambda: store.keyring) \
+        if settings.snapshot_cache else None
+    if cache is not None and ring is None:
+        log.error("snapshot_cache: private keys in it must be encrypted: set %s or "
+                  "keyring_file", keyring.ENV)
+        return 1
     sockets: list[socket.socket] = []
     try:
+        cached: Loaded | None = None
         try:
             before = await migrate.upgrade(store.engine)
+            if before.pending:
+                log.info("database migrated: %s", ", ".join(before.pending))
         except Exception as exc:
-            raise StartError(f"cannot prepare the database {redact_url(settings.database)}: "
-                             f"{exc}") from exc
-        if before.pending:
-            log.info("database migrated: %s", ", ".join(before.pending))
+            cached = at_start(cache, exc)
+            if cached is None:
+                raise StartError(f"cannot prepare the database "
+                                 f"{redact_url(settings.database)}: {exc}") from exc
         node = NodeInfo(settings=settings, node_id=str(uuid.uuid4()))
         holder = Holder()
         listeners = settings.proxy_listeners
@@ -163,9 +173,9 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
                             client=client_tls_defaults(settings), prepare=prepare,
                             after_swap=[swapped, heartbeat.poke],
-                            listen=settings.db_notifications)
+                            listen=settings.db_notifications, cache=cache)
         node.reloader = reloader
-        await reloader.reload()
+        await (reloader.apply(cached) if cached is not None else reloader.reload())
         node.balancers = balancers
         proxy = ProxyApp(holder, pools, balancers, health_path=settings.health_path,
                          mtls_required=bool(terminator and terminator.policy.mtls))

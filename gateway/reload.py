@@ -22,6 +22,7 @@ import asyncpg
 from gateway.db.engine import database_name
 from gateway.db.load import load_all
 from gateway.db.store import NOTIFY_CHANNEL, Store
+from gateway.snapcache import SnapshotCache
 from gateway.snapshot import Holder, Loaded, Snapshot, build_snapshot
 from gateway.tasks import spawn
 from gateway.tls.client import ClientDefaults
@@ -44,12 +45,14 @@ class Reloader:
                  client: ClientDefaults | None = None,
                  prepare: Sequence[Callable[[Snapshot], object]] = (),
                  after_swap: Sequence[Callable[[Snapshot], object]] = (),
-                 retry_failed: float = RETRY_FAILED_BUILD, listen: bool = True) -> None:
+                 retry_failed: float = RETRY_FAILED_BUILD, listen: bool = True,
+                 cache: SnapshotCache | None = None) -> None:
         """``prepare`` hooks run in the build thread before a swap (contexts, pools);
         ``after_swap`` hooks run on the loop once the new snapshot is live. A version that
         fails to build is rebuilt every ``retry_failed`` seconds, each failure logged at
         error level, until it builds or a newer version replaces it. ``listen=False`` leaves out
-        PostgreSQL's LISTEN (tests prove that polling alone converges)."""
+        PostgreSQL's LISTEN (tests prove that polling alone converges). ``cache`` is
+        rewritten after each load that goes live (the last-good snapshot cache)."""
         self.store = store
         self.holder = holder
         self.frequency = frequency
@@ -60,6 +63,7 @@ class Reloader:
         self.failure: BuildFailure | None = None  # read by /status
         self.applied_at: float | None = None  # wall clock of the last swap (heartbeat)
         self.listen = listen
+        self.cache = cache
         self._wake = asyncio.Event()
         self._failed_version: int | None = None
         self._failed_at = 0.0
@@ -109,7 +113,16 @@ class Reloader:
     async def reload(self, force: bool = False) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
         loaded = await load_all(self.store)
-        return await self.apply(loaded, force)
+        applied = await self.apply(loaded, force)
+        if applied and self.cache is not None:
+            await self._save(self.cache, loaded)
+        return applied
+
+    async def _save(self, cache: SnapshotCache, loaded: Loaded) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, cache.write, loaded)
+        except Exception as exc:  # the live snapshot matters more than its copy on disk
+            log.warning("cannot write the snapshot cache %s: %s", cache.path, exc)
 
     async def apply(self, loaded: Loaded, force: bool = False) -> bool:
         """Build ``loaded`` and swap it in, unless it is older than what is live: a node

@@ -240,6 +240,8 @@ class Settings:
     cluster_heartbeat: Annotated[float, Between(0.1, 60)] = 1.0
     cluster_node_ttl: Annotated[float, Between(1, 3600)] = 5.0
     db_notifications: bool = True
+    # the last-good snapshot cache (gateway/snapcache.py): a file path; needs a keyring
+    snapshot_cache: str | None = None
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
