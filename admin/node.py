@@ -132,6 +132,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         log.error("%s", exc)
         return 1
     store = Store(settings.database, reg, keyring=ring)
+    replica = Store(settings.database_ro, reg, keyring=ring) if settings.database_ro else None
     cache = SnapshotCache(settings.snapshot_cache, lambda: store.keyring) \
         if settings.snapshot_cache else None
     if cache is not None and ring is None:
@@ -173,7 +174,8 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
                             client=client_tls_defaults(settings), prepare=prepare,
                             after_swap=[swapped, heartbeat.poke],
-                            listen=settings.db_notifications, cache=cache)
+                            listen=settings.db_notifications, cache=cache,
+                            replica=replica, replica_wait=settings.database_ro_wait)
         node.reloader = reloader
         await (reloader.apply(cached) if cached is not None else reloader.reload())
         node.balancers = balancers
@@ -216,5 +218,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         for sock in sockets:
             sock.close()
         await store.close()
+        if replica is not None:
+            await replica.close()
     log.info("stopped")
     return 0

@@ -46,13 +46,16 @@ class Reloader:
                  prepare: Sequence[Callable[[Snapshot], object]] = (),
                  after_swap: Sequence[Callable[[Snapshot], object]] = (),
                  retry_failed: float = RETRY_FAILED_BUILD, listen: bool = True,
-                 cache: SnapshotCache | None = None) -> None:
+                 cache: SnapshotCache | None = None, replica: Store | None = None,
+                 replica_wait: float = 1.0) -> None:
         """``prepare`` hooks run in the build thread before a swap (contexts, pools);
         ``after_swap`` hooks run on the loop once the new snapshot is live. A version that
         fails to build is rebuilt every ``retry_failed`` seconds, each failure logged at
         error level, until it builds or a newer version replaces it. ``listen=False`` leaves out
         PostgreSQL's LISTEN (tests prove that polling alone converges). ``cache`` is
-        rewritten after each load that goes live (the last-good snapshot cache)."""
+        rewritten after each load that goes live (the last-good snapshot cache).
+        With a ``replica`` (``database_ro``) loads read it once it has replayed the primary's
+        version, waiting at most ``replica_wait`` seconds before reading the primary."""
         self.store = store
         self.holder = holder
         self.frequency = frequency
@@ -64,6 +67,8 @@ class Reloader:
         self.applied_at: float | None = None  # wall clock of the last swap (heartbeat)
         self.listen = listen
         self.cache = cache
+        self.replica = replica
+        self.replica_wait = replica_wait
         self._wake = asyncio.Event()
         self._failed_version: int | None = None
         self._failed_at = 0.0
@@ -112,11 +117,38 @@ class Reloader:
 
     async def reload(self, force: bool = False) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
-        loaded = await load_all(self.store)
+        loaded = await self._load()
         applied = await self.apply(loaded, force)
         if applied and self.cache is not None:
             await self._save(self.cache, loaded)
         return applied
+
+    async def _load(self) -> Loaded:
+        """One consistent read: from the replica when it has caught up with the primary's
+        version (replicas deliver no NOTIFY and may lag), else from the primary."""
+        replica = self.replica
+        if replica is None:
+            return await load_all(self.store)
+        target = await self.store.config_version()
+        replica.keyring = self.store.keyring  # the keyring can change while we run
+        deadline = time.monotonic() + self.replica_wait
+        seen: int | str = "unreachable"
+        while True:
+            try:
+                seen = await replica.config_version()
+                if seen >= target:
+                    loaded = await load_all(replica)
+                    log.info("configuration version %d read from the read replica",
+                             loaded.version)
+                    return loaded
+            except Exception as exc:
+                seen = f"unreachable ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(0.05, self.replica_wait))
+        log.warning("the read replica is at version %s, behind the primary's %d after %.1f s: "
+                    "reading the primary", seen, target, self.replica_wait)
+        return await load_all(self.store)
 
     async def _save(self, cache: SnapshotCache, loaded: Loaded) -> None:
         try:

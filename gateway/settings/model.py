@@ -242,6 +242,10 @@ class Settings:
     db_notifications: bool = True
     # the last-good snapshot cache (gateway/snapcache.py): a file path; needs a keyring
     snapshot_cache: str | None = None
+    # a read replica (Kong's pg_ro_*): reloaders read it, the Admin API writes the primary;
+    # a replica behind the primary's version is waited for at most database_ro_wait seconds
+    database_ro: Annotated[str | None, Check(_database), Secret()] = None
+    database_ro_wait: Annotated[float, Between(0, 30)] = 1.0
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
