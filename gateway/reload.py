@@ -29,6 +29,7 @@ from gateway.tls.client import ClientDefaults
 
 log = logging.getLogger("ramparts.reload")
 
+LISTEN_APPLICATION = "ramparts-listen"  # the LISTEN session in pg_stat_activity
 RETRY_FAILED_BUILD = 15.0  # seconds between rebuilds (and error lines) of a failing version
 
 
@@ -268,7 +269,9 @@ class Reloader:
         while not self._stopping:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
+                # named, so operators (and tests) see which sessions listen
+                conn = await asyncpg.connect(dsn, timeout=5, server_settings={
+                    "application_name": LISTEN_APPLICATION})
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 self._listening = True
                 self._wake.set()  # catch up on anything missed while disconnected

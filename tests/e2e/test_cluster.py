@@ -3,13 +3,17 @@ by polling alone), and the rollout is visible in ``/status/cluster``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
+from gateway.reload import LISTEN_APPLICATION
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 from tests.e2e.gateway import Node, node, served_subject
 from tests.e2e.proc import wait_for
@@ -18,15 +22,35 @@ from tests.pki import self_signed
 pytestmark = pytest.mark.e2e
 
 
+@dataclass
+class Pair:
+    a: Node
+    b: Node
+    database: str
+
+    def listening(self) -> int:
+        """Sessions of this database that LISTEN for configuration changes."""
+        async def count() -> int:
+            conn = await asyncpg.connect(pg_url(self.database), timeout=10)
+            try:
+                return int(await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND "
+                    "application_name = $2", self.database, LISTEN_APPLICATION))
+            finally:
+                await conn.close()
+
+        return asyncio.run(count())
+
+
 @contextlib.contextmanager
-def pair(tmp_path: Path, **settings: Any) -> Iterator[tuple[Node, Node]]:
+def pair(tmp_path: Path, **settings: Any) -> Iterator[Pair]:
     name = create_pg_database("ramparts_cluster")
     try:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
         with node(tmp_path / "a", pg_url(name), **settings) as a, \
                 node(tmp_path / "b", pg_url(name), **settings) as b:
-            yield a, b
+            yield Pair(a, b, name)
     finally:
         drop_pg_database(name)
 
@@ -40,7 +64,8 @@ def post_cert(gw: Node, tmp_path: Path, cn: str, sni: str) -> int:
 
 
 def test_rollout_is_visible_and_wait_for_returns_once_both_applied(tmp_path: Path) -> None:
-    with pair(tmp_path) as (a, b):
+    with pair(tmp_path) as nodes:
+        a, b = nodes.a, nodes.b
         ids = {a.call("GET", "/").json()["node_id"], b.call("GET", "/").json()["node_id"]}
         listed = wait_for(lambda: len(d := b.call("GET", "/status/cluster").json()["data"]) == 2
                           and d, 10, "both nodes in /status/cluster")
@@ -62,16 +87,20 @@ def test_rollout_is_visible_and_wait_for_returns_once_both_applied(tmp_path: Pat
 
 
 def test_a_certificate_posted_on_a_is_served_by_b_within_2s(tmp_path: Path) -> None:
-    with pair(tmp_path) as (a, b):
+    with pair(tmp_path) as nodes:
+        a, b = nodes.a, nodes.b
+        wait_for(lambda: nodes.listening() == 2, 10, "both nodes to LISTEN")
         post_cert(a, tmp_path, "fast", "fast.test")
         wait_for(lambda: served_subject(b.https_port, "fast.test") == "CN=fast", 2,
                  "node B to serve the certificate posted on node A")
 
 
 def test_polling_alone_converges_without_notifications(tmp_path: Path) -> None:
-    with pair(tmp_path, db_notifications=False, db_update_frequency=0.5) as (a, b):
+    with pair(tmp_path, db_notifications=False, db_update_frequency=0.5) as nodes:
+        a, b = nodes.a, nodes.b
         version = post_cert(a, tmp_path, "polled", "polled.test")
         wait_for(lambda: served_subject(b.https_port, "polled.test") == "CN=polled", 5,
                  "node B to serve the certificate by polling")
         r = a.call("GET", f"/status/cluster?wait_for={version}&timeout=10")
         assert r.status_code == 200, r.text
+        assert nodes.listening() == 0  # it was polling alone
