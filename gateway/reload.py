@@ -136,14 +136,16 @@ class Reloader:
         seen: int | str = "unreachable"
         while True:
             try:
-                seen = await replica.config_version()
+                # bounded even when the replica hangs (a connect that is never answered)
+                seen = await asyncio.wait_for(replica.config_version(),
+                                              max(0.01, deadline - time.monotonic()))
                 if seen >= target:
                     loaded = await load_all(replica)
                     log.info("configuration version %d read from the read replica",
                              loaded.version)
                     return loaded
             except Exception as exc:
-                seen = f"unreachable ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+                seen = f"unreachable ({_first_line(exc)})"
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(min(0.05, self.replica_wait))
@@ -287,3 +289,8 @@ class Reloader:
                         await conn.close()
             if not self._stopping:
                 await asyncio.sleep(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
