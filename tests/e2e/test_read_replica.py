@@ -86,7 +86,7 @@ class AppliedVersions:
 def test_changes_propagate_through_a_streaming_replica(tmp_path: Path) -> None:
     with private_postgres() as primary, streaming_replica(primary) as replica, \
             upstream("replicated") as up, \
-            node(tmp_path, primary.url, database_ro=replica.url, database_ro_wait=1.0) as gw:
+            node(tmp_path, primary.url, database_ro=replica.url, database_ro_wait=0.5) as gw:
         assert sql(replica.url, "SELECT pg_is_in_recovery()") is True
         route_to(gw, up, "/first")
         assert "read from the read replica" in gw.running.output()
