@@ -198,7 +198,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
                  version.__version__, ", ".join(map(str, settings.admin_listeners)),
                  ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
         spawn(reloader.run(), "reloader")
-        spawn(heartbeat.run(), "heartbeat")
+        heartbeat.start()
         pruner = spawn(audit.prune_forever(store, settings.audit_log_retention),
                        "audit-log-prune")
         if settings.keyring_file:

@@ -17,6 +17,7 @@ from gateway.db import nodes
 from gateway.db.nodes import NodeState, SeenNode
 from gateway.db.store import Store
 from gateway.reload import Reloader
+from gateway.tasks import spawn
 
 log = logging.getLogger("ramparts.cluster")
 
@@ -63,6 +64,10 @@ class Heartbeat:
         self._wake = asyncio.Event()
         self._stopping = False
         self._failing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = spawn(self.run(), "heartbeat")
 
     def poke(self, *_: object) -> None:
         """Beat now (an ``after_swap`` hook: the new version shows within one write)."""
@@ -86,12 +91,26 @@ class Heartbeat:
         else:
             self._failing = False
 
-    async def stop(self) -> None:
-        """Leave the cluster view (best effort: a database that is down cannot be told)."""
+    async def stop(self, patience: float = 2.0) -> None:
+        """Leave the cluster view, after the last beat (which would write the row back):
+        best effort, at most ``patience`` seconds in all (a database that is down or hangs
+        cannot be told; the row then ages out). Nothing is cancelled mid-transaction."""
         self._stopping = True
         self._wake.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nodes.leave(self.store, self.state().id), timeout=2)
+        deadline = asyncio.get_running_loop().time() + patience
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=patience)
+            if not self._task.done():
+                return
+        leave = spawn(self._leave(), "heartbeat-leave")
+        await asyncio.wait({leave}, timeout=max(0.0, deadline - asyncio.get_running_loop()
+                                               .time()))
+
+    async def _leave(self) -> None:
+        try:
+            await nodes.leave(self.store, self.state().id)
+        except Exception as exc:  # the row ages out of /status/cluster instead
+            log.info("cannot remove this node from ramparts_nodes (%s)", exc)
 
 
 def state_of(node_id: str, hostname: str, reloader: Reloader) -> NodeState:

@@ -3,8 +3,11 @@ clock, clean leave, and no configuration version bump."""
 
 from __future__ import annotations
 
+import asyncio
+
 import sqlalchemy as sa
 
+from gateway.cluster import Heartbeat
 from gateway.db import nodes, tables
 from gateway.db.nodes import NodeState
 from gateway.db.store import Store
@@ -50,3 +53,23 @@ async def test_rows_of_nodes_gone_an_hour_are_pruned(store: Store) -> None:
     async with store.read() as conn:
         ids = (await conn.execute(sa.select(tables.nodes.c.id))).scalars().all()
     assert ids == ["fresh"]
+
+
+async def test_heartbeat_beats_until_stopped_then_leaves(store: Store) -> None:
+    await wipe(store)
+    version = 1
+    heartbeat = Heartbeat(store, lambda: NodeState("hb", "h", version, None), interval=0.05)
+    heartbeat.start()
+    try:
+        for _ in range(100):  # bounded: 100 reads at most
+            _, seen = await nodes.live(store, ttl=5)
+            if seen and seen[0].state.applied_version == 2:
+                break
+            version = 2
+            heartbeat.poke()
+            await asyncio.sleep(0.05)
+        assert [(n.state.id, n.state.applied_version) for n in seen] == [("hb", 2)]
+    finally:
+        await heartbeat.stop()
+    _, seen = await nodes.live(store, ttl=5)
+    assert seen == []  # gone at once, not after the ttl

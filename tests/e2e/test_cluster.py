@@ -84,6 +84,10 @@ def test_rollout_is_visible_and_wait_for_returns_once_both_applied(tmp_path: Pat
         # a version nobody will reach: 504 naming both nodes
         r = a.call("GET", f"/status/cluster?wait_for={version + 1000}&timeout=0.5")
         assert r.status_code == 504 and set(r.json()["laggards"]) == ids
+        # a node that stops cleanly leaves the view at once (not after cluster_node_ttl)
+        b_id = b.call("GET", "/").json()["node_id"]
+        assert b.running.stop() == 0
+        assert b_id not in {n["id"] for n in a.call("GET", "/status/cluster").json()["data"]}
 
 
 def test_a_certificate_posted_on_a_is_served_by_b_within_2s(tmp_path: Path) -> None:
