@@ -57,6 +57,8 @@ class NodeInfo:
         applied = self.reloader.holder.current.version
         out: dict[str, Any] = {"applied_configuration_version": applied if applied >= 0
                                else None}
+        if self.reloader.applied_at is not None:  # when this node swapped it in
+            out["configuration_applied_at"] = round(self.reloader.applied_at, 3)
         failure = self.reloader.failure
         if failure is not None:
             out["configuration_error"] = (f"configuration version {failure.version} cannot "

@@ -13,6 +13,7 @@ from typing import Any
 from admin.app import create_app
 from admin.meta import NodeInfo
 from gateway import keyring, registry, version
+from gateway.cluster import Heartbeat, state_of
 from gateway.db import audit, migrate
 from gateway.db.store import Store
 from gateway.plugins import phases
@@ -24,7 +25,8 @@ from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
 from gateway.settings.model import Settings
-from gateway.snapshot import Holder, Snapshot
+from gateway.snapcache import SnapshotCache, at_start
+from gateway.snapshot import Holder, Loaded, Snapshot
 from gateway.tasks import spawn
 from gateway.tls import libssl
 from gateway.tls.admin import admin_context
@@ -134,15 +136,25 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         log.error("%s", exc)
         return 1
     store = Store(settings.database, reg, keyring=ring)
+    replica = Store(settings.database_ro, reg, keyring=ring) if settings.database_ro else None
+    cache = SnapshotCache(settings.snapshot_cache, lambda: store.keyring) \
+        if settings.snapshot_cache else None
+    if cache is not None and ring is None:
+        log.error("snapshot_cache: private keys in it must be encrypted: set %s or "
+                  "keyring_file", keyring.ENV)
+        return 1
     sockets: list[socket.socket] = []
     try:
+        cached: Loaded | None = None
         try:
             before = await migrate.upgrade(store.engine)
+            if before.pending:
+                log.info("database migrated: %s", ", ".join(before.pending))
         except Exception as exc:
-            raise StartError(f"cannot prepare the database {redact_url(settings.database)}: "
-                             f"{exc}") from exc
-        if before.pending:
-            log.info("database migrated: %s", ", ".join(before.pending))
+            cached = at_start(cache, exc)
+            if cached is None:
+                raise StartError(f"cannot prepare the database "
+                                 f"{redact_url(settings.database)}: {exc}") from exc
         node = NodeInfo(settings=settings, node_id=str(uuid.uuid4()))
         holder = Holder()
         listeners = settings.proxy_listeners
@@ -167,11 +179,15 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             balancers.update(snap.upstreams.values(), snap.targets_of, snap.health_marks)
             checks.sync(snap)
 
+        heartbeat = Heartbeat(store, lambda: state_of(node.node_id, node.hostname, reloader),
+                              settings.cluster_heartbeat)
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
                             client=client_tls_defaults(settings), prepare=prepare,
-                            after_swap=[swapped])
+                            after_swap=[swapped, heartbeat.poke],
+                            listen=settings.db_notifications, cache=cache,
+                            replica=replica, replica_wait=settings.database_ro_wait)
         node.reloader = reloader
-        await reloader.reload()
+        await (reloader.apply(cached) if cached is not None else reloader.reload())
         node.balancers = balancers
         access_log = open_access_log(settings)
         proxy = Proxy(holder, pools, balancers, health_path=settings.health_path,
@@ -196,6 +212,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
                  version.__version__, ", ".join(map(str, settings.admin_listeners)),
                  ", ".join(map(str, listeners)) or "nothing", redact_url(settings.database))
         spawn(reloader.run(), "reloader")
+        heartbeat.start()
         pruner = spawn(audit.prune_forever(store, settings.audit_log_retention),
                        "audit-log-prune")
         if settings.keyring_file:
@@ -205,6 +222,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         finally:
             pruner.cancel()
             reloader.stop()
+            await heartbeat.stop()
             checks.stop()
             await pools.close()
             if access_log is not None:
@@ -216,5 +234,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         for sock in sockets:
             sock.close()
         await store.close()
+        if replica is not None:
+            await replica.close()
     log.info("stopped")
     return 0

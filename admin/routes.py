@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from admin import audit_api, meta, openapi
+from admin import audit_api, cluster_api, meta, openapi
 from admin.audit import audited
 from admin.crls import crl_routes
 from admin.entities import (
@@ -171,6 +171,7 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store, return_keys=node.settings.admin_return_keys)
     routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
+                               *cluster_api.routes(store, node.settings.cluster_node_ttl),
                                openapi.route(store.registry),
                                *target_routes(apis, node), *crl_routes(apis)]
     for name, api in apis.items():

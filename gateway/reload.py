@@ -24,12 +24,14 @@ from gateway.db.load import load_all
 from gateway.db.store import NOTIFY_CHANNEL, Store
 from gateway.plugins.handlers import HANDLERS
 from gateway.plugins.runtime import Handler
+from gateway.snapcache import SnapshotCache
 from gateway.snapshot import Holder, Loaded, Snapshot, build_snapshot
 from gateway.tasks import spawn
 from gateway.tls.client import ClientDefaults
 
 log = logging.getLogger("ramparts.reload")
 
+LISTEN_APPLICATION = "ramparts-listen"  # the LISTEN session in pg_stat_activity
 RETRY_FAILED_BUILD = 15.0  # seconds between rebuilds (and error lines) of a failing version
 
 
@@ -47,11 +49,17 @@ class Reloader:
                  handlers: Mapping[str, type[Handler]] | None = None,
                  prepare: Sequence[Callable[[Snapshot], object]] = (),
                  after_swap: Sequence[Callable[[Snapshot], object]] = (),
-                 retry_failed: float = RETRY_FAILED_BUILD) -> None:
+                 retry_failed: float = RETRY_FAILED_BUILD, listen: bool = True,
+                 cache: SnapshotCache | None = None, replica: Store | None = None,
+                 replica_wait: float = 1.0) -> None:
         """``prepare`` hooks run in the build thread before a swap (contexts, pools);
         ``after_swap`` hooks run on the loop once the new snapshot is live. A version that
         fails to build is rebuilt every ``retry_failed`` seconds, each failure logged at
-        error level, until it builds or a newer version replaces it."""
+        error level, until it builds or a newer version replaces it. ``listen=False`` leaves out
+        PostgreSQL's LISTEN (tests prove that polling alone converges). ``cache`` is
+        rewritten after each load that goes live (the last-good snapshot cache).
+        With a ``replica`` (``database_ro``) loads read it once it has replayed the primary's
+        version, waiting at most ``replica_wait`` seconds before reading the primary."""
         self.store = store
         self.holder = holder
         self.frequency = frequency
@@ -61,6 +69,11 @@ class Reloader:
         self.after_swap = tuple(after_swap)
         self.retry_failed = retry_failed
         self.failure: BuildFailure | None = None  # read by /status
+        self.applied_at: float | None = None  # wall clock of the last swap (heartbeat)
+        self.listen = listen
+        self.cache = cache
+        self.replica = replica
+        self.replica_wait = replica_wait
         self._wake = asyncio.Event()
         self._failed_version: int | None = None
         self._failed_at = 0.0
@@ -109,8 +122,52 @@ class Reloader:
 
     async def reload(self, force: bool = False) -> bool:
         """Load and build; swap only on success. Returns whether a new snapshot is live."""
-        loaded = await load_all(self.store)
-        if loaded.version == self.holder.current.version and not force:
+        loaded = await self._load()
+        applied = await self.apply(loaded, force)
+        if applied and self.cache is not None:
+            await self._save(self.cache, loaded)
+        return applied
+
+    async def _load(self) -> Loaded:
+        """One consistent read: from the replica when it has caught up with the primary's
+        version (replicas deliver no NOTIFY and may lag), else from the primary."""
+        replica = self.replica
+        if replica is None:
+            return await load_all(self.store)
+        target = await self.store.config_version()
+        replica.keyring = self.store.keyring  # the keyring can change while we run
+        deadline = time.monotonic() + self.replica_wait
+        seen: int | str = "unreachable"
+        while True:
+            try:
+                # bounded even when the replica hangs (a connect that is never answered)
+                seen = await asyncio.wait_for(replica.config_version(),
+                                              max(0.01, deadline - time.monotonic()))
+                if seen >= target:
+                    loaded = await load_all(replica)
+                    log.info("configuration version %d read from the read replica",
+                             loaded.version)
+                    return loaded
+            except Exception as exc:
+                seen = f"unreachable ({_first_line(exc)})"
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(0.05, self.replica_wait))
+        log.warning("the read replica is at version %s, behind the primary's %d after %.1f s: "
+                    "reading the primary", seen, target, self.replica_wait)
+        return await load_all(self.store)
+
+    async def _save(self, cache: SnapshotCache, loaded: Loaded) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, cache.write, loaded)
+        except Exception as exc:  # the live snapshot matters more than its copy on disk
+            log.warning("cannot write the snapshot cache %s: %s", cache.path, exc)
+
+    async def apply(self, loaded: Loaded, force: bool = False) -> bool:
+        """Build ``loaded`` and swap it in, unless it is older than what is live: a node
+        never goes backwards (a lagging replica, a stale cache), not even when forced."""
+        if loaded.version < self.holder.current.version or \
+                (loaded.version == self.holder.current.version and not force):
             return False
         if loaded.version == self._failed_version and not force:
             return False  # this version failed to build; wait for the next change
@@ -122,6 +179,7 @@ class Reloader:
             self._failed(loaded.version, exc)
             return False
         self.holder.current = snapshot
+        self.applied_at = time.time()
         self._failed_version = None
         self.failure = None
         self._run_after_swap(snapshot)
@@ -159,7 +217,7 @@ class Reloader:
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
-        if self.store.dialect == "postgresql":
+        if self.store.dialect == "postgresql" and self.listen:
             spawn(self._listen(), "reloader-listen")
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
@@ -217,7 +275,9 @@ class Reloader:
         while not self._stopping:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
+                # named, so operators (and tests) see which sessions listen
+                conn = await asyncpg.connect(dsn, timeout=5, server_settings={
+                    "application_name": LISTEN_APPLICATION})
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 self._listening = True
                 self._wake.set()  # catch up on anything missed while disconnected
@@ -233,3 +293,8 @@ class Reloader:
                         await conn.close()
             if not self._stopping:
                 await asyncio.sleep(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

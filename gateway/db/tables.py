@@ -87,6 +87,19 @@ admin_tokens = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# Rollout you can see (gateway/cluster.py): each node's heartbeat, with the configuration
+# version it serves. Not configuration: written with Store.write(config=False). `last_seen` is
+# the database's clock (epoch seconds), so nodes with skewed clocks still agree on who is live.
+nodes = sa.Table(
+    "ramparts_nodes", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("applied_version", sa.BigInteger, nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=True),
+    sa.Column("configuration_error", sa.Text, nullable=True),
+    sa.Column("last_seen", sa.Float, nullable=False, index=True),
+)
+
 _tables: dict[str, sa.Table] = {}
 
 

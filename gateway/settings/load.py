@@ -154,7 +154,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
         for spec in schema.fields:
             value = getattr(obj, spec.name)
             if spec.has(Secret) and value:
-                out[spec.name] = redact_url(value) if spec.name == "database" else "******"
+                out[spec.name] = redact_url(value) if spec.name in ("database", "database_ro") \
+                    else "******"
             elif spec.kind == "record" and spec.record is not None and value is not None:
                 out[spec.name] = view(spec.record, value)
             elif spec.kind == "map" and value is not None:

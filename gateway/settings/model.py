@@ -312,6 +312,17 @@ class Settings:
     # client connections the proxy holds at once: a number, or "auto" (the open-file limit,
     # at most 16384, as Kong's default); more are closed as they arrive
     nginx_events_worker_connections: Annotated[str, Check(_connections)] = "auto"
+    # cluster (gateway/cluster.py): heartbeat period, how long a silent node still counts as
+    # live in /status/cluster, and LISTEN/NOTIFY (off: polling alone, for tests)
+    cluster_heartbeat: Annotated[float, Between(0.1, 60)] = 1.0
+    cluster_node_ttl: Annotated[float, Between(1, 3600)] = 5.0
+    db_notifications: bool = True
+    # the last-good snapshot cache (gateway/snapcache.py): a file path; needs a keyring
+    snapshot_cache: str | None = None
+    # a read replica (Kong's pg_ro_*): reloaders read it, the Admin API writes the primary;
+    # a replica behind the primary's version is waited for at most database_ro_wait seconds
+    database_ro: Annotated[str | None, Check(_database), Secret()] = None
+    database_ro_wait: Annotated[float, Between(0, 30)] = 1.0
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
