@@ -128,7 +128,7 @@ class ForeignKeyViolation(DbError):
                        ) -> ForeignKeyViolation:
         msg = (f"the foreign key '{lua_repr(key)}' does not reference an existing "
                f"'{parent}' entity.")
-        return cls(msg, {field: msg})
+        return cls(msg, {field: dict(key)})  # Kong: the missing key, not a sentence
 
     @classmethod
     def referenced_by(cls, parent: str, child: str) -> ForeignKeyViolation:
