@@ -283,3 +283,29 @@ class SecretUnavailable(RampartsError):
     def __init__(self, key_id: str, message: str) -> None:
         super().__init__(message)
         self.key_id = key_id
+
+
+class InvalidDeclarativeConfig(DbError):
+    """A declarative file (``kong.yml``, ``POST /config``) that does not validate: ``fields``
+    mirrors the input's nesting; ``flattened`` is Kong's ``flattened_errors`` list (sent only
+    when asked for with ``flatten_errors=1``)."""
+
+    code, name = 14, "invalid declarative configuration"
+
+    def __init__(self, fields: FieldErrors, flattened: list[dict[str, Any]] | None = None
+                 ) -> None:
+        super().__init__(f"declarative config is invalid: {lua_repr(fields)}", fields)
+        self.flattened = flattened or []
+        self.with_flattened = False
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        if self.with_flattened:
+            out["flattened_errors"] = self.flattened
+        return out
+
+
+class DeclarativeSyntaxError(RampartsError):
+    """A declarative file that is not YAML/JSON at all, or not a map."""
+
+    status = 400

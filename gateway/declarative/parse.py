@@ -1,0 +1,336 @@
+"""Parse and validate a declarative configuration into flat, validated entries.
+
+Steps, as in Kong's ``declarative_config.lua``: walk every entity list (top level, or nested
+under its parent by the child's table name, the parent reference filled in), give each entry
+its id (``ids``), check uniqueness inside the file, resolve references (an id or the parent's
+endpoint key, only among the file's own entities), then validate each entry with its entity's
+DAO (``values_for``: the same validation as the Admin API, no second validator). Errors are
+collected, never the first one only, into Kong's tree that mirrors the input.
+Pure: no database access (the store only hands out DAOs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.declarative import ids, order, source
+from gateway.errors import DbError, FieldErrors, InvalidDeclarativeConfig, SchemaViolation
+from gateway.schema import fields as m
+from gateway.schema.entity import EntitySchema
+
+if TYPE_CHECKING:  # the store imports the DAOs lazily
+    from gateway.db.store import Store
+
+Path = tuple[str | int, ...]
+META_KEYS = ("_format_version", "_transform", "_comment", "_ignore")
+# a reference that did not resolve is validated as if it pointed here (its error is reported
+# once, as Kong's "invalid reference", not again as a missing field)
+_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+# fields whose value may be an env vault reference (Kong's referenceable certificate fields)
+VAULT_FIELDS = frozenset({"cert", "cert_alt", "key", "key_alt"})
+
+
+@dataclass
+class Entry:
+    entity: str
+    path: Path                      # where it was written, for errors
+    data: dict[str, Any]            # as written: children and _comment/_ignore removed
+    values: dict[str, Any] = field(default_factory=dict)  # validated and normalised
+    id_given: bool = True           # False: generated (a clash is reported on its key)
+
+
+@dataclass
+class Config:
+    """A valid declarative configuration: entries per entity, in import order."""
+
+    entries: dict[str, list[Entry]]
+    meta: dict[str, Any]
+
+    def rows(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Kong's ``POST /config`` answer: ``{entity: {id: entity}}``."""
+        return {name: {e.values["id"]: e.values for e in entries}
+                for name, entries in self.entries.items() if entries}
+
+
+def parse_text(store: Store, text: str | bytes, env: Mapping[str, str] | None = None) -> Config:
+    return Parser(store, env).parse(source.load_text(text))
+
+
+class Parser:
+    def __init__(self, store: Store, env: Mapping[str, str] | None = None) -> None:
+        self.store = store
+        self.env = env
+        reg = store.registry
+        self.schemas = {n: e for n, e in reg.entities.items() if reg.entity_plugin_enabled(e)}
+        self.order = order.import_order(self.schemas)
+        self.children = order.child_keys(self.schemas)
+        self.entries: dict[str, list[Entry]] = {name: [] for name in self.order}
+        self.errors: FieldErrors = {}
+        self.ref_errors: dict[str, dict[str, list[str]]] = {}
+        self.flattened: list[dict[str, Any]] = []
+        self.migrate_paths = False
+
+    def parse(self, doc: Mapping[str, Any]) -> Config:
+        meta = self._meta(doc)
+        for name in self.order:
+            if name in doc:
+                self._walk(name, doc[name], (name,), None)
+        self._unique()
+        self._references()
+        self._validate()
+        self._raise_if_invalid()
+        return Config(self.entries, meta)
+
+    # ------------------------------------------------------------------ structure
+    def _meta(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        version = doc.get("_format_version")
+        if version is None:
+            self._put(("_format_version",), "required field missing")
+        elif version not in source.FORMAT_VERSIONS:
+            self._put(("_format_version",), "expected one of: "
+                      + ", ".join(source.FORMAT_VERSIONS))
+        self.migrate_paths = version in ("1.1", "2.1")
+        checks = {"_transform": (bool, "expected a boolean"),
+                  "_comment": (str, "expected a string"), "_ignore": (list, "expected an array")}
+        for key, (kind, message) in checks.items():
+            if key in doc and not isinstance(doc[key], kind):
+                self._put((key,), message)
+        for key in doc:
+            if key not in META_KEYS and key not in self.schemas:
+                self._put((key,), "unknown field")
+        return {"_format_version": source.CURRENT,
+                "_transform": doc.get("_transform", True)}
+
+    def _walk(self, entity: str, items: Any, path: Path,
+              parent: tuple[str, str] | None) -> None:
+        if isinstance(items, dict) and not items:
+            return  # Lua cannot tell {} from []
+        if not isinstance(items, list):
+            self._put(path, "expected an array")
+            return
+        schema = self.schemas[entity]
+        child_key, parent_id = parent if parent else (None, None)
+        for i, raw in enumerate(items):
+            at = (*path, i)
+            if entity == "snis" and parent and isinstance(raw, str):
+                raw = {"name": raw}  # `snis: [a.test]` under a certificate
+            if not isinstance(raw, dict):
+                self._put(at, "expected a record")
+                continue
+            data, children = self._split(schema, raw, at)
+            if self.migrate_paths and entity == "routes" and isinstance(data.get("paths"), list):
+                data["paths"] = [source.migrate_path(p) for p in data["paths"]]
+            given = "id" in data
+            ident = ids.assign(schema, data, parent_id, child_key)
+            if ident is not None:
+                data["id"] = ident
+            if child_key is not None:
+                data[child_key] = {"id": parent_id}
+            self.entries[entity].append(Entry(entity, at, data, id_given=given))
+            for child, value in children.items():
+                if ident is not None:
+                    self._walk(child, value, (*at, child), (self.children[entity][child], ident))
+
+    def _split(self, schema: EntitySchema, raw: Mapping[str, Any], at: Path
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+        data: dict[str, Any] = {}
+        children: dict[str, Any] = {}
+        nested = self.children.get(schema.name, {})
+        for key, value in raw.items():
+            if key == "_comment":
+                if not isinstance(value, str):
+                    self._put((*at, key), "expected a string")
+            elif key == "_ignore":
+                if not isinstance(value, list):
+                    self._put((*at, key), "expected an array")
+            elif key in nested and not (key in schema.record.by_name
+                                        and schema.field(key).stored):
+                children[key] = value
+            else:
+                data[key] = value
+        return data, children
+
+    # ------------------------------------------------------------------ file-wide rules
+    def _unique(self) -> None:
+        for entity, entries in self.entries.items():
+            schema = self.schemas[entity]
+            seen: dict[tuple[str, Any], bool] = {}
+            for entry in entries:
+                for name in ("id", *schema.unique_fields):
+                    value = entry.data.get(name)
+                    if value is None or isinstance(value, (dict, list)):
+                        continue
+                    if (name, value) in seen and (name != "id" or entry.id_given):
+                        what = "primary key" if name == "id" else name
+                        self._entry_error(entry, {"@entity": [
+                            f"uniqueness violation: '{entity}' entity with {what} set to "
+                            f"'{value}' already declared"]})
+                    seen[(name, value)] = True
+
+    def _references(self) -> None:
+        by_id: dict[str, dict[str, Entry]] = {}
+        by_key: dict[str, dict[str, Entry]] = {}
+        for entity, entries in self.entries.items():
+            ek = self.schemas[entity].endpoint_key
+            for entry in entries:
+                if isinstance(entry.data.get("id"), str):
+                    by_id.setdefault(entity, {})[entry.data["id"]] = entry
+                if ek and isinstance(entry.data.get(ek), str):
+                    by_key.setdefault(entity, {})[entry.data[ek]] = entry
+        for entity, entries in self.entries.items():
+            for entry in entries:
+                for spec in self.schemas[entity].foreign_fields:
+                    assert spec.foreign is not None
+                    self._resolve(entry, spec.name, spec.foreign.entity, by_id, by_key)
+
+    def _resolve(self, entry: Entry, name: str, parent: str,
+                 by_id: dict[str, dict[str, Entry]], by_key: dict[str, dict[str, Entry]]
+                 ) -> None:
+        value = entry.data.get(name)
+        if value is None:
+            return
+        lookup = value
+        if isinstance(value, dict):
+            ek = self.schemas[parent].endpoint_key if parent in self.schemas else None
+            if "id" in value:
+                lookup = value["id"]
+            elif ek is not None and list(value) == [ek]:
+                lookup = value[ek]
+            else:
+                return  # neither id nor endpoint key: validation says "missing primary key"
+        if not isinstance(lookup, str):
+            return
+        found = by_key.get(parent, {}).get(lookup) or by_id.get(parent, {}).get(lookup.lower())
+        if found is not None:
+            entry.data[name] = {"id": found.data["id"]}
+            return
+        shown = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        message = f"invalid reference '{name}: {shown}' (no such entry in '{parent}')"
+        schema = self.schemas[entry.entity]
+        at = entry.data.get(schema.endpoint_key) if schema.endpoint_key else None
+        if not isinstance(at, str):
+            at = str(entry.data.get("id"))
+        self.ref_errors.setdefault(entry.entity, {}).setdefault(at, []).append(message)
+        self._flat(entry, {"@entity": [message]})
+        entry.data[name] = {"id": _PLACEHOLDER}
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        for entity in self.order:
+            dao = self.store.dao(entity)
+            for entry in self.entries[entity]:
+                data = self._vault(entry)
+                try:
+                    prepared = dao.prepare(dict(data), "upsert")
+                    entry.values = dao.values_for("upsert", data.get("id"), prepared, None)
+                except SchemaViolation as exc:
+                    self._entry_error(entry, exc.fields)
+                except DbError as exc:
+                    self._entry_error(entry, {"@entity": [exc.message]})
+
+    def _vault(self, entry: Entry) -> dict[str, Any]:
+        """Env vault references resolved (the stored value is the secret itself)."""
+        schema = self.schemas[entry.entity]
+        errors: FieldErrors = {}
+        for name, value in list(entry.data.items()):
+            spec = schema.record.by_name.get(name)
+            if name in VAULT_FIELDS or (spec is not None and spec.has(m.Secret)):
+                resolved, err = source.resolve_reference(value, self.env)
+                if err is not None:
+                    errors[name] = err
+                entry.data[name] = resolved
+        if errors:
+            self._entry_error(entry, errors)
+        return entry.data
+
+    # ------------------------------------------------------------------ errors
+    def _entry_error(self, entry: Entry, fields: FieldErrors) -> None:
+        self._put(entry.path, fields)
+        self._flat(entry, fields)
+
+    def _flat(self, entry: Entry, fields: FieldErrors) -> None:
+        schema = self.schemas[entry.entity]
+        name = entry.data.get(schema.endpoint_key) if schema.endpoint_key else None
+        self.flattened.append({
+            "entity_type": entry.entity.rstrip("s") if entry.entity != "snis" else "sni",
+            "entity_id": entry.data.get("id"), "entity_name": name,
+            "entity_tags": entry.data.get("tags"), "entity": entry.data,
+            "errors": flat_errors(fields)})
+
+    def _put(self, path: Path, err: Any) -> None:
+        put(self.errors, path, err)
+
+    def _raise_if_invalid(self) -> None:
+        if not self.errors and not self.ref_errors:
+            return
+        fields = self.errors
+        for entity, errs in self.ref_errors.items():
+            # Kong keys reference errors by the entry's name or id; reported alongside the
+            # schema errors whenever the two do not share an entity list
+            if entity not in fields:
+                fields[entity] = errs
+        raise InvalidDeclarativeConfig(fields, self.flattened)
+
+
+def put(tree: dict[str, Any], path: Path, err: Any) -> None:
+    """Place ``err`` at ``path`` (strings are map keys, ints list positions, padded with
+    nulls); field errors at one place merge, the first message for a field wins."""
+    node: Any = tree
+    for step, nxt in itertools.pairwise(path):
+        child = _get(node, step)
+        if not isinstance(child, (dict, list)):
+            child = [] if isinstance(nxt, int) else {}
+            _set(node, step, child)
+        node = child
+    last = path[-1]
+    current = _get(node, last)
+    if isinstance(current, dict) and isinstance(err, dict):
+        for key, value in err.items():
+            if key == "@entity" and isinstance(current.get(key), list):
+                current[key] = [*current[key], *value]
+            else:
+                current.setdefault(key, value)
+    else:
+        _set(node, last, err)
+
+
+def _get(node: Any, step: str | int) -> Any:
+    if isinstance(node, list):
+        return node[step] if isinstance(step, int) and step < len(node) else None
+    return node.get(step)
+
+
+def _set(node: Any, step: str | int, value: Any) -> None:
+    if isinstance(node, list):
+        assert isinstance(step, int)
+        node.extend([None] * (step + 1 - len(node)))
+    node[step] = value
+
+
+def flat_errors(fields: Mapping[str, Any], prefix: str = "") -> list[dict[str, str]]:
+    """Kong's ``flattened_errors[].errors``: ``{type: entity|field, field?, message}``."""
+    out: list[dict[str, str]] = []
+    for key, value in fields.items():
+        if key == "@entity":
+            for message in value:
+                if prefix:
+                    out.append({"type": "field", "field": prefix.rstrip("."),
+                                "message": str(message)})
+                else:
+                    out.append({"type": "entity", "message": str(message)})
+        elif isinstance(value, dict):
+            out.extend(flat_errors(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    out.extend(flat_errors(item, f"{prefix}{key}.{i}."))
+                elif item is not None:
+                    out.append({"type": "field", "field": f"{prefix}{key}.{i}",
+                                "message": str(item)})
+        else:
+            out.append({"type": "field", "field": f"{prefix}{key}", "message": str(value)})
+    return out
