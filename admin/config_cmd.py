@@ -4,6 +4,7 @@ plus ``diff`` (what an import would create, change and delete; exit 2 when anyth
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -91,6 +92,12 @@ async def run(settings: Settings, args: argparse.Namespace, make_store: MakeStor
     except keyring.KeyringError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    if settings.dbless:
+        if args.action != "parse":
+            print(f"Error: 'ramparts config {args.action}' only works with a database.",
+                  file=sys.stderr)
+            return 1
+        settings = dataclasses.replace(settings, database="sqlite://")  # parse: no I/O
     store = make_store(settings, ring)
     try:
         return await _run(store, args)

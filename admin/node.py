@@ -15,6 +15,8 @@ from admin.meta import NodeInfo
 from gateway import keyring, registry, version
 from gateway.db import audit, migrate
 from gateway.db.store import Store
+from gateway.declarative import dbless
+from gateway.errors import RampartsError
 from gateway.proxy import ProxyApp
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
@@ -123,13 +125,28 @@ async def watch_keyring(store: Store, reloader: Reloader, path: str,
             reloader.refresh()
 
 
+async def _store(settings: Settings, reg: registry.Registry, ring: keyring.Keyring | None
+                 ) -> Store:
+    """The database, or in DB-less mode a private one loaded from declarative_config."""
+    if not settings.dbless:
+        return Store(settings.database, reg, keyring=ring)
+    try:
+        return await dbless.open_store(settings, reg, ring)
+    except (RampartsError, OSError) as exc:
+        raise StartError(f"cannot load the declarative configuration: {exc}") from exc
+
+
 async def run(settings: Settings, reg: registry.Registry) -> int:
     try:
         ring = node_keyring(settings)
     except StartError as exc:
         log.error("%s", exc)
         return 1
-    store = Store(settings.database, reg, keyring=ring)
+    try:
+        store = await _store(settings, reg, ring)
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
     sockets: list[socket.socket] = []
     try:
         try:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from admin import audit_api, meta
+from admin import audit_api, config_api, meta
 from admin.audit import audited
 from admin.entities import (
     CertificatesApi,
@@ -161,7 +161,7 @@ def children_of(entity: EntitySchema, apis: dict[str, EntityApi]
 def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store, return_keys=node.settings.admin_return_keys)
     routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
-                               *target_routes(apis, node)]
+                               *config_api.routes(store, node), *target_routes(apis, node)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:
             continue

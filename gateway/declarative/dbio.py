@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
+from gateway.db import tables
 from gateway.db.store import Store
 from gateway.declarative import order
 from gateway.declarative.parse import Config, put
@@ -80,3 +83,22 @@ def export_document(store: Store, rows: Rows) -> dict[str, Any]:
         doc[name] = [{k: (v["id"] if k in foreign and isinstance(v, dict) else v)
                       for k, v in sorted(row.items())} for _, row in sorted(by_id.items())]
     return doc
+
+
+async def replace(store: Store, config: Config) -> None:
+    """The whole configuration replaced in one transaction (DB-less ``POST /config``):
+    readers, the reloader included, see the old rows or the new ones, never a mix."""
+    names = entity_names(store)
+    async with store.write() as conn:
+        for name in reversed(names):  # children first
+            await conn.execute(sa.delete(tables.table(name)))
+        await conn.execute(sa.delete(tables.tags))
+        for entity, entries in config.entries.items():
+            dao = store.dao(entity)
+            for entry in entries:
+                try:
+                    await dao.upsert_in(conn, entry.values["id"], entry.data)
+                except DbError as exc:
+                    errors: FieldErrors = {}
+                    put(errors, entry.path, {"@entity": [exc.message]})
+                    raise InvalidDeclarativeConfig(errors) from exc

@@ -69,11 +69,13 @@ def _trusted(value: str) -> str | None:
 
 
 def _database(value: str) -> str | None:
+    if value == "off":
+        return None  # DB-less: the configuration comes from declarative_config
     scheme = value.split(":", 1)[0].lower()
     if scheme in ("sqlite", "postgres", "postgresql") and "://" in value:
         return None
     return ("expected a database URL: 'sqlite:///path/to/file.db' or "
-            "'postgresql://user@host:port/database'")
+            "'postgresql://user@host:port/database' (or 'off': DB-less)")
 
 
 def _ip(value: str) -> str | None:
@@ -235,6 +237,14 @@ class Settings:
     # missing or unreadable stops the start, never a silent fall back to plaintext
     keyring_file: Annotated[str | None, Check(keyring.check_file)] = None
     admin_return_keys: bool = True  # false: GETs never return private keys (write-only)
+    # DB-less (`database: off`): the configuration a node starts with (a kong.yml path or the
+    # text itself); POST /config replaces it
+    declarative_config: str | None = None
+    declarative_config_string: Annotated[str | None, Secret()] = None
+
+    @property
+    def dbless(self) -> bool:
+        return self.database == "off"
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:
