@@ -112,3 +112,13 @@ async def test_config_needs_dbless(admin: httpx.AsyncClient) -> None:
         assert (r.status_code, r.json()) == (400, {"message": (
             "this endpoint is only available when Kong is configured to not use a database")})
     assert (await admin.get("/services")).json()["data"] == []
+
+
+async def test_status_reports_the_configuration_hash(off: httpx.AsyncClient) -> None:
+    status = (await off.get("/status")).json()
+    assert "database" not in status and status["configuration_hash"] == "0" * 32
+    assert (await off.post("/config", json=ONE)).status_code == 201
+    first = (await off.get("/status")).json()["configuration_hash"]
+    assert len(first) == 32 and first != "0" * 32
+    assert (await off.post("/config", data={"config": TWO_YAML})).status_code == 201
+    assert (await off.get("/status")).json()["configuration_hash"] not in (first, "0" * 32)

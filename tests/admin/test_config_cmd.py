@@ -51,3 +51,12 @@ def test_invalid_file_is_reported_and_imports_nothing(tmp_path: Path, pki: Pki) 
     assert "environment variable NOPE is not set" in out.stderr
     out = ramparts(tmp_path, "db_export", "-")
     assert yaml.safe_load(out.stdout) == {"_format_version": "3.0", "_transform": False}
+
+
+def test_dbless_settings(tmp_path: Path) -> None:
+    env = {"RAMPARTS_DATABASE": "off"}
+    assert ramparts(tmp_path, "init").returncode == 0
+    assert ramparts(tmp_path, "parse", "kong.yml", env=env).returncode == 0
+    out = ramparts(tmp_path, "db_import", "kong.yml", env=env)
+    assert out.returncode == 1
+    assert "'ramparts config db_import' only works with a database." in out.stderr

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.e2e.gateway import node, upstream
-from tests.e2e.proc import curl, wait_for
+from tests.e2e.proc import curl, launch, wait_for
 from tests.pki import Pki
 
 pytestmark = pytest.mark.e2e
@@ -80,3 +80,16 @@ def test_dbless_serves_the_file_and_switches_atomically(tmp_path: Path, pki: Pki
                                                    "services": [{"name": "api"}]})
             assert bad.status_code == 400 and bad.json()["code"] == 14
             assert gw.proxy("/api").headers["x-upstream"] == "new"
+
+
+def test_an_invalid_file_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "kong.yml").write_text('_format_version: "3.0"\nservices:\n- name: x\n')
+    running = launch(tmp_path, {"database": "off",
+                                "declarative_config": str(tmp_path / "kong.yml")})
+    try:
+        assert running.proc.wait(timeout=60) == 1
+    finally:
+        running.stop()
+    output = running.output()
+    assert "cannot load the declarative configuration" in output
+    assert "required field missing" in output
