@@ -262,12 +262,6 @@ class Dao:
         """Insert inside a transaction the caller already holds (dependent rows)."""
         return await self._write_in(conn, "insert", None, self.prepare(dict(data), "insert"))
 
-    async def upsert_in(self, conn: AsyncConnection, ident: str, data: Mapping[str, Any]
-                        ) -> Row:
-        """Upsert inside a transaction the caller already holds (a declarative import)."""
-        return await self._write_in(conn, "upsert", ident.lower(),
-                                    self.prepare(dict(data), "upsert"))
-
     async def _write(self, op: Op, ident: str | None, data: Row,
                      resolve: Callable[[AsyncConnection], Awaitable[tuple[str, Row]]]
                      | None = None) -> Row:

@@ -82,6 +82,7 @@ class Parser:
         self._unique()
         self._references()
         self._validate()
+        self._unique_cache_keys()
         self._raise_if_invalid()
         return Config(self.entries, meta)
 
@@ -247,6 +248,27 @@ class Parser:
             self._entry_error(entry, errors)
         return entry.data
 
+    def _unique_cache_keys(self) -> None:
+        """Kong's composite uniqueness (a plugin per name and scope, a target per upstream,
+        ...), on the validated values."""
+        for entity in self.order:
+            schema = self.schemas[entity]
+            if not schema.cache_key:
+                continue
+            dao = self.store.dao(entity)
+            seen: set[str] = set()
+            for entry in self.entries[entity]:
+                if not entry.values:
+                    continue  # invalid: already reported
+                key = dao.cache_key(entry.values)
+                if key in seen:
+                    shown = ", ".join(f"{k}={_short(entry.values.get(k))}"
+                                      for k in schema.cache_key)
+                    self._entry_error(entry, {"@entity": [
+                        f"uniqueness violation: '{entity}' entity with {shown} already "
+                        "declared"]})
+                seen.add(key)
+
     # ------------------------------------------------------------------ errors
     def _entry_error(self, entry: Entry, fields: FieldErrors) -> None:
         self._put(entry.path, fields)
@@ -274,6 +296,12 @@ class Parser:
             if entity not in fields:
                 fields[entity] = errs
         raise InvalidDeclarativeConfig(fields, self.flattened)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return "null" if value is None else str(value)
 
 
 def put(tree: dict[str, Any], path: Path, err: Any) -> None:

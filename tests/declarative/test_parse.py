@@ -239,3 +239,14 @@ def test_not_a_declarative_document(st: Store, text: str) -> None:
     with pytest.raises(DeclarativeSyntaxError) as info:
         parse_text(st, text.encode("latin-1"))
     assert str(info.value).startswith("failed parsing declarative configuration: ")
+
+
+def test_one_plugin_per_name_and_scope(st: Store) -> None:
+    plugin = {"name": "acl", "config": {"allow": ["a"]}}
+    err = errors_of(st, {"_format_version": "3.0", "services": [
+        {"name": "s", "host": "b.test", "plugins": [
+            {**plugin, "id": str(uuid.uuid4())}, {**plugin, "id": str(uuid.uuid4())}]}]})
+    service_id = kong_id("services", "s")
+    assert err.fields == {"services": [{"plugins": [None, {"@entity": [
+        f"uniqueness violation: 'plugins' entity with name=acl, route=null, "
+        f"service={service_id}, consumer=null already declared"]}]}]}
