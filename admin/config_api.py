@@ -49,7 +49,11 @@ def routes(store: Store, node: NodeInfo) -> list[BaseRoute]:
             raise
         if config is None:
             return Response(status_code=304)
-        return json_response(201, config.rows())
+        rows = config.rows()
+        if not node.settings.admin_return_keys:  # write-only keys: never in an answer
+            rows = {name: {i: store.dao(name).without_secrets(r) for i, r in by_id.items()}
+                    for name, by_id in rows.items()}
+        return json_response(201, rows)
 
     return [Route("/config", Resource(get=get, post=post))]
 

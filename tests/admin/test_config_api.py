@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import pytest_asyncio
 import yaml
 
@@ -27,16 +28,21 @@ services:
 
 
 @pytest_asyncio.fixture
-async def off() -> AsyncIterator[httpx.AsyncClient]:
+async def dbless_node() -> AsyncIterator[tuple[httpx.AsyncClient, dbless.DblessStore]]:
     settings = load(env={"RAMPARTS_DATABASE": "off"})
     store = await dbless.open_store(settings, registry.build(), None)
     app = create_app(store, NodeInfo(settings=settings, node_id=str(uuid.uuid4())))
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://localhost:8001") as client:
-            yield client
+            yield client, store
     finally:
         await store.close()
+
+
+@pytest.fixture
+def off(dbless_node: tuple[httpx.AsyncClient, dbless.DblessStore]) -> httpx.AsyncClient:
+    return dbless_node[0]
 
 
 async def names(client: httpx.AsyncClient) -> list[str]:
@@ -122,3 +128,14 @@ async def test_status_reports_the_configuration_hash(off: httpx.AsyncClient) -> 
     assert len(first) == 32 and first != "0" * 32
     assert (await off.post("/config", data={"config": TWO_YAML})).status_code == 201
     assert (await off.get("/status")).json()["configuration_hash"] not in (first, "0" * 32)
+
+
+async def test_a_second_load_while_one_runs_is_429(
+        dbless_node: tuple[httpx.AsyncClient, dbless.DblessStore]) -> None:
+    off, store = dbless_node
+    async with store.loading:
+        r = await off.post("/config", json=ONE)
+    assert (r.status_code, r.json()) == (429, {"message": "Currently loading previous "
+                                                          "configuration"})
+    assert r.headers["retry-after"] == "60"
+    assert (await off.post("/config", json=ONE)).status_code == 201
