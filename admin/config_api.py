@@ -9,6 +9,7 @@ database both answer 400.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -65,7 +66,7 @@ async def _document(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if not raw.strip():
             raise BadRequest("expected a declarative configuration")
-        return load_text(raw)  # a raw YAML (or JSON) body
+        return await asyncio.to_thread(load_text, raw)  # a raw YAML (or JSON) body
     data = (await bodies.read(request)).data
     if "_format_version" in data:
         return data
@@ -73,7 +74,7 @@ async def _document(request: Request) -> dict[str, Any]:
     if isinstance(config, dict):
         return config
     if isinstance(config, str) and config.strip():
-        return load_text(config)
+        return await asyncio.to_thread(load_text, config)
     raise BadRequest("expected a declarative configuration")
 
 
@@ -81,6 +82,7 @@ _OPERATIONS = {"POST": "create", "PUT": "create or update", "PATCH": "update",
                "DELETE": "remove"}
 # writes that are not configuration: validation only, or this node's own records
 _ALLOWED = ("/config", "/schemas/")
+_HEALTH = ("/healthy", "/unhealthy")  # a target's health is this cluster's state, not config
 
 
 class DblessGuard:
@@ -101,7 +103,8 @@ class DblessGuard:
         operation = _OPERATIONS.get(scope.get("method", "")) if scope["type"] == "http" \
             else None
         path: str = scope.get("path", "")
-        entity = None if operation is None or path.startswith(_ALLOWED) else self._entity(path)
+        entity = None if operation is None or path.startswith(_ALLOWED) \
+            or path.endswith(_HEALTH) else self._entity(path)
         if entity is None:
             await self.app(scope, receive, send)
             return

@@ -70,7 +70,8 @@ async def load(store: DblessStore, doc: dict[str, Any], *, check_hash: bool = Fa
     if store.loading.locked():
         raise Busy()
     async with store.loading:
-        config = parse_doc(store, doc)
+        # off the event loop: a large file takes seconds to validate, and the proxy runs here
+        config = await asyncio.to_thread(parse_doc, store, doc)
         await dbio.replace(store, config)
         store.config_hash = digest
     return config
