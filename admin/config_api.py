@@ -25,6 +25,7 @@ from gateway.db.store import Store
 from gateway.declarative import dbio, dbless, render
 from gateway.declarative.source import load_text
 from gateway.errors import BadRequest, InvalidDeclarativeConfig, OperationUnsupported
+from gateway.schema.validate import is_uuid
 
 ONLY_DBLESS = "this endpoint is only available when Kong is configured to not use a database"
 _TRUE = ("1", "true")
@@ -91,8 +92,9 @@ class DblessGuard:
 
     def __init__(self, app: ASGIApp, store: Store) -> None:
         self.app = app
+        self.entities = store.registry.entities
         names: dict[str, str] = {}
-        for name, entity in store.registry.entities.items():
+        for name, entity in self.entities.items():
             names[entity.url_name] = name
             names[name] = name
         names.update({"mtls-auth": "mtls_auth_credentials", "mtls-auths":
@@ -103,21 +105,31 @@ class DblessGuard:
         operation = _OPERATIONS.get(scope.get("method", "")) if scope["type"] == "http" \
             else None
         path: str = scope.get("path", "")
-        entity = None if operation is None or path.startswith(_ALLOWED) \
-            or path.endswith(_HEALTH) else self._entity(path)
-        if entity is None:
+        if operation is None or path.startswith(_ALLOWED) or path.endswith(_HEALTH):
             await self.app(scope, receive, send)
             return
-        exc = OperationUnsupported(f"cannot {operation} '{entity}' entities when not using a "
-                                   "database")
+        target = self._target(path)
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        entity, by = target
+        how = f" by '{by}'" if by else ""
+        exc = OperationUnsupported(f"cannot {operation} '{entity}' entities{how} when not "
+                                   "using a database")
         response = Response(json.dumps(exc.body()), status_code=exc.status,
                             media_type="application/json; charset=utf-8")
         await response(scope, receive, send)
 
-    def _entity(self, path: str) -> str | None:
-        """The entity a path writes: the last collection segment (``/services/s/routes``)."""
+    def _target(self, path: str) -> tuple[str, str | None] | None:
+        """The entity a path writes (the last collection segment: ``/services/s/routes``)
+        and, for an item named by its endpoint key, that key's field (Kong's ``..._by``)."""
         segments = [s for s in path.split("/") if s]
         found = None
         for i in range(0, len(segments), 2):
             found = self.names.get(segments[i], found)
-        return found
+        if found is None:
+            return None
+        by = None
+        if len(segments) % 2 == 0 and not is_uuid(segments[-1]):
+            by = self.entities[found].endpoint_key
+        return found, by

@@ -95,18 +95,19 @@ async def test_bad_config_leaves_the_running_one(off: httpx.AsyncClient) -> None
 
 async def test_writes_elsewhere_are_refused_with_405(off: httpx.AsyncClient) -> None:
     assert (await off.post("/config", json=ONE)).status_code == 201
-    cases = [("POST", "/services", "create", "services"),
-             ("PUT", "/services/svc", "create or update", "services"),
-             ("PATCH", "/routes/r", "update", "routes"),
-             ("DELETE", "/services/svc", "remove", "services"),
-             ("POST", "/services/svc/routes", "create", "routes"),
-             ("POST", "/consumers/c/mtls-auth", "create", "mtls_auth_credentials")]
-    for method, path, operation, entity in cases:
+    some_id = str(uuid.uuid4())
+    cases = [("POST", "/services", "create 'services' entities"),
+             ("PUT", "/services/svc", "create or update 'services' entities by 'name'"),
+             ("PATCH", "/routes/r", "update 'routes' entities by 'name'"),
+             ("PATCH", f"/routes/{some_id}", "update 'routes' entities"),
+             ("DELETE", f"/services/{some_id}", "remove 'services' entities"),
+             ("POST", "/services/svc/routes", "create 'routes' entities"),
+             ("POST", "/consumers/c/mtls-auth", "create 'mtls_auth_credentials' entities")]
+    for method, path, what in cases:
         r = await off.request(method, path, json={"name": "x"})
         assert r.status_code == 405, (method, path)
         assert r.json() == {"code": 12, "name": "operation unsupported",
-                            "message": f"cannot {operation} '{entity}' entities when not "
-                                       "using a database"}
+                            "message": f"cannot {what} when not using a database"}
     assert await names(off) == ["svc"]
     r = await off.post("/schemas/services/validate", json={"host": "a.test"})
     assert r.status_code == 200  # validation writes nothing
