@@ -16,6 +16,7 @@ from admin.meta import NodeInfo
 from gateway import registry
 from gateway.declarative import dbless
 from gateway.settings.load import load
+from tests.pki import Pki
 
 ONE = {"_format_version": "3.0", "services": [
     {"name": "svc", "url": "http://one.test", "routes": [{"name": "r", "paths": ["/one"]}]}]}
@@ -140,3 +141,39 @@ async def test_a_second_load_while_one_runs_is_429(
                                                           "configuration"})
     assert r.headers["retry-after"] == "60"
     assert (await off.post("/config", json=ONE)).status_code == 201
+
+
+async def test_seed_003_example_loads_with_its_ca(off: httpx.AsyncClient, pki: Pki) -> None:
+    """Seed 003's kong.yml as written (format 2.1), with the CA it names and its consumer."""
+    ca_id = "a4e9ee1a-1f1f-4574-bffd-0583ed32d99a"
+    indented = "\n".join("    " + line for line in pki.read("s003/ca.crt").splitlines())
+    text = f"""_format_version: "2.1"
+services:
+- name: secure-api
+  url: https://internal-api.example.com
+  routes:
+  - name: secure-route
+    paths:
+    - /api
+    plugins:
+    - name: mtls-auth
+      config:
+        ca_certificates:
+        - {ca_id}
+        revocation_check_mode: STRICT
+ca_certificates:
+- id: {ca_id}
+  cert: |
+{indented}
+consumers:
+- username: trusted-partner
+  mtls_auth_credentials:
+  - subject_name: CN=api-client
+"""
+    r = await off.post("/config", files={"config": ("kong.yml", text.encode())})
+    assert r.status_code == 201, r.text
+    plugin = (await off.get("/routes/secure-route/plugins")).json()["data"][0]
+    assert plugin["name"] == "mtls-auth" and plugin["config"]["ca_certificates"] == [ca_id]
+    creds = (await off.get("/consumers/trusted-partner/mtls-auth")).json()["data"]
+    assert [c["subject_name"] for c in creds] == ["CN=api-client"]
+    assert (await off.get(f"/ca_certificates/{ca_id}")).status_code == 200
