@@ -300,8 +300,9 @@ class InvalidDeclarativeConfig(DbError):
 
     def body(self) -> dict[str, Any]:
         out = super().body()
-        if self.with_flattened:
-            out["flattened_errors"] = self.flattened
+        if self.with_flattened:  # Kong: the errors are in the flat list only
+            out.update(message="declarative config is invalid: {}", fields={},
+                       flattened_errors=self.flattened)
         return out
 
 

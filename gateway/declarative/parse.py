@@ -41,6 +41,7 @@ class Entry:
     data: dict[str, Any]            # as written: children and _comment/_ignore removed
     values: dict[str, Any] = field(default_factory=dict)  # validated and normalised
     id_given: bool = True           # False: generated (a clash is reported on its key)
+    written: dict[str, Any] = field(default_factory=dict)  # for flattened errors (Kong's)
 
 
 @dataclass
@@ -126,12 +127,14 @@ class Parser:
             if self.migrate_paths and entity == "routes" and isinstance(data.get("paths"), list):
                 data["paths"] = [source.migrate_path(p) for p in data["paths"]]
             given = "id" in data
+            written = dict(data)
             ident = ids.assign(schema, data, parent_id, child_key)
             if ident is not None:
                 data["id"] = ident
             if child_key is not None:
-                data[child_key] = {"id": parent_id}
-            self.entries[entity].append(Entry(entity, at, data, id_given=given))
+                data[child_key] = written[child_key] = {"id": parent_id}
+            self.entries[entity].append(Entry(entity, at, data, id_given=given,
+                                              written=written))
             for child, value in children.items():
                 if ident is not None:
                     self._walk(child, value, (*at, child), (self.children[entity][child], ident))
@@ -167,9 +170,8 @@ class Parser:
                         continue
                     if (name, value) in seen and (name != "id" or entry.id_given):
                         what = "primary key" if name == "id" else name
-                        self._entry_error(entry, {"@entity": [
-                            f"uniqueness violation: '{entity}' entity with {what} set to "
-                            f"'{value}' already declared"]})
+                        self._entry_error(entry, f"uniqueness violation: '{entity}' entity "
+                                                 f"with {what} set to '{value}' already declared")
                     seen[(name, value)] = True
 
     def _references(self) -> None:
@@ -264,24 +266,28 @@ class Parser:
                 if key in seen:
                     shown = ", ".join(f"{k}={_short(entry.values.get(k))}"
                                       for k in schema.cache_key)
-                    self._entry_error(entry, {"@entity": [
-                        f"uniqueness violation: '{entity}' entity with {shown} already "
-                        "declared"]})
+                    self._entry_error(entry, f"uniqueness violation: '{entity}' entity with "
+                                             f"{shown} already declared")
                 seen.add(key)
 
     # ------------------------------------------------------------------ errors
-    def _entry_error(self, entry: Entry, fields: FieldErrors) -> None:
-        self._put(entry.path, fields)
-        self._flat(entry, fields)
+    def _entry_error(self, entry: Entry, err: FieldErrors | str) -> None:
+        """``err``: field errors, or one message about the whole entry (Kong puts such a
+        message, a uniqueness violation, in the entry's place)."""
+        self._put(entry.path, err)
+        self._flat(entry, err if isinstance(err, dict) else {"@entity": [err]})
 
     def _flat(self, entry: Entry, fields: FieldErrors) -> None:
-        schema = self.schemas[entry.entity]
-        name = entry.data.get(schema.endpoint_key) if schema.endpoint_key else None
-        self.flattened.append({
-            "entity_type": entry.entity.rstrip("s") if entry.entity != "snis" else "sni",
-            "entity_id": entry.data.get("id"), "entity_name": name,
-            "entity_tags": entry.data.get("tags"), "entity": entry.data,
-            "errors": flat_errors(fields)})
+        """One entry of Kong's ``flattened_errors``: the entry as written, and its errors."""
+        written = entry.written or entry.data
+        item: dict[str, Any] = {"entity_type": _singular(entry.entity), "entity": written}
+        name = written.get("name", written.get("username"))
+        for key, value in (("entity_id", written.get("id")), ("entity_name", name),
+                           ("entity_tags", written.get("tags"))):
+            if value is not None:
+                item[key] = value
+        item["errors"] = flat_errors(fields)
+        self.flattened.append(item)
 
     def _put(self, path: Path, err: Any) -> None:
         put(self.errors, path, err)
@@ -296,6 +302,10 @@ class Parser:
             if entity not in fields:
                 fields[entity] = errs
         raise InvalidDeclarativeConfig(fields, self.flattened)
+
+
+def _singular(entity: str) -> str:
+    return entity[:-1] if entity.endswith("s") else entity
 
 
 def _short(value: Any) -> str:
@@ -316,6 +326,11 @@ def put(tree: dict[str, Any], path: Path, err: Any) -> None:
         node = child
     last = path[-1]
     current = _get(node, last)
+    if isinstance(current, str) and isinstance(err, dict):
+        current = {"@entity": [current]}
+        _set(node, last, current)
+    elif isinstance(current, dict) and isinstance(err, str):
+        err = {"@entity": [err]}
     if isinstance(current, dict) and isinstance(err, dict):
         for key, value in err.items():
             if key == "@entity" and isinstance(current.get(key), list):

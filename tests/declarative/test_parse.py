@@ -188,8 +188,7 @@ def test_every_error_is_located_in_kongs_nested_format(st: Store, pki: Pki) -> N
     assert fields["certificates"][0] is None and "cert" in fields["certificates"][1]
     assert fields["services"] == [
         {"routes": [None, {"bogus": "unknown field"}]},
-        {"@entity": ["uniqueness violation: 'services' entity with name set to 'a' "
-                     "already declared"]}]
+        "uniqueness violation: 'services' entity with name set to 'a' already declared"]
     assert fields["plugins"] == [{"name": "plugin 'no-such-plugin' not enabled; add it to "
                                           "the 'plugins' configuration property"}]
     assert err.message.startswith("declarative config is invalid: {")
@@ -215,12 +214,13 @@ def test_flattened_errors(st: Store) -> None:
         {"name": "s", "host": "b.test", "port": 70000, "tags": ["t"]}]})
     err.with_flattened = True
     flat = err.body()["flattened_errors"]
-    assert flat == [{"entity_type": "service", "entity_id": kong_id("services", "s"),
-                     "entity_name": "s", "entity_tags": ["t"],
-                     "entity": {"name": "s", "host": "b.test", "port": 70000, "tags": ["t"],
-                                "id": kong_id("services", "s")},
+    # Kong: the entry as written (no generated id), its errors; `fields` left empty
+    assert flat == [{"entity_type": "service", "entity_name": "s", "entity_tags": ["t"],
+                     "entity": {"name": "s", "host": "b.test", "port": 70000, "tags": ["t"]},
                      "errors": [{"type": "field", "field": "port",
                                  "message": "value should be between 0 and 65535"}]}]
+    assert err.body()["fields"] == {}
+    assert err.body()["message"] == "declarative config is invalid: {}"
 
 
 @pytest.mark.parametrize(("doc", "fields"), [
@@ -247,6 +247,25 @@ def test_one_plugin_per_name_and_scope(st: Store) -> None:
         {"name": "s", "host": "b.test", "plugins": [
             {**plugin, "id": str(uuid.uuid4())}, {**plugin, "id": str(uuid.uuid4())}]}]})
     service_id = kong_id("services", "s")
-    assert err.fields == {"services": [{"plugins": [None, {"@entity": [
+    assert err.fields == {"services": [{"plugins": [None, (
         f"uniqueness violation: 'plugins' entity with name=acl, route=null, "
-        f"service={service_id}, consumer=null already declared"]}]}]}
+        f"service={service_id}, consumer=null already declared")]}]}
+
+
+def test_nested_entry_with_id_is_flattened_with_its_parent(st: Store) -> None:
+    consumer_id, first, second = (str(uuid.uuid4()) for _ in range(3))
+    err = errors_of(st, {"_format_version": "3.0", "consumers": [
+        {"id": consumer_id, "username": "c", "acls": [
+            {"id": first, "group": "g"}, {"id": first, "group": "h", "tags": ["x"]},
+            {"id": second, "group": "g", "bogus": 1}]}]})
+    assert err.fields == {"consumers": [{"acls": [
+        None, f"uniqueness violation: 'acls' entity with primary key set to '{first}' already "
+              "declared",
+        {"bogus": "unknown field"}]}]}
+    flat = {f["entity_id"]: f for f in err.flattened if "entity_id" in f}
+    assert flat[first]["entity"] == {"id": first, "group": "h", "tags": ["x"],
+                                     "consumer": {"id": consumer_id}}
+    assert flat[first]["entity_type"] == "acl" and flat[first]["entity_tags"] == ["x"]
+    assert flat[first]["errors"] == [{"type": "entity", "message": (
+        f"uniqueness violation: 'acls' entity with primary key set to '{first}' already "
+        "declared")}]
