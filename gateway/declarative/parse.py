@@ -109,8 +109,8 @@ class Parser:
 
     def _walk(self, entity: str, items: Any, path: Path,
               parent: tuple[str, str] | None) -> None:
-        if isinstance(items, dict) and not items:
-            return  # Lua cannot tell {} from []
+        if items is None or (isinstance(items, dict) and not items):
+            return  # `services:` with nothing after it; Lua cannot tell {} from []
         if not isinstance(items, list):
             self._put(path, "expected an array")
             return

@@ -269,3 +269,9 @@ def test_nested_entry_with_id_is_flattened_with_its_parent(st: Store) -> None:
     assert flat[first]["errors"] == [{"type": "entity", "message": (
         f"uniqueness violation: 'acls' entity with primary key set to '{first}' already "
         "declared")}]
+
+
+@pytest.mark.parametrize("text", ['_format_version: "3.0"\nservices:\n',
+                                  '{"_format_version": "3.0", "services": {}}'])
+def test_an_empty_list_may_be_written_as_nothing(st: Store, text: str) -> None:
+    assert parse(st, text).rows() == {}
