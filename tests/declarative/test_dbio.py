@@ -164,3 +164,35 @@ async def test_diff_lists_exactly_the_changes(admin: httpx.AsyncClient, store: S
     text = diff.render(result)
     assert "PRIVATE KEY" not in text
     assert text.endswith("1 to create, 2 to change, 1 to delete\n")
+
+
+async def test_an_invalid_file_is_located_and_imports_nothing(
+        admin: httpx.AsyncClient, store: Store, pki: Pki) -> None:
+    await build_through_admin(admin, pki)
+    before = text_of(store, await dbio.read_rows(store))
+    lines = pki.read("s003/server.crt").splitlines()
+    lines[4] = "A" * len(lines[4])  # valid base64, broken DER deep inside the certificate
+    broken_pem = "\n".join(lines) + "\n"
+    document = {
+        "_format_version": "3.0",
+        "certificates": [{"cert": pki.read("s003/server.crt"),
+                          "key": pki.read("s003/server.key")},
+                         {"cert": broken_pem, "key": pki.read("s003/server.key")}],
+        "services": [{"name": "dup", "host": "a.test", "routes": [
+                         {"name": "r", "paths": ["/"], "plugins": [{"name": "nope"}]}]},
+                     {"name": "dup", "host": "b.test", "colour": "blue"}],
+        "plugins": [{"name": "acl", "service": "ghost", "config": {"allow": ["a"]}}],
+    }
+    with pytest.raises(InvalidDeclarativeConfig) as info:
+        await dbio.db_import(store, parse_text(store, render.dump(document)))
+    fields = info.value.fields
+    assert fields["certificates"][0] is None and "cert" in str(fields["certificates"][1])
+    assert fields["services"][0] == {"routes": [{"plugins": [{"name": (
+        "plugin 'nope' not enabled; add it to the 'plugins' configuration property")}]}]}
+    assert fields["services"][1] == {
+        "@entity": ["uniqueness violation: 'services' entity with name set to 'dup' "
+                    "already declared"],
+        "colour": "unknown field"}
+    assert list(fields["plugins"].values()) == [
+        ["invalid reference 'service: ghost' (no such entry in 'services')"]]
+    assert text_of(store, await dbio.read_rows(store)) == before
