@@ -162,9 +162,10 @@ class Parser:
     def _unique(self) -> None:
         for entity, entries in self.entries.items():
             schema = self.schemas[entity]
+            unique = ("id", *schema.unique_fields)
             seen: dict[tuple[str, Any], bool] = {}
             for entry in entries:
-                for name in ("id", *schema.unique_fields):
+                for name in unique:
                     value = entry.data.get(name)
                     if value is None or isinstance(value, (dict, list)):
                         continue
