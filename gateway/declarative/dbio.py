@@ -22,7 +22,8 @@ from gateway.db import tables
 from gateway.db.dao import Dao
 from gateway.db.store import Store
 from gateway.declarative import order
-from gateway.declarative.parse import Config, Entry, put
+from gateway.declarative.parse import Config, Entry
+from gateway.declarative.tree import put
 from gateway.errors import FieldErrors, InvalidDeclarativeConfig, UniqueViolation
 
 Rows = dict[str, dict[str, dict[str, Any]]]

@@ -11,13 +11,13 @@ Pure: no database access (the store only hands out DAOs).
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.declarative import ids, order, source
+from gateway.declarative.tree import Path, flat_errors, put
 from gateway.errors import DbError, FieldErrors, InvalidDeclarativeConfig, SchemaViolation
 from gateway.schema import fields as m
 from gateway.schema.entity import EntitySchema
@@ -25,7 +25,6 @@ from gateway.schema.entity import EntitySchema
 if TYPE_CHECKING:  # the store imports the DAOs lazily
     from gateway.db.store import Store
 
-Path = tuple[str | int, ...]
 META_KEYS = ("_format_version", "_transform", "_comment", "_ignore")
 # a reference that did not resolve is validated as if it pointed here (its error is reported
 # once, as Kong's "invalid reference", not again as a missing field)
@@ -313,68 +312,3 @@ def _short(value: Any) -> str:
     if isinstance(value, dict):
         value = value.get("id")
     return "null" if value is None else str(value)
-
-
-def put(tree: dict[str, Any], path: Path, err: Any) -> None:
-    """Place ``err`` at ``path`` (strings are map keys, ints list positions, padded with
-    nulls); field errors at one place merge, the first message for a field wins."""
-    node: Any = tree
-    for step, nxt in itertools.pairwise(path):
-        child = _get(node, step)
-        if not isinstance(child, (dict, list)):
-            child = [] if isinstance(nxt, int) else {}
-            _set(node, step, child)
-        node = child
-    last = path[-1]
-    current = _get(node, last)
-    if isinstance(current, str) and isinstance(err, dict):
-        current = {"@entity": [current]}
-        _set(node, last, current)
-    elif isinstance(current, dict) and isinstance(err, str):
-        err = {"@entity": [err]}
-    if isinstance(current, dict) and isinstance(err, dict):
-        for key, value in err.items():
-            if key == "@entity" and isinstance(current.get(key), list):
-                current[key] = [*current[key], *value]
-            else:
-                current.setdefault(key, value)
-    else:
-        _set(node, last, err)
-
-
-def _get(node: Any, step: str | int) -> Any:
-    if isinstance(node, list):
-        return node[step] if isinstance(step, int) and step < len(node) else None
-    return node.get(step)
-
-
-def _set(node: Any, step: str | int, value: Any) -> None:
-    if isinstance(node, list):
-        assert isinstance(step, int)
-        node.extend([None] * (step + 1 - len(node)))
-    node[step] = value
-
-
-def flat_errors(fields: Mapping[str, Any], prefix: str = "") -> list[dict[str, str]]:
-    """Kong's ``flattened_errors[].errors``: ``{type: entity|field, field?, message}``."""
-    out: list[dict[str, str]] = []
-    for key, value in fields.items():
-        if key == "@entity":
-            for message in value:
-                if prefix:
-                    out.append({"type": "field", "field": prefix.rstrip("."),
-                                "message": str(message)})
-                else:
-                    out.append({"type": "entity", "message": str(message)})
-        elif isinstance(value, dict):
-            out.extend(flat_errors(value, f"{prefix}{key}."))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, dict):
-                    out.extend(flat_errors(item, f"{prefix}{key}.{i}."))
-                elif item is not None:
-                    out.append({"type": "field", "field": f"{prefix}{key}.{i}",
-                                "message": str(item)})
-        else:
-            out.append({"type": "field", "field": f"{prefix}{key}", "message": str(value)})
-    return out
