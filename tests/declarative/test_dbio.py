@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 import yaml
 
-from gateway import registry
-from gateway.db import migrate
+from gateway import keyring, registry
+from gateway.db import migrate, tables
 from gateway.db.store import Store
 from gateway.declarative import dbio, diff, render
 from gateway.declarative.parse import parse_text
@@ -196,3 +197,19 @@ async def test_an_invalid_file_is_located_and_imports_nothing(
     assert list(fields["plugins"].values()) == [
         ["invalid reference 'service: ghost' (no such entry in 'services')"]]
     assert text_of(store, await dbio.read_rows(store)) == before
+
+
+async def test_keys_are_sealed_on_import_and_opened_on_export(empty: Store, pki: Pki) -> None:
+    empty.keyring = keyring.parse(keyring.generate("k1"), "test")
+    text = render.dump({"_format_version": "3.0", "certificates": [
+        {"cert": pki.read("s003/server.crt"), "key": pki.read("s003/server.key"),
+         "snis": ["kong-server"]}]})
+    await dbio.db_import(empty, parse_text(empty, text))
+    async with empty.read() as conn:
+        stored = (await conn.execute(sa.select(tables.table("certificates").c.key))).scalar()
+    assert keyring.is_sealed(stored) and "PRIVATE KEY" not in str(stored)
+    rows = await dbio.read_rows(empty)
+    (cert,) = rows["certificates"].values()
+    assert cert["key"] == pki.read("s003/server.key")
+    assert "key" not in next(iter((await dbio.read_rows(empty, secrets=False))
+                                  ["certificates"].values()))
