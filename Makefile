@@ -57,6 +57,7 @@ bench: $(VENV)/.installed-run
 	  GATEWAY_CMD="exec $(CURDIR)/bench/gateway.sh" GATEWAY_SETUP_CMD="$(CURDIR)/bench/setup.sh" \
 	  OUT=$(CURDIR)/$(BENCH_OUT) bash $(BENCH_DIR)/run.sh
 	$(BIN)/python bench/reload.py $(BENCH_OUT)/reload.md
+	$(BIN)/python bench/declarative.py $(BENCH_OUT)/declarative.md
 	$(BIN)/python bench/publish.py $(BENCH_OUT) docs/benchmarks.md
 
 clean:

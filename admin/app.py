@@ -15,6 +15,7 @@ from admin import routes as admin_routes
 from admin.access import AccessPolicy, OriginGuard
 from admin.audit import AuditMiddleware
 from admin.auth import AuthMiddleware
+from admin.config_api import DblessGuard
 from admin.http import dumps, json_response
 from admin.meta import NodeInfo
 from gateway import version
@@ -114,8 +115,9 @@ def create_app(store: Store, node: NodeInfo, listener: Listener | None = None) -
                     exception_handlers={404: _not_found})
     app.state.store = store
     app.state.node = node
+    inner: ASGIApp = DblessGuard(app, store) if settings.dbless else app
     audited = AuditMiddleware(
-        OriginGuard(AuthMiddleware(app, store, settings, listener),
+        OriginGuard(AuthMiddleware(inner, store, settings, listener),
                     AccessPolicy.from_settings(settings)),
         store, settings.audit_log_retention)
     return AdminMiddleware(audited, node, settings.admin_max_body_bytes)

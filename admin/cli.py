@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import uvloop
 
-from admin import keyring_cmd, node
+from admin import config_cmd, keyring_cmd, node
 from gateway import keyring, registry, version
 from gateway.db import admin_tokens, migrate
 from gateway.db.store import Store
@@ -147,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
     _add_admin_tokens(sub)
     keyring_cmd.add_parser(sub)
+    config_cmd.add_parser(sub)
     return p
 
 
@@ -159,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.conf)
     if args.command == "keyring" and args.action == "generate":
         return keyring_cmd.generate(args.id)
+    if args.command == "config" and args.action == "init":
+        return config_cmd.init(args.file)
     os.umask(0o077)  # whatever this process creates (database, keys, caches) is private
     settings = _settings(args.conf)
     setup_logging(settings.log_level)
@@ -168,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_admin_tokens(settings, args))
     if args.command == "keyring":
         return asyncio.run(keyring_cmd.rotate_command(settings, _store, args.batch))
+    if args.command == "config":
+        return asyncio.run(config_cmd.run(settings, args, _store))
     return uvloop.run(_start(settings))
 
 

@@ -23,6 +23,7 @@ from gateway.db import tables
 from gateway.db.dao import tag_page
 from gateway.db.probe import DatabaseProbe
 from gateway.db.store import Store
+from gateway.declarative.dbless import DblessStore
 from gateway.errors import EndpointNotFound, InvalidUnique
 from gateway.reload import Reloader
 from gateway.schema import checks as ck
@@ -100,6 +101,9 @@ def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[
         if database.version is not None:
             body["configuration_version"] = database.version
         body.update(node.configuration_status())
+        if isinstance(store, DblessStore):  # Kong's DB-less /status: the hash, no database
+            del body["database"]
+            body["configuration_hash"] = store.config_hash
         return json_response(200, body)
 
     async def endpoints(request: Request) -> Response:

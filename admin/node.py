@@ -16,6 +16,8 @@ from gateway import keyring, registry, version
 from gateway.cluster import Heartbeat, state_of
 from gateway.db import audit, migrate
 from gateway.db.store import Store
+from gateway.declarative import dbless
+from gateway.errors import RampartsError
 from gateway.plugins import phases
 from gateway.plugins.mtls_auth.handshake import ClientCertRequest, Fallback
 from gateway.proxy.exchange import Proxy
@@ -129,13 +131,28 @@ async def watch_keyring(store: Store, reloader: Reloader, path: str,
             reloader.refresh()
 
 
+async def _store(settings: Settings, reg: registry.Registry, ring: keyring.Keyring | None
+                 ) -> Store:
+    """The database, or in DB-less mode a private one loaded from declarative_config."""
+    if not settings.dbless:
+        return Store(settings.database, reg, keyring=ring)
+    try:
+        return await dbless.open_store(settings, reg, ring)
+    except (RampartsError, OSError) as exc:
+        raise StartError(f"cannot load the declarative configuration: {exc}") from exc
+
+
 async def run(settings: Settings, reg: registry.Registry) -> int:
     try:
         ring = node_keyring(settings)
     except StartError as exc:
         log.error("%s", exc)
         return 1
-    store = Store(settings.database, reg, keyring=ring)
+    try:
+        store = await _store(settings, reg, ring)
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
     replica = Store(settings.database_ro, reg, keyring=ring) if settings.database_ro else None
     cache = SnapshotCache(settings.snapshot_cache, lambda: store.keyring) \
         if settings.snapshot_cache else None

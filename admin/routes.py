@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from admin import audit_api, cluster_api, meta, openapi
+from admin import audit_api, cluster_api, config_api, meta, openapi
 from admin.audit import audited
 from admin.crls import crl_routes
 from admin.entities import (
@@ -172,7 +172,7 @@ def build(store: Store, node: meta.NodeInfo) -> list[BaseRoute]:
     apis = make_apis(store, return_keys=node.settings.admin_return_keys)
     routes: list[BaseRoute] = [*meta.routes(store, apis, node), *audit_api.routes(store),
                                *cluster_api.routes(store, node.settings.cluster_node_ttl),
-                               openapi.route(store.registry),
+                               *config_api.routes(store, node), openapi.route(store.registry),
                                *target_routes(apis, node), *crl_routes(apis)]
     for name, api in apis.items():
         if not api.entity.generate_admin_api:

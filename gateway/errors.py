@@ -128,7 +128,7 @@ class ForeignKeyViolation(DbError):
                        ) -> ForeignKeyViolation:
         msg = (f"the foreign key '{lua_repr(key)}' does not reference an existing "
                f"'{parent}' entity.")
-        return cls(msg, {field: msg})
+        return cls(msg, {field: dict(key)})  # Kong: the missing key, not a sentence
 
     @classmethod
     def referenced_by(cls, parent: str, child: str) -> ForeignKeyViolation:
@@ -283,3 +283,30 @@ class SecretUnavailable(RampartsError):
     def __init__(self, key_id: str, message: str) -> None:
         super().__init__(message)
         self.key_id = key_id
+
+
+class InvalidDeclarativeConfig(DbError):
+    """A declarative file (``kong.yml``, ``POST /config``) that does not validate: ``fields``
+    mirrors the input's nesting; ``flattened`` is Kong's ``flattened_errors`` list (sent only
+    when asked for with ``flatten_errors=1``)."""
+
+    code, name = 14, "invalid declarative configuration"
+
+    def __init__(self, fields: FieldErrors, flattened: list[dict[str, Any]] | None = None
+                 ) -> None:
+        super().__init__(f"declarative config is invalid: {lua_repr(fields)}", fields)
+        self.flattened = flattened or []
+        self.with_flattened = False
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        if self.with_flattened:  # Kong: the errors are in the flat list only
+            out.update(message="declarative config is invalid: {}", fields={},
+                       flattened_errors=self.flattened)
+        return out
+
+
+class DeclarativeSyntaxError(RampartsError):
+    """A declarative file that is not YAML/JSON at all, or not a map."""
+
+    status = 400

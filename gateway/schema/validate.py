@@ -302,10 +302,12 @@ def _sub_record(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
 def _foreign(spec: FieldSpec, value: Any, ctx: Context) -> tuple[Any, Any]:
     if not isinstance(value, dict):
         return value, _TYPE_ERRORS["foreign"]
-    errs: dict[str, Any] = {k: "unknown field" for k in value if k != "id"}
+    # Kong validates only the primary key of a reference and ignores its other fields
+    # (``{"protocol": "http"}`` and ``{"name": null}`` are both a missing primary key)
+    errs: dict[str, Any] = {}
     ident = value.get("id")
     if ident is None:
-        errs["id"] = REQUIRED
+        errs["id"] = "missing primary key"
     elif not isinstance(ident, str):
         errs["id"] = "expected a string"
     elif not is_uuid(ident):

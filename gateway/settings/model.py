@@ -70,11 +70,13 @@ def _trusted(value: str) -> str | None:
 
 
 def _database(value: str) -> str | None:
+    if value == "off":
+        return None  # DB-less: the configuration comes from declarative_config
     scheme = value.split(":", 1)[0].lower()
     if scheme in ("sqlite", "postgres", "postgresql") and "://" in value:
         return None
     return ("expected a database URL: 'sqlite:///path/to/file.db' or "
-            "'postgresql://user@host:port/database'")
+            "'postgresql://user@host:port/database' (or 'off': DB-less)")
 
 
 def _ip(value: str) -> str | None:
@@ -323,6 +325,14 @@ class Settings:
     # a replica behind the primary's version is waited for at most database_ro_wait seconds
     database_ro: Annotated[str | None, Check(_database), Secret()] = None
     database_ro_wait: Annotated[float, Between(0, 30)] = 1.0
+    # DB-less (`database: off`): the configuration a node starts with (a kong.yml path or the
+    # text itself); POST /config replaces it
+    declarative_config: str | None = None
+    declarative_config_string: Annotated[str | None, Secret()] = None
+
+    @property
+    def dbless(self) -> bool:
+        return self.database == "off"
 
     @property
     def admin_listeners(self) -> tuple[listen.Listener, ...]:

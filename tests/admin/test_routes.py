@@ -136,7 +136,7 @@ async def test_foreign_reference_by_name_and_errors(admin: httpx.AsyncClient,
     msg = (f"the foreign key '{{id=\"{ghost}\"}}' does not reference an existing 'services' "
            "entity.")
     assert r.json() == {"code": 4, "name": "foreign key violation", "message": msg,
-                        "fields": {"service": msg}}
+                        "fields": {"service": {"id": ghost}}}
 
 
 async def test_nested_routes(admin: httpx.AsyncClient, service: dict[str, object]) -> None:
@@ -206,3 +206,13 @@ async def test_a_host_port_int_refuses_is_a_400(admin: httpx.AsyncClient) -> Non
     r = await admin.post("/routes", json={"hosts": ["[::1]:²"]})
     assert r.status_code == 400, r.text
     assert r.json()["fields"] == {"hosts": ["invalid ipv6 address"]}
+
+
+@pytest.mark.parametrize("ref", [{"protocol": "http"}, {"name": None}, {}])
+async def test_reference_without_id_or_key_is_missing_primary_key(
+        admin: httpx.AsyncClient, ref: dict[str, object]) -> None:
+    r = await admin.post("/routes", json={"methods": ["GET"], "service": ref})
+    assert r.status_code == 400
+    assert r.json() == {"code": 2, "name": "schema violation",
+                        "message": "schema violation (service.id: missing primary key)",
+                        "fields": {"service": {"id": "missing primary key"}}}
