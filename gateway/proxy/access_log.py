@@ -1,6 +1,6 @@
 """The proxy's access log: one line per request, nginx's ``combined`` format with Kong's
-request id appended (or one JSON object per line), written by a thread so a slow disk never
-blocks the event loop."""
+request id and the client-certificate verdict appended (or one JSON object per line), written
+by a thread so a slow disk never blocks the event loop."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ class Entry:
     user_agent: str | None
     request_id: str
     latency_ms: int
+    # nginx's $ssl_client_verify, as mtls-auth overrides it (issue 11): SUCCESS, NONE or
+    # FAILED:<reason>; None on plain HTTP (nginx logs "-" there)
+    client_verify: str | None = None
 
 
 def _quoted(value: str | None) -> str:
@@ -45,17 +48,22 @@ def local_time(when: float) -> str:
 
 def combined(e: Entry) -> str:
     """``$remote_addr - - [$time_local] "$request" $status $body_bytes_sent
-    "$http_referer" "$http_user_agent"`` plus the request id, quoted."""
+    "$http_referer" "$http_user_agent"`` plus the request id and ``$ssl_client_verify``,
+    quoted."""
     request = f"{e.method} {e.target} HTTP/{e.version}"
     return (f"{e.client_ip} - - [{local_time(e.when)}] {_quoted(request)} {e.status} "
-            f"{e.sent} {_quoted(e.referer)} {_quoted(e.user_agent)} {_quoted(e.request_id)}")
+            f"{e.sent} {_quoted(e.referer)} {_quoted(e.user_agent)} {_quoted(e.request_id)} "
+            f"{_quoted(e.client_verify)}")
 
 
 def as_json(e: Entry) -> str:
+    request: dict[str, object] = {"method": e.method, "uri": e.target,
+                                  "http_version": e.version, "referer": e.referer,
+                                  "user_agent": e.user_agent}
+    if e.client_verify is not None:  # Kong's serializer: request.tls.client_verify
+        request["tls"] = {"client_verify": e.client_verify}
     return json.dumps({"client_ip": e.client_ip, "started_at": int(e.when * 1000),
-                       "request": {"method": e.method, "uri": e.target,
-                                   "http_version": e.version, "referer": e.referer,
-                                   "user_agent": e.user_agent},
+                       "request": request,
                        "response": {"status": e.status, "size": e.sent},
                        "latencies": {"request": e.latency_ms},
                        "request_id": e.request_id}, separators=(",", ":"))

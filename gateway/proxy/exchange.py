@@ -74,7 +74,8 @@ class Proxy:
                     status=conn.status_sent, sent=conn.bytes_sent,
                     referer=_text(head.header(b"referer")),
                     user_agent=_text(head.header(b"user-agent")), request_id=request_id,
-                    latency_ms=int((time.monotonic() - started) * 1000)))
+                    latency_ms=int((time.monotonic() - started) * 1000),
+                    client_verify=_client_verify(ex)))
 
     async def _plugins_first(self, ex: Exchange) -> Reply | None:
         try:
@@ -232,6 +233,20 @@ def _client_cert_problem(conn: Downstream) -> str | None:
     if tls.get("client_cert_error"):
         return "TLS certificate failed verification"
     return None
+
+
+def _client_verify(ex: Exchange) -> str | None:
+    """nginx's ``$ssl_client_verify``, overridden by mtls-auth's verdict when it ran (Kong
+    does the same to its serializer's ``request.tls.client_verify``)."""
+    if ex.kong is not None and "client_verify" in ex.kong.ctx:
+        return str(ex.kong.ctx["client_verify"])
+    tls = ex.conn.tls
+    if tls is None:
+        return None  # plain HTTP: nginx logs "-"
+    if not tls.get("client_cert_chain"):
+        return "NONE"
+    error = tls.get("client_cert_error")
+    return "SUCCESS" if error is None else f"FAILED:{error}"
 
 
 def _strip_port(host: str) -> str:

@@ -309,3 +309,33 @@ def test_acl_by_consumer_group(gw: Node, work: Path, up: int, cas: dict[str, str
     seen = eventually(gw, work, deny, 200, *cert("second"), "-H", "X-Consumer-Groups: x")
     assert "x-consumer-groups" not in upstream_headers(seen)
     assert request(gw, work, deny, *cert("third"))[0] == 403
+
+
+def test_access_log_client_verify(gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    """Issue 11: the verdict (nginx's $ssl_client_verify, as mtls-auth overrides it) is the
+    last quoted field of each combined access-log line."""
+    path = protect(gw, up, "logged", {"ca_certificates": [cas["s003"]],
+                                      "skip_consumer_lookup": True})
+    r = gw.call("POST", "/services/logged/routes", json={"paths": ["/logged-open"]})
+    assert r.status_code == 201, r.text
+    eventually(gw, work, path, 200, *cert("client"), "-A", "verify-ok")
+    eventually(gw, work, "/logged-open", 200, "-A", "verify-open")  # no plugin, no cert
+    assert request(gw, work, path, "-A", "verify-none") == (401, NO_CERT)
+    assert request(gw, work, path, *cert("other-client"), "-A", "verify-bad") == (401, FAILED)
+    assert request(gw, work, path, *cert("expired"), "-A", "verify-old") == (401, FAILED)
+    access = work / "prefix" / "logs" / "access.log"
+    agents = ("verify-ok", "verify-none", "verify-bad", "verify-old", "verify-open")
+
+    def verdicts() -> dict[str, str] | None:
+        found = {}
+        for line in access.read_text().splitlines():
+            for agent in agents:
+                if f'"{agent}"' in line:
+                    found[agent] = line.rsplit(' "', 1)[1].rstrip('"')
+        return found if len(found) == len(agents) else None
+
+    seen = wait_for(verdicts, 5, "the access log lines")
+    assert seen["verify-ok"] == "SUCCESS" and seen["verify-none"] == "NONE"
+    assert seen["verify-open"] == "NONE"
+    assert seen["verify-bad"].startswith("FAILED:") and len(seen["verify-bad"]) > 7
+    assert "expired" in seen["verify-old"], seen["verify-old"]

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.plugins.directory import EMPTY_DIRECTORY, Directory
 from gateway.plugins.mtls_auth import revocation
+from gateway.plugins.mtls_auth.dirname import lookup_names
 from gateway.plugins.mtls_auth.verify import Trust, Verdict, trust_for, verify
 from gateway.plugins.pdk import Consumer, Kong
 from gateway.plugins.runtime import Handler
@@ -53,6 +54,7 @@ class MtlsAuthHandler(Handler):
         self.ca_ids = tuple(config["ca_certificates"])
         self.partial = bool(config.get("allow_partial_chain"))
         self.pins = frozenset(config.get("pinned_certificates") or ())
+        self.dirname_matcher = frozenset(config.get("san_dirname_matcher") or ())
         mode = config.get("revocation_check_mode") or "IGNORE_CA_ERROR"
         self.strict = mode == "STRICT"
         self.revocation = None if mode == "SKIP" else revocation.Options.of(config)
@@ -197,12 +199,15 @@ class MtlsAuthHandler(Handler):
 
     def _lookup(self, db: Directory, verdict: Verdict) -> Consumer | None:
         creds = db.mtls_credentials
-        for name in verdict.names:
+        names = verdict.names
+        if verdict.san_parts:  # a DirectoryName in the SAN: san_dirname_matcher picks
+            names = lookup_names(verdict.san_parts, verdict.cn, self.dirname_matcher)
+        for name in names:
             for ca in (verdict.anchor, None):
                 cid = creds.get((name, ca))
                 if cid is not None and cid in db.consumers:
                     return db.consumers[cid]
-        for name in verdict.names:
+        for name in names:
             for field in self.consumer_by:
                 index = db.by_username if field == "username" else db.by_custom_id
                 if name in index:

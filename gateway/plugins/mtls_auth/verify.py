@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
 from gateway.plugins.mtls_auth import crl, ocsp
+from gateway.plugins.mtls_auth.dirname import SanPart, directory_pairs
 
 _STORES: OrderedDict[tuple[object, ...], Trust] = OrderedDict()
 _LOCK = threading.Lock()
@@ -50,6 +51,9 @@ class Verdict:
     # (leaf, issuer) and whether the leaf names an OCSP responder or a CRL location
     revocation_key: bytes = b""
     revocation_sources: bool = False
+    # the SAN values with the DirectoryNames kept apart, for san_dirname_matcher; empty
+    # when the leaf has no DirectoryName (then ``names`` is the lookup list)
+    san_parts: tuple[SanPart, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,6 +108,7 @@ def verify(trust: Trust, chain_pem: Sequence[str]) -> Verdict:
         return Verdict(problem, leaf=leaf)
     anchor = trust.anchors.get(_digest(verified[-1].to_cryptography()))
     names, cn = subject_names(leaf)
+    parts = san_parts(leaf)
     issuer = verified[1].to_cryptography() if len(verified) > 1 else None
     issuer_ca = trust.anchors.get(_digest(issuer)) if issuer is not None else None
     key = sources = None
@@ -111,7 +116,8 @@ def verify(trust: Trust, chain_pem: Sequence[str]) -> Verdict:
         key = leaf.fingerprint(_SHA256) + issuer.fingerprint(_SHA256)
         sources = bool(ocsp.responders(leaf) or crl.distribution_points(leaf))
     return Verdict(None, anchor, leaf, names, cn, leaf.subject.rfc4514_string(), issuer,
-                   issuer_ca, key or b"", bool(sources))
+                   issuer_ca, key or b"", bool(sources),
+                   parts if any(not isinstance(p, str) for p in parts) else ())
 
 
 def _eku_problem(leaf: x509.Certificate) -> str | None:
@@ -125,17 +131,28 @@ def _eku_problem(leaf: x509.Certificate) -> str | None:
     return "unsupported certificate purpose"
 
 
-def subject_names(leaf: x509.Certificate) -> tuple[tuple[str, ...], str | None]:
-    """Every SAN value (DNS, email, URI, IP, in the certificate's order) then the CN."""
-    names: list[str] = []
+def _san(leaf: x509.Certificate) -> x509.SubjectAlternativeName | None:
     try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (x509.ExtensionNotFound, ValueError):
-        san = None
-    for entry in san or ():
-        if isinstance(entry, x509.DirectoryName | x509.OtherName | x509.RegisteredID):
-            continue  # dirName only with san_dirname_matcher (not supported yet)
-        names.append(str(entry.value))
+        return None
+
+
+def san_parts(leaf: x509.Certificate) -> tuple[SanPart, ...]:
+    """The SAN values in the certificate's order, DirectoryNames as (OID, value) pairs."""
+    parts: list[SanPart] = []
+    for entry in _san(leaf) or ():
+        if isinstance(entry, x509.DirectoryName):
+            parts.append(directory_pairs(entry.value))
+        elif not isinstance(entry, x509.OtherName | x509.RegisteredID):
+            parts.append(str(entry.value))
+    return tuple(parts)
+
+
+def subject_names(leaf: x509.Certificate) -> tuple[tuple[str, ...], str | None]:
+    """Every SAN value (DNS, email, URI, IP, in the certificate's order) then the CN; a
+    DirectoryName joins only the consumer lookup (``dirname.lookup_names``)."""
+    names = [p for p in san_parts(leaf) if isinstance(p, str)]
     cns = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = str(cns[0].value) if cns else None
     if cn is not None:
