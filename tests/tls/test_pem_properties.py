@@ -7,7 +7,6 @@ and keys always parse back to themselves.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -126,29 +125,7 @@ def test_form_decoding_damage_is_repaired(cert: x509.Certificate) -> None:
     assert pem.repair_form_pem(text) == text
 
 
-def backtracking_repair(text: str) -> str:
-    """The earlier, quadratic form of ``repair_form_pem``: the reference for its meaning."""
-    def fix(match: re.Match[str]) -> str:
-        lines = match.group(2).split("\n")
-        fixed = [ln if (":" in ln or not ln.strip(" \r")) else ln.strip("\r").replace(" ", "+")
-                 for ln in lines]
-        return f"-----BEGIN {match.group(1)}-----" + "\n".join(fixed) + \
-            f"-----END {match.group(1)}-----"
-
-    return re.sub(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", fix, text, flags=re.S)
-
-
-pem_like = st.lists(st.sampled_from(["-----BEGIN ", "-----END ", "-----", "-", "A", "B", " ",
-                                     "\n", "\r", "+", ":", "x", "CERTIFICATE", "Proc-Type: 4"]),
-                    max_size=40).map("".join)
-
-
-@PROPERTY
-@given(text=st.one_of(pem_like, st.sampled_from([VALID, VALID_KEY, VALID + VALID_KEY])))
-def test_repair_means_what_the_backtracking_search_meant(text: str) -> None:
-    assert pem.repair_form_pem(text) == backtracking_repair(text)
-    damaged = text.replace("+", " ")
-    assert pem.repair_form_pem(damaged) == backtracking_repair(damaged)
+# repair_form_pem means what the regex it replaced meant: tests/tls/test_pem_repair.py
 
 
 # ------------------------------------------------------------------ hostile input
