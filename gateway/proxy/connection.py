@@ -96,6 +96,8 @@ class Downstream(asyncio.Protocol):
         # the request being parsed
         self._url = b""
         self._headers: http1.Headers = []
+        self._index: dict[bytes, bytes] = {}
+        self._hosts = 0
         self._head_size = 0
         self._parsing: RequestBody | None = None
         # the response being written
@@ -215,6 +217,8 @@ class Downstream(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._index = {}
+        self._hosts = 0
         self._head_size = 0
         if self._deadline is None or not self._queue:
             self._arm(self.limits.client_header_timeout)
@@ -232,13 +236,19 @@ class Downstream(asyncio.Protocol):
                 len(self._headers) >= self.limits.max_headers:
             raise _Refused(431)
         self._headers.append((name, value))
+        lower = name.lower()
+        if lower not in self._index:
+            self._index[lower] = value
+        if lower == b"host":
+            self._hosts += 1
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         head = http1.RequestHead(method=parser.get_method().decode("ascii", "replace"),
                                  target=self._url, version=parser.get_http_version(),
                                  headers=self._headers, keep_alive=parser.should_keep_alive(),
-                                 upgrade=parser.should_upgrade())
+                                 upgrade=parser.should_upgrade(), index=self._index,
+                                 hosts=self._hosts)
         if head.method == "CONNECT":
             raise _Refused(405)  # nginx: not a proxy for tunnels
         self._last = head
