@@ -36,6 +36,8 @@ class Entry:
 def _quoted(value: str | None) -> str:
     if not value:
         return '"-"'
+    if '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

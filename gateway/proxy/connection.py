@@ -87,6 +87,7 @@ class Downstream(asyncio.Protocol):
         self.client_ip = ""
         self.server_port = 0
         self.ssl_object: ssl.SSLObject | None = None
+        self.scheme = "http"  # "https" on a TLS connection (read several times per request)
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -132,6 +133,7 @@ class Downstream(asyncio.Protocol):
         sock = self.transport.get_extra_info("sockname")
         self.server_port = int(sock[1]) if sock else 0
         self.ssl_object = self.transport.get_extra_info("ssl_object")
+        self.scheme = "https" if self.ssl_object is not None else "http"
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -380,10 +382,6 @@ class Downstream(asyncio.Protocol):
     @property
     def sni(self) -> str | None:
         return getattr(self.ssl_object, "ramparts_sni", None) if self.ssl_object else None
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.ssl_object is not None else "http"
 
     # ------------------------------------------------------------------ writing responses
     def start_response(self, status: int, headers: http1.Headers, length: int | None,
