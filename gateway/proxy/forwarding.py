@@ -84,7 +84,7 @@ def upstream_headers(client: Headers, facts: Forwarded,
     via: list[bytes] = []
     out: Headers = []
     lowered: list[bytes] = []  # of ``out``, for the rare second pass below
-    listing = False
+    connection: list[bytes] = []
     for name, value in client:  # one pass, each name lower-cased once
         lower = name.lower()
         if lower == b"x-forwarded-for":
@@ -95,9 +95,9 @@ def upstream_headers(client: Headers, facts: Forwarded,
             out.append((name, value))
             lowered.append(lower)
         elif lower == b"connection":
-            listing = True
-    if listing:  # names the client's Connection header lists are this hop's only
-        listed = connection_tokens(client)
+            connection.append(value)
+    listed = _listed(connection)  # names the client's Connection lists are this hop's only
+    if listed:
         out = [pair for pair, lower in zip(out, lowered, strict=True) if lower not in listed]
     ip = facts.client_ip.encode()
     out.append((b"X-Forwarded-For", b", ".join([*xff, ip])))
@@ -124,16 +124,16 @@ def downstream_headers(upstream: Headers, *, upstream_ms: int, proxy_ms: int,
     ``Connection`` lists) removed, framing left to the writer, Kong's own added."""
     out: Headers = []
     lowered: list[bytes] = []
-    listing = False
+    connection: list[bytes] = []
     for name, value in upstream:  # one pass, each name lower-cased once
         lower = name.lower()
         if lower not in HOP_BY_HOP and lower != b"content-length":
             out.append((name, value))
             lowered.append(lower)
         elif lower == b"connection":
-            listing = True
-    if listing:
-        listed = connection_tokens(upstream)
+            connection.append(value)
+    listed = _listed(connection)
+    if listed:
         out = [pair for pair, lower in zip(out, lowered, strict=True) if lower not in listed]
     if set_cookie is not None:
         out.append((b"set-cookie", set_cookie))
@@ -146,6 +146,14 @@ def downstream_headers(upstream: Headers, *, upstream_ms: int, proxy_ms: int,
     if policy.request_id:
         out.append((b"x-kong-request-id", request_id.encode()))
     return out
+
+
+def _listed(values: list[bytes]) -> frozenset[bytes]:
+    """The names ``Connection`` values list, less the hop-by-hop ones dropped anyway
+    (``keep-alive``, ``upgrade``...): usually nothing is left, and no second pass is needed."""
+    if not values:
+        return frozenset()
+    return connection_tokens([(b"connection", v) for v in values]) - HOP_BY_HOP
 
 
 def own_reply_headers(headers: Headers, policy: HeaderPolicy) -> Headers:
