@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Instructions per proxied keep-alive HTTPS request, counted by valgrind (callgrind), for
-# ramparts and for the naive uvicorn+aiohttp proxy (pyref) behind the same nginx origin.
+# ramparts, the naive uvicorn+aiohttp proxy (pyref) and the protocol-level reference (leanref)
+# behind the same nginx origin.
 # Unlike req/s on a shared machine, the count does not move with other tenants' load, so it
 # shows what a code change saves. User-space instructions only: syscalls and the kernel's
 # share are not counted (the wrk runs of `make bench` see those).
-#   bench/instructions.sh OUT.md     (N=500 requests after 200 warm-up; ~4 minutes)
+#   bench/instructions.sh OUT.md     (N=500 requests after 200 warm-up; ~5 minutes)
+#   PROXIES=ramparts bench/instructions.sh   (a subset: ramparts, pyref, leanref)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 N=${N:-500}
 py=$here/.venv/bin/python
+PROXIES=${PROXIES:-ramparts pyref leanref}
 pyref=${PYREF:-$here/../shared/bench/proxies/pyref.py}
+leanref=${LEANREF:-$here/../shared/bench/proxies/leanref.py}
 work=$(mktemp -d /tmp/ramparts-instr.XXXXXX)
 cleanup() {  # by PID: every process this script started is listed in $work/pids
   [[ -f $work/pids ]] && while read -r p; do kill "$p" 2>/dev/null || true; done <"$work/pids"
@@ -58,22 +62,39 @@ ssl_cert: $work/cert.pem
 ssl_cert_key: $work/key.pem
 prefix: $work/prefix
 log_level: warn
+# the configuration poll and the cluster heartbeat run by the clock, not per request; under
+# valgrind's ~50x slowdown a 0.1 s poll would be counted against the requests (POLL=0.1 to
+# see it)
+db_update_frequency: ${POLL:-60}
+cluster_heartbeat: ${POLL:-60}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
 SETUP='curl -sf -o /dev/null -X PUT 127.0.0.1:19001/services/o --data url=http://127.0.0.1:19999
        curl -sf -o /dev/null -X PUT 127.0.0.1:19001/routes/o --data "paths[]=/m" --data "paths[]=/w" --data service.name=o
        for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
-ramparts=$(count https://127.0.0.1:19443 "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
+ramparts=- pyref_count=- leanref_count=-
+wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
+if wanted ramparts; then
+  ramparts=$(count https://127.0.0.1:19443 "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
+fi
 SETUP=
-pyref_count=$(GW_TLS_PORT=19543 GW_CERT=$work/cert.pem GW_KEY=$work/key.pem GW_CA=$work/cert.pem \
+export GW_CERT=$work/cert.pem GW_KEY=$work/key.pem GW_CA=$work/cert.pem \
   GW_UPSTREAM_CLIENT_CERT=$work/cert.pem GW_UPSTREAM_CLIENT_KEY=$work/key.pem \
-  GW_UPSTREAM_HTTP=http://127.0.0.1:19999 count https://127.0.0.1:19543 "$py" "$pyref")
+  GW_UPSTREAM_HTTP=http://127.0.0.1:19999 GW_CLIENT_CA=$work/cert.pem
+if wanted pyref; then
+  pyref_count=$(GW_TLS_PORT=19543 count https://127.0.0.1:19543 "$py" "$pyref")
+fi
+if wanted leanref; then
+  leanref_count=$(GW_TLS_PORT=19643 GW_MTLS_PORT=19644 count https://127.0.0.1:19643 "$py" "$leanref")
+fi
+ratio() { [[ $1 == - || $2 == - ]] && echo - || awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 cat >"$out" <<MD
 ## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl)
 
-| proxy | instructions / request | ÷ pyref |
-|---|---:|---:|
-| pyref | $pyref_count | 1.00 |
-| ramparts | $ramparts | $(awk "BEGIN {printf \"%.2f\", $ramparts / $pyref_count}") |
+| proxy | instructions / request | ÷ leanref | ÷ pyref |
+|---|---:|---:|---:|
+| leanref | $leanref_count | $(ratio "$leanref_count" "$leanref_count") | $(ratio "$leanref_count" "$pyref_count") |
+| pyref | $pyref_count | $(ratio "$pyref_count" "$leanref_count") | $(ratio "$pyref_count" "$pyref_count") |
+| ramparts | $ramparts | $(ratio "$ramparts" "$leanref_count") | $(ratio "$ramparts" "$pyref_count") |
 MD
 [[ $out == /dev/stdout ]] || cat "$out"

@@ -87,6 +87,7 @@ class Downstream(asyncio.Protocol):
         self.client_ip = ""
         self.server_port = 0
         self.ssl_object: ssl.SSLObject | None = None
+        self.scheme = "http"  # "https" on a TLS connection (read several times per request)
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -96,6 +97,8 @@ class Downstream(asyncio.Protocol):
         # the request being parsed
         self._url = b""
         self._headers: http1.Headers = []
+        self._index: dict[bytes, bytes] = {}
+        self._hosts = 0
         self._head_size = 0
         self._parsing: RequestBody | None = None
         # the response being written
@@ -130,6 +133,7 @@ class Downstream(asyncio.Protocol):
         sock = self.transport.get_extra_info("sockname")
         self.server_port = int(sock[1]) if sock else 0
         self.ssl_object = self.transport.get_extra_info("ssl_object")
+        self.scheme = "https" if self.ssl_object is not None else "http"
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -215,6 +219,8 @@ class Downstream(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._index = {}
+        self._hosts = 0
         self._head_size = 0
         if self._deadline is None or not self._queue:
             self._arm(self.limits.client_header_timeout)
@@ -232,13 +238,19 @@ class Downstream(asyncio.Protocol):
                 len(self._headers) >= self.limits.max_headers:
             raise _Refused(431)
         self._headers.append((name, value))
+        lower = name.lower()
+        if lower not in self._index:
+            self._index[lower] = value
+        if lower == b"host":
+            self._hosts += 1
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         head = http1.RequestHead(method=parser.get_method().decode("ascii", "replace"),
                                  target=self._url, version=parser.get_http_version(),
                                  headers=self._headers, keep_alive=parser.should_keep_alive(),
-                                 upgrade=parser.should_upgrade())
+                                 upgrade=parser.should_upgrade(), index=self._index,
+                                 hosts=self._hosts)
         if head.method == "CONNECT":
             raise _Refused(405)  # nginx: not a proxy for tunnels
         self._last = head
@@ -370,10 +382,6 @@ class Downstream(asyncio.Protocol):
     @property
     def sni(self) -> str | None:
         return getattr(self.ssl_object, "ramparts_sni", None) if self.ssl_object else None
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.ssl_object is not None else "http"
 
     # ------------------------------------------------------------------ writing responses
     def start_response(self, status: int, headers: http1.Headers, length: int | None,

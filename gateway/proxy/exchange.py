@@ -180,8 +180,9 @@ class Exchange:
         conn, head = self.conn, self.head
         snapshot = self.snapshot
         router = snapshot.router
-        headers: dict[str, list[str]] = {}
+        headers: dict[str, list[str]] = _NO_HEADERS
         if router.uses_headers:
+            headers = {}
             for name, value in head.headers:
                 headers.setdefault(name.decode("latin-1").lower(), []).append(
                     value.decode("latin-1"))
@@ -222,6 +223,9 @@ class Exchange:
                             (b"x-kong-request-id", self.request_id.encode())], b"")
 
     # ------------------------------------------------------------------ attempts
+_NO_HEADERS: dict[str, list[str]] = {}  # what the router sees when no route matches on headers
+
+
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
 

@@ -137,7 +137,10 @@ class Forward:
     async def _send(self, relay: _Relay, ep: Endpoint, sni: str | None, host_header: str,
                     uri: bytes, base: http1.Headers, chunked: bool) -> None:
         ex = self.ex
-        key = OriginKey(ex.target.pool, ep.host, ep.port, sni)
+        target = ex.target
+        key = target.direct_key
+        if key is None or ep is not target.direct or sni != ep.sni:
+            key = OriginKey(target.pool, ep.host, ep.port, sni)
         head = http1.request_head(ex.head.method, uri,
                                   [(b"Host", host_header.encode("latin-1")), *base])
         timeout = ex.target.timeout

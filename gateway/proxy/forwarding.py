@@ -80,18 +80,25 @@ def upstream_headers(client: Headers, facts: Forwarded,
                      policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
     """Everything but ``Host`` (which depends on the target of each attempt) and the body's
     framing (which the exchange decides)."""
-    listed = connection_tokens(client)
     xff: list[bytes] = []
     via: list[bytes] = []
     out: Headers = []
-    for name, value in client:
+    lowered: list[bytes] = []  # of ``out``, for the rare second pass below
+    connection: list[bytes] = []
+    for name, value in client:  # one pass, each name lower-cased once
         lower = name.lower()
         if lower == b"x-forwarded-for":
             xff.append(value)
         elif lower == b"via":
             via.append(value)
-        elif lower not in HOP_BY_HOP and lower not in OWN_REQUEST and lower not in listed:
+        elif lower not in HOP_BY_HOP and lower not in OWN_REQUEST:
             out.append((name, value))
+            lowered.append(lower)
+        elif lower == b"connection":
+            connection.append(value)
+    listed = _listed(connection)  # names the client's Connection lists are this hop's only
+    if listed:
+        out = [pair for pair, lower in zip(out, lowered, strict=True) if lower not in listed]
     ip = facts.client_ip.encode()
     out.append((b"X-Forwarded-For", b", ".join([*xff, ip])))
     out.append((b"X-Forwarded-Proto", facts.scheme.encode()))
@@ -115,10 +122,19 @@ def downstream_headers(upstream: Headers, *, upstream_ms: int, proxy_ms: int,
                        policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
     """The upstream's response headers for the client: hop-by-hop ones (and those its
     ``Connection`` lists) removed, framing left to the writer, Kong's own added."""
-    listed = connection_tokens(upstream)
-    out = [(n, v) for n, v in upstream
-           if (lower := n.lower()) not in HOP_BY_HOP and lower not in listed
-           and lower != b"content-length"]
+    out: Headers = []
+    lowered: list[bytes] = []
+    connection: list[bytes] = []
+    for name, value in upstream:  # one pass, each name lower-cased once
+        lower = name.lower()
+        if lower not in HOP_BY_HOP and lower != b"content-length":
+            out.append((name, value))
+            lowered.append(lower)
+        elif lower == b"connection":
+            connection.append(value)
+    listed = _listed(connection)
+    if listed:
+        out = [pair for pair, lower in zip(out, lowered, strict=True) if lower not in listed]
     if set_cookie is not None:
         out.append((b"set-cookie", set_cookie))
     if policy.via:
@@ -130,6 +146,14 @@ def downstream_headers(upstream: Headers, *, upstream_ms: int, proxy_ms: int,
     if policy.request_id:
         out.append((b"x-kong-request-id", request_id.encode()))
     return out
+
+
+def _listed(values: list[bytes]) -> frozenset[bytes]:
+    """The names ``Connection`` values list, less the hop-by-hop ones dropped anyway
+    (``keep-alive``, ``upgrade``...): usually nothing is left, and no second pass is needed."""
+    if not values:
+        return frozenset()
+    return connection_tokens([(b"connection", v) for v in values]) - HOP_BY_HOP
 
 
 def own_reply_headers(headers: Headers, policy: HeaderPolicy) -> Headers:

@@ -32,9 +32,16 @@ class RequestHead:
     headers: Headers = field(default_factory=list)
     keep_alive: bool = True
     upgrade: bool = False
+    # lower-case name -> first value, and the count of Host headers: built by the parser as
+    # the headers arrive, so a lookup is a dict read, not a scan lower-casing every name
+    index: dict[bytes, bytes] | None = None
+    hosts: int = 0
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of ``name`` (lower case)."""
+        index = self.index
+        if index is not None:
+            return index.get(name)
         for key, value in self.headers:
             if key.lower() == name:
                 return value
@@ -56,8 +63,9 @@ class Refusal:
 def check_request(head: RequestHead) -> Refusal | None:
     """What nginx refuses after a request head parsed: missing or duplicate ``Host`` on
     HTTP/1.1, ``TRACE``; CONNECT never reaches here (the parser treats it as an upgrade)."""
-    hosts = [v for k, v in head.headers if k.lower() == b"host"]
-    if len(hosts) > 1:
+    hosts = head.hosts if head.index is not None else \
+        sum(1 for k, _ in head.headers if k.lower() == b"host")
+    if hosts > 1:
         return Refusal(400, "Bad Request")  # nginx: "client sent duplicate host header"
     if not hosts and head.version == "1.1":
         return Refusal(400, "Bad Request")  # nginx: "client sent HTTP/1.1 request without Host"
@@ -100,8 +108,10 @@ def response_has_body(status: int, method: str) -> bool:
 
 
 def is_websocket(head: RequestHead) -> bool:
+    if not head.upgrade:
+        return False
     upgrade = head.header(b"upgrade")
-    return head.upgrade and upgrade is not None and b"websocket" in upgrade.lower()
+    return upgrade is not None and b"websocket" in upgrade.lower()
 
 
 def connection_tokens(headers: Headers) -> frozenset[bytes]:

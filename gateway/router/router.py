@@ -20,7 +20,7 @@ from gateway.schema.entities.services import ServiceEntity
 HTTP_PROTOCOLS = frozenset({"http", "https", "grpc", "grpcs", "ws", "wss"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: not frozen, whose __init__ is slower
 class Request:
     """What the router looks at. ``headers`` maps lower-case names to their values."""
 
@@ -33,7 +33,7 @@ class Request:
     sni: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request, like Request
 class Match:
     route: RouteEntity
     service: ServiceEntity | None

@@ -231,11 +231,11 @@ class OriginConnection(asyncio.Protocol):
         self._status = status
         has_body = http1.response_has_body(status, self._method)
         length = None
-        if has_body or self._method == "HEAD":
-            length = _content_length(self._headers)
+        raw_length, chunked = _framing(self._headers)
+        if (has_body or self._method == "HEAD") and raw_length is not None:
+            length = int(raw_length)
         self._started = True
-        self._until_close = has_body and length is None and not any(
-            name.lower() == b"transfer-encoding" for name, _ in self._headers)
+        self._until_close = has_body and length is None and not chunked
         self._wake_drain()
         if self._relay is not None:
             self._relay.head(status, self._headers, length, has_body)
@@ -314,15 +314,17 @@ class PoolHooks(Protocol):
     def lost(self, conn: OriginConnection) -> None: ...
 
 
-def _content_length(headers: http1.Headers) -> int | None:
+def _framing(headers: http1.Headers) -> tuple[bytes | None, bool]:
+    """``(Content-Length, has Transfer-Encoding)`` in one pass; a Transfer-Encoding voids the
+    length (the last Content-Length counts otherwise)."""
     length = None
     for name, value in headers:
         lower = name.lower()
         if lower == b"transfer-encoding":
-            return None
+            return None, True
         if lower == b"content-length":
-            length = int(value)
-    return length
+            length = value
+    return length, False
 
 
 async def dial(hooks: PoolHooks, host: str, port: int, context: ssl.SSLContext | None,

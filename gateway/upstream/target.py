@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -16,6 +17,9 @@ from gateway.tls.client import ClientDefaults, ClientProfile
 from gateway.tls.store import CertEntry
 from gateway.upstream.balancer import Peer
 from gateway.upstream.pools import PoolKey
+
+if TYPE_CHECKING:
+    from gateway.upstream.origins import OriginKey
 
 log = logging.getLogger("ramparts.upstream")
 
@@ -50,6 +54,9 @@ class UpstreamTarget:
     write_timeout: float = 60.0  # seconds one chunk of the request body may take to write
     # where requests go when no balancer picks a target (built once, with the snapshot)
     direct: Endpoint | None = field(default=None, compare=False)
+    # and the key of its connection pool: one object, so the pool lookup neither builds nor
+    # compares a key per request
+    direct_key: OriginKey | None = field(default=None, compare=False)
 
     @property
     def origin(self) -> str:
@@ -145,4 +152,7 @@ def target_for(service: ServiceEntity, upstreams: Mapping[str, UpstreamEntity],
         if scheme == "https" else None,
         pool=profile, timeout=timeout, attempts=(service.retries or 0) + 1, upstream=upstream,
         write_timeout=(service.write_timeout or 60000) / 1000)
-    return dataclasses.replace(target, direct=endpoint(target, None))
+    from gateway.upstream.origins import OriginKey  # here: origins imports upstream code
+    direct = endpoint(target, None)
+    return dataclasses.replace(target, direct=direct, direct_key=OriginKey(
+        target.pool, direct.host, direct.port, direct.sni))
