@@ -112,16 +112,26 @@ class AuditMiddleware:
         answer = _Answer()
         recorded = False
 
+        start: Message | None = None
+
         async def record_then(message: Message) -> None:
-            nonlocal recorded
+            # The head is held until the row is stored: uvicorn writes a head as soon as it
+            # gets it, and a 204 is complete for the client at its head, so a client that
+            # reads /audit_log next would otherwise race the insert.
+            nonlocal recorded, start
             if message["type"] == "http.response.start":
                 answer.status = int(message["status"])
-            elif message["type"] == "http.response.body":
+                start = message
+                return
+            if message["type"] == "http.response.body":
                 if answer.status >= 400 and len(answer.body) < MAX_FIELDS_BYTES:
                     answer.body += message.get("body", b"")
                 if not message.get("more_body", False) and not recorded:
                     recorded = True
                     await self._record(scope, note, answer)
+            if start is not None:
+                held, start = start, None
+                await send(held)
             await send(message)
 
         try:

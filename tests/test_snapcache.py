@@ -15,7 +15,7 @@ from gateway.snapcache import CacheError, SnapshotCache, at_start
 from gateway.snapshot import Loaded
 
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIEsecret\n-----END PRIVATE KEY-----\n"
-LOADED = Loaded(version=7, rows={"certificates": [{"id": "c1", "key": KEY}],
+LOADED = Loaded(version=7, rows={"certificates": [{"id": "certificate-one", "key": KEY}],
                                  "routes": [], "target_health": []})
 
 
@@ -37,7 +37,7 @@ def test_round_trip_sealed_private_and_atomic(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["snap.cache"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text()
-    assert "PRIVATE KEY" not in text and "MIIEsecret" not in text and "c1" not in text
+    assert "PRIVATE KEY" not in text and "MIIEsecret" not in text and "certificate-one" not in text
     loaded = cache.read()
     assert loaded.version == 7 and loaded.rows["certificates"][0]["key"] == KEY
 
