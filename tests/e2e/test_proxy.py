@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from tests.e2e.gateway import Node, node, upstream
 from tests.e2e.proc import curl, free_port, wait_for
+from tests.e2e.raw import RawUpstream
 
 pytestmark = pytest.mark.e2e
 
@@ -135,31 +135,6 @@ def test_kong_error_responses(gw: Node, up: int) -> None:
     r = live(gw, "/slow/2", 504)
     assert r.json()["message"] == "The upstream server is timing out"
     assert "timed out" in gw.running.output()
-
-
-class RawUpstream:
-    """A TCP listener on a thread that hands each accepted connection to ``handle``."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.handle(conn)
-
-    def handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
 
 
 class Hangup(RawUpstream):

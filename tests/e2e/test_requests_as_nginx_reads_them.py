@@ -17,28 +17,20 @@ import pytest
 
 from tests.e2e.gateway import Node, node, upstream
 from tests.e2e.proc import wait_for
+from tests.e2e.raw import RawUpstream
 
 pytestmark = pytest.mark.e2e
 
 
-class Recorder:
+class Recorder(RawUpstream):
     """A raw upstream that answers every request 200 and keeps every byte it received."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.received = b""
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn: socket.socket) -> None:
         with conn:
