@@ -17,6 +17,7 @@ from gateway import registry
 from gateway.declarative import dbless
 from gateway.settings.load import load
 from tests.pki import Pki
+from tests.seeds import SEED_003_CA_ID, SEED_003_KONG_YML
 
 ONE = {"_format_version": "3.0", "services": [
     {"name": "svc", "url": "http://one.test", "routes": [{"name": "r", "paths": ["/one"]}]}]}
@@ -146,23 +147,9 @@ async def test_a_second_load_while_one_runs_is_429(
 
 async def test_seed_003_example_loads_with_its_ca(off: httpx.AsyncClient, pki: Pki) -> None:
     """Seed 003's kong.yml as written (format 2.1), with the CA it names and its consumer."""
-    ca_id = "a4e9ee1a-1f1f-4574-bffd-0583ed32d99a"
+    ca_id = SEED_003_CA_ID
     indented = "\n".join("    " + line for line in pki.read("s003/ca.crt").splitlines())
-    text = f"""_format_version: "2.1"
-services:
-- name: secure-api
-  url: https://internal-api.example.com
-  routes:
-  - name: secure-route
-    paths:
-    - /api
-    plugins:
-    - name: mtls-auth
-      config:
-        ca_certificates:
-        - {ca_id}
-        revocation_check_mode: STRICT
-ca_certificates:
+    text = SEED_003_KONG_YML + f"""ca_certificates:
 - id: {ca_id}
   cert: |
 {indented}

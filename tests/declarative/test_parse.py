@@ -15,6 +15,7 @@ from gateway.db.store import Store
 from gateway.declarative.parse import Config, parse_text
 from gateway.errors import DeclarativeSyntaxError, InvalidDeclarativeConfig
 from tests.pki import Pki
+from tests.seeds import SEED_003_CA_ID, SEED_003_KONG_YML
 
 KONG_NS = uuid.UUID("fd02801f-0957-4a15-a55a-c8d9606f30b5")
 
@@ -134,26 +135,9 @@ def test_old_formats_mark_regex_paths(st: Store, version: str, expected: list[st
 
 
 def test_seed_003_example_loads(st: Store) -> None:
-    ca_id = "a4e9ee1a-1f1f-4574-bffd-0583ed32d99a"
-    text = f"""
-_format_version: "2.1"
-services:
-- name: secure-api
-  url: https://internal-api.example.com
-  routes:
-  - name: secure-route
-    paths:
-    - /api
-    plugins:
-    - name: mtls-auth
-      config:
-        ca_certificates:
-        - {ca_id}
-        revocation_check_mode: STRICT
-"""
-    config = parse(st, text)
+    config = parse(st, SEED_003_KONG_YML)
     plugin = one(config, "plugins", name="mtls-auth")
-    assert plugin["config"]["ca_certificates"] == [ca_id]
+    assert plugin["config"]["ca_certificates"] == [SEED_003_CA_ID]
     assert plugin["config"]["revocation_check_mode"] == "STRICT"
 
 
