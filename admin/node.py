@@ -20,17 +20,18 @@ from gateway.declarative import dbless
 from gateway.errors import RampartsError
 from gateway.plugins import phases
 from gateway.plugins.mtls_auth.handshake import ClientCertRequest, Fallback
+from gateway.plugins.mtls_auth.snis import SniSet
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.forwarding import header_policy
 from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
-from gateway.settings.model import Settings
+from gateway.settings.model import Settings, parse_time
 from gateway.snapcache import SnapshotCache, at_start
 from gateway.snapshot import Holder, Loaded, Snapshot
 from gateway.tasks import spawn
-from gateway.tls import libssl
+from gateway.tls import libssl, tickets
 from gateway.tls.admin import admin_context
 from gateway.tls.client import ClientDefaults, client_defaults
 from gateway.tls.contexts import PolicyError, ServerPolicy
@@ -61,6 +62,30 @@ def tls_terminator(settings: Settings, holder: Holder) -> TLSTerminator:
         return TLSTerminator(policy, default_pairs(settings), lambda: holder.current.certs)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise StartError(f"cannot load the default certificate: {exc}") from exc
+
+
+def session_resumption(settings: Settings, terminator: TLSTerminator,
+                       mtls_snis: Callable[[], SniSet]) -> None:
+    """Kong's ``ssl_session_tickets``/``ssl_session_timeout`` on the listener context (the
+    one OpenSSL takes session settings and ticket keys from), and ticket keys derived from
+    the node's secret: inherited from the worker supervisor, else made here (never on disk,
+    never logged). mtls-auth's SNIs resume nothing: each connection shows its chain."""
+    ctx = terminator.listener_context()
+    if libssl.BRIDGE is not None:
+        timeout = parse_time(settings.ssl_session_timeout) or 86400.0
+        libssl.BRIDGE.set_session_timeout(ctx, max(1, int(timeout)))
+    if not settings.ssl_session_tickets:
+        tickets.disable(ctx)
+        return
+    if terminator.policy.mtls:
+        return  # enable_mtls: no tickets at all (contexts.py)
+    try:
+        secret = tickets.inherited_secret() or tickets.new_secret()
+    except tickets.TicketSecretError as exc:
+        raise StartError(str(exc)) from exc
+    keys = tickets.TicketKeys(secret, parse_time(settings.ssl_session_ticket_rotation) or 3600)
+    terminator.tickets = tickets.install(ctx, keys,
+                                         lambda name: mtls_snis().match(name) is not None)
 
 
 def client_tls_defaults(settings: Settings) -> ClientDefaults:
@@ -181,6 +206,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             terminator.on_hello = lambda obj, name: phases.certificate(
                 holder.current.plugins, obj, name)
             terminator.on_selected = ClientCertRequest(lambda: holder.current.mtls_snis)
+            session_resumption(settings, terminator, lambda: holder.current.mtls_snis)
         pools = Pools()
         balancers = Balancers()
         checks = ActiveChecks(balancers, pools)
