@@ -11,14 +11,15 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.tls.tickets import SECRET_FD_ENV, new_secret
-from tests.e2e.gateway import Node, node, served_subject, upstream
-from tests.e2e.proc import wait_for
+from tests.e2e.gateway import Node, served_subject, upstream
+from tests.e2e.proc import free_port, ramparts, wait_for
 from tests.pki import Pki, self_signed
 
 pytestmark = pytest.mark.e2e
@@ -58,11 +59,14 @@ def with_secret(work: Path, secret: bytes, **settings: Any) -> Iterator[Node]:
         os.write(write, secret)
         os.close(write)
         write = -1
-        with node(work, f"sqlite:///{work}/r.db", env={SECRET_FD_ENV: str(read)},
-                  pass_fds=(read,), **settings) as running:
+        http_port, https_port = free_port(), free_port()
+        base = {"database": f"sqlite:///{work}/r.db", "prefix": str(work / "prefix"),
+                "proxy_listen": f"127.0.0.1:{http_port}, 127.0.0.1:{https_port} ssl"}
+        with ramparts(work, {**base, **settings}, env={SECRET_FD_ENV: str(read)},
+                      pass_fds=(read,)) as running:
             os.close(read)
             read = -1
-            yield running
+            yield Node(running, http_port, https_port)
     finally:
         for fd in (read, write):
             if fd >= 0:
@@ -103,10 +107,17 @@ def test_the_sni_certificate_context_still_uses_the_shared_keys(
         r = gw.call("POST", "/certificates", json={"cert": cert, "key": key,
                                                    "snis": ["sni.test"]})
         assert r.status_code == 201, r.text
-        wait_for(lambda gw=gw: served_subject(gw.https_port, "sni.test") == "CN=sni.test", 10,
-                 "the SNI certificate")
+        wait_for(partial(serves, gw.https_port, "sni.test"), 10, "the SNI certificate")
     sess = ticket(a.https_port, tmp_path / "sni.sess", servername="sni.test")
     assert resumes(b.https_port, sess, servername="sni.test")
+
+
+def serves(port: int, name: str) -> bool:
+    return served_subject(port, name) == f"CN={name}"
+
+
+def asks(port: int) -> bool:
+    return "CertificateRequest" in s_client(port, "-msg", servername="mtls.test")
 
 
 def test_no_resumption_on_an_mtls_auth_sni(pair: tuple[Node, Node, Node], tmp_path: Path,
@@ -126,8 +137,7 @@ def test_no_resumption_on_an_mtls_auth_sni(pair: tuple[Node, Node, Node], tmp_pa
             r = gw.call("POST", "/routes/r/plugins", json={
                 "name": "mtls-auth", "config": {"ca_certificates": [ca.json()["id"]]}})
             assert r.status_code == 201, r.text
-            wait_for(lambda gw=gw: "CertificateRequest" in s_client(
-                gw.https_port, "-msg", servername="mtls.test"), 10, "a CertificateRequest")
+            wait_for(partial(asks, gw.https_port), 10, "a CertificateRequest")
         for version in ("-tls1_3", "-tls1_2"):
             sess = ticket(a.https_port, tmp_path / f"plain{version}.sess", version)
             assert resumes(b.https_port, sess, version)
