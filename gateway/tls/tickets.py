@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.tls import libssl
-from gateway.tls.libssl import TicketCallback, TicketKey
+from gateway.tls.libssl_tickets import TicketCallback, TicketKey
 
 log = logging.getLogger("ramparts.tls")
 
@@ -145,10 +145,11 @@ def install(ctx: ssl.SSLContext, keys: TicketKeys,
     gets a full handshake. Returns the callback to keep referenced, or None without the
     bridge (said once in the log)."""
     bridge = libssl.BRIDGE
-    if bridge is None:
-        log.warning("libssl bridge unavailable (%s): session tickets use per-process keys "
-                    "that never rotate; a ticket resumes only on the process that issued it",
-                    libssl.UNAVAILABLE)
+    if bridge is None or bridge.tickets is None:
+        log.warning("%s: session tickets use per-process keys that never rotate; a ticket "
+                    "resumes only on the process that issued it",
+                    f"libssl bridge unavailable ({libssl.UNAVAILABLE})" if bridge is None
+                    else bridge.tickets_unavailable)
         return None
 
     def decrypting(name: bytes, server_name: str | None) -> tuple[TicketKey, bool] | None:
