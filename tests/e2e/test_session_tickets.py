@@ -51,7 +51,8 @@ def resumes(port: int, sess: Path, *args: str, servername: str = "a.test") -> bo
 
 
 @contextlib.contextmanager
-def with_secret(work: Path, secret: bytes, **settings: Any) -> Iterator[Node]:
+def with_secret(work: Path, secret: bytes, env: dict[str, str] | None = None,
+                **settings: Any) -> Iterator[Node]:
     """A node started as a worker is: the secret written into a pipe whose read end it
     inherits, named by ``RAMPARTS_TICKET_SECRET_FD``."""
     read, write = os.pipe()
@@ -62,7 +63,7 @@ def with_secret(work: Path, secret: bytes, **settings: Any) -> Iterator[Node]:
         http_port, https_port = free_port(), free_port()
         base = {"database": f"sqlite:///{work}/r.db", "prefix": str(work / "prefix"),
                 "proxy_listen": f"127.0.0.1:{http_port}, 127.0.0.1:{https_port} ssl"}
-        with ramparts(work, {**base, **settings}, env={SECRET_FD_ENV: str(read)},
+        with ramparts(work, {**base, **settings}, env={SECRET_FD_ENV: str(read), **(env or {})},
                       pass_fds=(read,)) as running:
             os.close(read)
             read = -1
@@ -191,3 +192,17 @@ def test_tickets_off_issues_none(tmp_path: Path) -> None:
         assert "NewSessionTicket" not in out
         out = s_client(gw.https_port, "-msg", "-tls1_2")
         assert "NewSessionTicket" not in out
+
+
+def test_without_the_bridge_tickets_resume_on_their_own_process_only(tmp_path: Path) -> None:
+    secret = new_secret()
+    off = {"RAMPARTS_LIBSSL_BRIDGE": "off"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with with_secret(tmp_path / "a", secret, env=off) as a, \
+            with_secret(tmp_path / "b", secret, env=off) as b:
+        sess = ticket(a.https_port, tmp_path / "own.sess")
+        assert resumes(a.https_port, sess)
+        assert not resumes(b.https_port, sess)
+        log = a.running.output()
+        assert log.count("session tickets use per-process keys that never rotate") == 1, log
