@@ -68,6 +68,7 @@ class TicketCallback:
     encrypting: Encrypting
     decrypting: Decrypting
     pointer: Any = None
+    failed: bool = False  # logged once
     _prepared: dict[bytes, _PreparedKey] = field(default_factory=dict)
 
     def prepared(self, key: TicketKey) -> _PreparedKey:
@@ -105,7 +106,7 @@ class TicketCallback:
             return 0  # no ticket
         lib = self.bridge.crypto_lib
         if lib.RAND_bytes(iv, 16) != 1:
-            return -1
+            return self._failed("RAND_bytes")
         ctypes.memmove(name, key.name, 16)
         return self._init(key, lib.EVP_EncryptInit_ex, iv, cipher, mac)
 
@@ -115,16 +116,23 @@ class TicketCallback:
             return 0  # unknown, too old, or refused for this SNI: a full handshake
         key, renew = found
         done = self._init(key, self.bridge.crypto_lib.EVP_DecryptInit_ex, iv, cipher, mac)
-        return done if done != 1 else (2 if renew else 1)
+        return done and (2 if renew else 1)  # 2: resume, and send a ticket of today's key
 
     def _init(self, key: TicketKey, init: Any, iv: int, cipher: int, mac: int) -> int:
         ready = self.prepared(key)
-        lib = self.bridge.crypto_lib
-        if lib.EVP_MAC_CTX_set_params(mac, ready.params) != 1:
-            return -1
+        if self.bridge.crypto_lib.EVP_MAC_CTX_set_params(mac, ready.params) != 1:
+            return self._failed("EVP_MAC_CTX_set_params")
         if init(cipher, self.bridge.aes_256_cbc, None, ready.aes, iv) != 1:
-            return -1
+            return self._failed("EVP_CipherInit_ex")
         return 1
+
+    def _failed(self, what: str) -> int:
+        """Never fail the handshake (-1 would): no ticket issued, or a full handshake."""
+        if not self.failed:
+            self.failed = True
+            log.error("session tickets: %s failed in libssl; affected connections do a full "
+                      "handshake", what)
+        return 0
 
 
 def sni_of(extension: bytes) -> str | None:
@@ -138,8 +146,6 @@ def sni_of(extension: bytes) -> str | None:
             return name.decode("ascii", "replace")
         at += 3 + size
     return None
-
-
 
 
 @dataclass(frozen=True)
