@@ -19,7 +19,7 @@ import pytest
 
 from gateway.tls.tickets import SECRET_FD_ENV, new_secret
 from tests.e2e.gateway import Node, served_subject, upstream
-from tests.e2e.proc import free_port, ramparts, wait_for
+from tests.e2e.proc import free_port, launch, ramparts, wait_for
 from tests.pki import Pki, self_signed
 
 pytestmark = pytest.mark.e2e
@@ -186,12 +186,19 @@ def _wait_epoch(period: float, epoch: int) -> None:
 
 
 def test_tickets_off_issues_none(tmp_path: Path) -> None:
+    """On the default certificate and on an SNI's own (whose context the SNI callback
+    switches to), in TLS 1.3 and 1.2."""
     with with_secret(tmp_path, new_secret(), ssl_session_tickets="off",
                      tls={"min_version": "TLS12"}) as gw:
-        out = s_client(gw.https_port, "-msg")
-        assert "NewSessionTicket" not in out
-        out = s_client(gw.https_port, "-msg", "-tls1_2")
-        assert "NewSessionTicket" not in out
+        cert, key = self_signed(tmp_path, "sni", "sni.test")
+        r = gw.call("POST", "/certificates", json={"cert": cert, "key": key,
+                                                   "snis": ["sni.test"]})
+        assert r.status_code == 201, r.text
+        wait_for(partial(serves, gw.https_port, "sni.test"), 10, "the SNI certificate")
+        for name in ("a.test", "sni.test"):
+            for version in ("-tls1_3", "-tls1_2"):
+                out = s_client(gw.https_port, "-msg", version, servername=name)
+                assert "NewSessionTicket" not in out, (name, version)
 
 
 def test_without_the_bridge_tickets_resume_on_their_own_process_only(tmp_path: Path) -> None:
@@ -206,3 +213,22 @@ def test_without_the_bridge_tickets_resume_on_their_own_process_only(tmp_path: P
         assert not resumes(b.https_port, sess)
         log = a.running.output()
         assert log.count("session tickets use per-process keys that never rotate") == 1, log
+
+
+def test_a_short_inherited_secret_stops_the_start(tmp_path: Path) -> None:
+    """A worker never runs with keys of its own while its siblings share theirs."""
+    read, write = os.pipe()
+    os.write(write, b"12345")
+    os.close(write)
+    try:
+        https = free_port()
+        proc = launch(tmp_path, {"database": f"sqlite:///{tmp_path}/r.db",
+                                 "proxy_listen": f"127.0.0.1:{https} ssl"},
+                      env={SECRET_FD_ENV: str(read)}, pass_fds=(read,))
+    finally:
+        os.close(read)
+    try:
+        assert proc.proc.wait(timeout=60) == 1
+    finally:
+        proc.stop()
+    assert "has 5 bytes, expected 32" in proc.output()
