@@ -20,7 +20,8 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from cryptography.hazmat.primitives import hashes
@@ -89,6 +90,15 @@ def derive(secret: bytes, epoch: int) -> TicketKey:
     return TicketKey(name=raw[:16], hmac=raw[16:48], aes=raw[48:])
 
 
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """The keys in use during one epoch: the current one, and by name the three accepted."""
+
+    epoch: int
+    current: TicketKey
+    by_name: Mapping[bytes, tuple[TicketKey, int]]
+
+
 class TicketKeys:
     """The key schedule of one secret. Sync and memory-only on the handshake path: the three
     keys in use are derived once per epoch and swapped in one assignment."""
@@ -102,9 +112,7 @@ class TicketKeys:
         self._secret = secret
         self.period = period
         self.clock = clock
-        self._epoch: int | None = None
-        self._by_name: MappingProxyType[bytes, tuple[TicketKey, int]] = MappingProxyType({})
-        self._current: TicketKey | None = None
+        self._window: _Window | None = None
 
     def __repr__(self) -> str:  # never show the secret
         return f"TicketKeys(period={self.period})"
@@ -112,30 +120,30 @@ class TicketKeys:
     def epoch(self) -> int:
         return int(self.clock() // self.period)
 
-    def _keys(self) -> tuple[int, TicketKey]:
+    def _keys(self) -> _Window:
         epoch = self.epoch()
-        current = self._current
-        if epoch != self._epoch or current is None:
+        window = self._window
+        if window is None or window.epoch != epoch:
             keys = {e: derive(self._secret, e) for e in (epoch - 1, epoch, epoch + 1)}
-            current = keys[epoch]
-            self._by_name = MappingProxyType({k.name: (k, e) for e, k in keys.items()})
-            self._current, self._epoch = current, epoch
-        return epoch, current
+            window = _Window(epoch, keys[epoch],
+                             MappingProxyType({k.name: (k, e) for e, k in keys.items()}))
+            self._window = window  # one assignment
+        return window
 
     def encrypting(self) -> TicketKey:
         """The key new tickets are encrypted under."""
-        return self._keys()[1]
+        return self._keys().current
 
     def decrypting(self, name: bytes) -> tuple[TicketKey, bool] | None:
         """The key a ticket named ``name`` was encrypted under, if it is still accepted (the
         previous, current or next epoch), and whether the client should get a fresh ticket
         (any key but the current one)."""
-        epoch, _ = self._keys()
-        found = self._by_name.get(name)
+        window = self._keys()
+        found = window.by_name.get(name)
         if found is None:
             return None
         key, of = found
-        return key, of != epoch
+        return key, of != window.epoch
 
 
 def install(ctx: ssl.SSLContext, keys: TicketKeys,
