@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import ssl
@@ -71,6 +72,10 @@ def session_resumption(settings: Settings, terminator: TLSTerminator,
     the node's secret: inherited from the worker supervisor, else made here (never on disk,
     never logged). mtls-auth's SNIs resume nothing: each connection shows its chain."""
     ctx = terminator.listener_context()
+    refused = _unhonoured_session_settings(settings)
+    if refused:
+        raise StartError(f"cannot honour {', '.join(refused)} without the libssl bridge's "
+                         f"session functions ({libssl.UNAVAILABLE or 'no ticket key callback'})")
     if libssl.BRIDGE is not None:
         timeout = parse_time(settings.ssl_session_timeout) or 86400.0
         libssl.BRIDGE.set_session_timeout(ctx, max(1, int(timeout)))
@@ -86,6 +91,18 @@ def session_resumption(settings: Settings, terminator: TLSTerminator,
     keys = tickets.TicketKeys(secret, parse_time(settings.ssl_session_ticket_rotation) or 3600)
     terminator.tickets = tickets.install(ctx, keys,
                                          lambda name: mtls_snis().match(name) is not None)
+
+
+def _unhonoured_session_settings(settings: Settings) -> list[str]:
+    """Session settings set away from their defaults that this process cannot honour (as
+    with the ``tls`` block: explicit settings refuse to start, defaults degrade, logged)."""
+    bridge = libssl.BRIDGE
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    shared_keys = bridge is not None and bridge.tickets is not None
+    needs = {"ssl_session_timeout": bridge is not None,
+             "ssl_session_ticket_rotation": shared_keys or not settings.ssl_session_tickets}
+    return [name for name, possible in needs.items()
+            if not possible and getattr(settings, name) != defaults[name]]
 
 
 def client_tls_defaults(settings: Settings) -> ClientDefaults:

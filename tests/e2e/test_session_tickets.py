@@ -232,3 +232,17 @@ def test_a_short_inherited_secret_stops_the_start(tmp_path: Path) -> None:
     finally:
         proc.stop()
     assert "has 5 bytes, expected 32" in proc.output()
+
+
+@pytest.mark.parametrize("setting", [{"ssl_session_timeout": "5m"},
+                                     {"ssl_session_ticket_rotation": "10m"}])
+def test_without_the_bridge_explicit_session_settings_refuse_to_start(
+        tmp_path: Path, setting: dict[str, str]) -> None:
+    proc = launch(tmp_path, {"database": f"sqlite:///{tmp_path}/r.db",
+                             "proxy_listen": f"127.0.0.1:{free_port()} ssl", **setting},
+                  env={"RAMPARTS_LIBSSL_BRIDGE": "off"})
+    try:
+        assert proc.proc.wait(timeout=60) == 1
+    finally:
+        proc.stop()
+    assert f"cannot honour {next(iter(setting))} without the libssl bridge" in proc.output()
