@@ -71,6 +71,10 @@ def session_resumption(settings: Settings, terminator: TLSTerminator,
     one OpenSSL takes session settings and ticket keys from), and ticket keys derived from
     the node's secret: inherited from the worker supervisor, else made here (never on disk,
     never logged). mtls-auth's SNIs resume nothing: each connection shows its chain."""
+    try:
+        inherited = tickets.inherited_secret()  # read (and the pipe closed) in every case
+    except tickets.TicketSecretError as exc:
+        raise StartError(str(exc)) from exc
     ctx = terminator.listener_context()
     refused = _unhonoured_session_settings(settings)
     if refused:
@@ -84,11 +88,8 @@ def session_resumption(settings: Settings, terminator: TLSTerminator,
         return
     if terminator.policy.mtls:
         return  # enable_mtls: no tickets at all (contexts.py)
-    try:
-        secret = tickets.inherited_secret() or tickets.new_secret()
-    except tickets.TicketSecretError as exc:
-        raise StartError(str(exc)) from exc
-    keys = tickets.TicketKeys(secret, parse_time(settings.ssl_session_ticket_rotation) or 3600)
+    keys = tickets.TicketKeys(inherited or tickets.new_secret(),
+                              parse_time(settings.ssl_session_ticket_rotation) or 3600)
     terminator.tickets = tickets.install(ctx, keys,
                                          lambda name: mtls_snis().match(name) is not None)
 
