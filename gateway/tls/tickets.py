@@ -6,8 +6,8 @@ secret (the workers of a node, handed it by the supervisor through an inherited 
 the same keys without talking to the others, and rotation needs no channel. New tickets are
 encrypted under the current epoch's key; tickets of the previous epoch still resume (and of
 the next one, for clocks of nodes slightly apart), and get a fresh ticket; older ones get a
-full handshake. So a ticket resumes for between one and two periods, and a key that leaks
-opens at most three periods of sessions. The secret is never written to disk nor logged.
+full handshake. So a ticket resumes for between one and two periods, and an epoch's key opens
+only the tickets issued in its period. The secret is never written to disk nor logged.
 
 Without the libssl bridge there is no ticket key API: OpenSSL's random per-process keys stay
 in use (tickets resume only on the process that issued them, and never rotate).
