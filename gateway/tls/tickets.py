@@ -45,6 +45,21 @@ def new_secret() -> bytes:
     return os.urandom(SECRET_BYTES)
 
 
+def secret_pipe(secret: bytes) -> int:
+    """The supervisor's side of the contract: a pipe already holding ``secret`` (32 bytes fit
+    any pipe buffer, so nothing blocks), its write end closed. Start the worker with the
+    returned read end inherited (``pass_fds``) and ``RAMPARTS_TICKET_SECRET_FD`` naming it,
+    then close it here. Not inheritable unless passed: other children never see it."""
+    if len(secret) != SECRET_BYTES:
+        raise ValueError(f"a session ticket secret has {SECRET_BYTES} bytes")
+    read, write = os.pipe()
+    try:
+        os.write(write, secret)
+    finally:
+        os.close(write)
+    return read
+
+
 def secret_from_fd(fd: int) -> bytes:
     """Read exactly 32 bytes from an inherited pipe ``fd`` and close it (the supervisor
     writes the secret and closes its end)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.tls.tickets import SECRET_FD_ENV, new_secret
+from gateway.tls.tickets import SECRET_FD_ENV, new_secret, secret_pipe
 from tests.e2e.gateway import Node, served_subject, upstream
 from tests.e2e.proc import free_port, launch, ramparts, wait_for
 from tests.pki import Pki, self_signed
@@ -55,11 +55,8 @@ def with_secret(work: Path, secret: bytes, env: dict[str, str] | None = None,
                 **settings: Any) -> Iterator[Node]:
     """A node started as a worker is: the secret written into a pipe whose read end it
     inherits, named by ``RAMPARTS_TICKET_SECRET_FD``."""
-    read, write = os.pipe()
+    read = secret_pipe(secret)
     try:
-        os.write(write, secret)
-        os.close(write)
-        write = -1
         http_port, https_port = free_port(), free_port()
         base = {"database": f"sqlite:///{work}/r.db", "prefix": str(work / "prefix"),
                 "proxy_listen": f"127.0.0.1:{http_port}, 127.0.0.1:{https_port} ssl"}
@@ -69,9 +66,8 @@ def with_secret(work: Path, secret: bytes, env: dict[str, str] | None = None,
             read = -1
             yield Node(running, http_port, https_port)
     finally:
-        for fd in (read, write):
-            if fd >= 0:
-                os.close(fd)
+        if read >= 0:
+            os.close(read)
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,14 @@ def test_bad_schedules_and_the_secret_is_never_shown() -> None:
     assert len(new_secret()) == 32 and new_secret() != new_secret()
 
 
+def test_the_supervisors_pipe_hands_the_secret_over() -> None:
+    read = tickets.secret_pipe(SECRET)
+    assert not os.get_inheritable(read)  # only a worker started with pass_fds gets it
+    assert tickets.secret_from_fd(read) == SECRET
+    with pytest.raises(ValueError):
+        tickets.secret_pipe(b"short")
+
+
 def test_secret_from_fd_reads_32_bytes_and_closes() -> None:
     read, write = os.pipe()
     os.write(write, SECRET[:10])
