@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-run
 	  OUT=$(CURDIR)/$(BENCH_OUT) bash $(BENCH_DIR)/run.sh
 	$(BIN)/python bench/reload.py $(BENCH_OUT)/reload.md
 	$(BIN)/python bench/declarative.py $(BENCH_OUT)/declarative.md
+	$(BIN)/python bench/tickets.py $(BENCH_OUT)/tickets.md
 	$(BIN)/python bench/publish.py $(BENCH_OUT) docs/benchmarks.md
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import ssl
@@ -20,17 +21,18 @@ from gateway.declarative import dbless
 from gateway.errors import RampartsError
 from gateway.plugins import phases
 from gateway.plugins.mtls_auth.handshake import ClientCertRequest, Fallback
+from gateway.plugins.mtls_auth.snis import SniSet
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.forwarding import header_policy
 from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
 from gateway.server import BindError, Server, bind, make_server, run_servers
 from gateway.settings.load import redact_url
-from gateway.settings.model import Settings
+from gateway.settings.model import Settings, parse_time
 from gateway.snapcache import SnapshotCache, at_start
 from gateway.snapshot import Holder, Loaded, Snapshot
 from gateway.tasks import spawn
-from gateway.tls import libssl
+from gateway.tls import libssl, tickets
 from gateway.tls.admin import admin_context
 from gateway.tls.client import ClientDefaults, client_defaults
 from gateway.tls.contexts import PolicyError, ServerPolicy
@@ -61,6 +63,47 @@ def tls_terminator(settings: Settings, holder: Holder) -> TLSTerminator:
         return TLSTerminator(policy, default_pairs(settings), lambda: holder.current.certs)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise StartError(f"cannot load the default certificate: {exc}") from exc
+
+
+def session_resumption(settings: Settings, terminator: TLSTerminator,
+                       mtls_snis: Callable[[], SniSet]) -> None:
+    """Kong's ``ssl_session_tickets``/``ssl_session_timeout`` on the listener context (the
+    one OpenSSL takes session settings and ticket keys from), and ticket keys derived from
+    the node's secret: inherited from the worker supervisor, else made here (never on disk,
+    never logged). mtls-auth's SNIs resume nothing: each connection shows its chain."""
+    try:
+        inherited = tickets.inherited_secret()  # read (and the pipe closed) in every case
+    except tickets.TicketSecretError as exc:
+        raise StartError(str(exc)) from exc
+    ctx = terminator.listener_context()
+    refused = _unhonoured_session_settings(settings)
+    if refused:
+        raise StartError(f"cannot honour {', '.join(refused)} without the libssl bridge's "
+                         f"session functions ({libssl.UNAVAILABLE or 'no ticket key callback'})")
+    if libssl.BRIDGE is not None:
+        timeout = parse_time(settings.ssl_session_timeout) or 86400.0
+        libssl.BRIDGE.set_session_timeout(ctx, max(1, int(timeout)))
+    if not settings.ssl_session_tickets:
+        tickets.disable(ctx)
+        return
+    if terminator.policy.mtls:
+        return  # enable_mtls: no tickets at all (contexts.py)
+    keys = tickets.TicketKeys(inherited or tickets.new_secret(),
+                              parse_time(settings.ssl_session_ticket_rotation) or 3600)
+    terminator.tickets = tickets.install(ctx, keys,
+                                         lambda name: mtls_snis().match(name) is not None)
+
+
+def _unhonoured_session_settings(settings: Settings) -> list[str]:
+    """Session settings set away from their defaults that this process cannot honour (as
+    with the ``tls`` block: explicit settings refuse to start, defaults degrade, logged)."""
+    bridge = libssl.BRIDGE
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    shared_keys = bridge is not None and bridge.tickets is not None
+    needs = {"ssl_session_timeout": bridge is not None,
+             "ssl_session_ticket_rotation": shared_keys or not settings.ssl_session_tickets}
+    return [name for name, possible in needs.items()
+            if not possible and getattr(settings, name) != defaults[name]]
 
 
 def client_tls_defaults(settings: Settings) -> ClientDefaults:
@@ -181,6 +224,7 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             terminator.on_hello = lambda obj, name: phases.certificate(
                 holder.current.plugins, obj, name)
             terminator.on_selected = ClientCertRequest(lambda: holder.current.mtls_snis)
+            session_resumption(settings, terminator, lambda: holder.current.mtls_snis)
         pools = Pools()
         balancers = Balancers()
         checks = ActiveChecks(balancers, pools)

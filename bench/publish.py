@@ -9,7 +9,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def main(run_dir: str, target: str) -> None:
-    parts = [Path(run_dir) / name for name in ("results.md", "reload.md")]
+    parts = [Path(run_dir) / name for name in ("results.md", "reload.md", "tickets.md")]
     results = "\n\n".join(p.read_text().strip() for p in parts if p.exists())
     path = Path(target)
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"

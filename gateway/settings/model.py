@@ -99,9 +99,10 @@ def parse_size(value: str) -> int | None:
 
 
 def parse_time(value: str) -> float | None:
-    """nginx's time syntax: ``60``, ``60s``, ``500ms``, ``2m``, ``1h`` -> seconds."""
+    """nginx's time syntax: ``60``, ``60s``, ``500ms``, ``2m``, ``1h``, ``1d`` -> seconds."""
     text = value.strip().lower()
-    for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+    for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0),
+                         ("d", 86400.0)):
         if text.endswith(unit):
             text, scale = text[:-len(unit)], factor
             break
@@ -274,6 +275,12 @@ class Settings:
     client_ssl_cert_key: KeyPath | None = None
     lua_ssl_trusted_certificate: tuple[Annotated[str, Check(_trusted)], ...] = ("system",)
     tls: TLSServer | None = None
+    # TLS session resumption on the proxy listeners (gateway/tls/tickets.py): Kong's
+    # on/off and session lifetime, and how often the ticket keys rotate (a ticket resumes
+    # for one to two rotation periods, never beyond ssl_session_timeout)
+    ssl_session_tickets: bool = True
+    ssl_session_timeout: Annotated[str, Check(_time)] = "1d"
+    ssl_session_ticket_rotation: Annotated[str, Check(_time)] = "1h"
     client_tls: TLSClient | None = None
     port: Annotated[int | None, Between(0, 65535)] = None  # KrakenD's listening port
     listen_ip: Annotated[str, Check(_ip)] = "0.0.0.0"  # KrakenD's: the address `port` binds

@@ -22,6 +22,9 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.tls import libssl_tickets
+from gateway.tls.libssl_tickets import Decrypting, Encrypting, TicketBridge, TicketCallback
+
 log = logging.getLogger("ramparts.tls")
 
 SSL_VERIFY_NONE, SSL_VERIFY_PEER, SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 0, 1, 2
@@ -57,6 +60,8 @@ class Bridge:
     crypto_lib: Any
     head: int  # size of PyObject_HEAD: the SSL_CTX* follows it in PySSLContext
     ptr: int
+    tickets: TicketBridge | None  # None: this libssl has no ticket key callback
+    tickets_unavailable: str
 
     def ctx_ptr(self, ctx: ssl.SSLContext) -> int:
         value = ctypes.c_void_p.from_address(id(ctx) + self.head).value
@@ -124,6 +129,20 @@ class Bridge:
                                      buf) != 1:
             raise ssl.SSLError("cannot set session ticket keys")
 
+    def set_ticket_callback(self, ctx: ssl.SSLContext, encrypting: Encrypting,
+                            decrypting: Decrypting) -> TicketCallback:
+        """Session tickets of every connection accepted on ``ctx`` (OpenSSL takes ticket keys
+        from the context a connection started on, even after the SNI callback switched it)
+        are encrypted and decrypted with the keys these functions give. Keep the result
+        referenced as long as ``ctx`` lives."""
+        if self.tickets is None:
+            raise OSError(self.tickets_unavailable)
+        return self.tickets.install(self.ctx_ptr(ctx), encrypting, decrypting)
+
+    def set_session_timeout(self, ctx: ssl.SSLContext, seconds: int) -> None:
+        """How long a session (and a ticket: its lifetime hint) may be resumed."""
+        self.ssl_lib.SSL_CTX_set_timeout(self.ctx_ptr(ctx), seconds)
+
 
 def _bind() -> Bridge:
     path = _mapped_libssl()
@@ -143,6 +162,7 @@ def _bind() -> Bridge:
         "SSL_set_options": (ctypes.c_uint64, [vp, ctypes.c_uint64]),
         "SSL_set_num_tickets": (ci, [vp, ctypes.c_size_t]),
         "SSL_add_client_CA": (ci, [vp, vp]),
+        "SSL_CTX_set_timeout": (cl, [vp, cl]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
@@ -151,9 +171,13 @@ def _bind() -> Bridge:
     crypto.X509_verify_cert_error_string.argtypes = [cl]
     crypto.d2i_X509.restype, crypto.d2i_X509.argtypes = vp, [vp, ctypes.POINTER(vp), cl]
     crypto.X509_free.restype, crypto.X509_free.argtypes = None, [vp]
+    try:
+        tickets, why = libssl_tickets.bind(lib, crypto), ""
+    except AttributeError as exc:
+        tickets, why = None, f"no session ticket key callback in this libssl ({exc})"
     head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
     return Bridge(ssl_lib=lib, crypto_lib=crypto, head=head,
-                  ptr=ctypes.sizeof(ctypes.c_void_p))
+                  ptr=ctypes.sizeof(ctypes.c_void_p), tickets=tickets, tickets_unavailable=why)
 
 
 def _self_check(bridge: Bridge) -> None:

@@ -105,6 +105,8 @@ class TLSTerminator:
         # after the certificate is chosen: per-connection settings (mtls-auth's request)
         self.on_selected: Callable[[Any, str | None], None] | None = None
         self._client_cas: str | None = None  # the stdlib fallback's client-CA store
+        # the session ticket key callback (tickets.py): C holds a raw pointer to it
+        self.tickets: object | None = None
 
     def listener_context(self) -> ssl.SSLContext:
         return self.default

@@ -68,9 +68,10 @@ class Running:
                 from exc
 
 
-def launch(workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None
-           ) -> Running:
-    """``ramparts start -c <settings>`` in ``workdir``, without waiting for it."""
+def launch(workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None,
+           pass_fds: tuple[int, ...] = ()) -> Running:
+    """``ramparts start -c <settings>`` in ``workdir``, without waiting for it; ``pass_fds``
+    are inherited (as the worker supervisor hands a worker its pipes)."""
     port = free_port()
     # loopback only, on free ports, unless the test says otherwise
     settings = {"admin_listen": f"127.0.0.1:{port}", "prefix": str(workdir / "prefix"),
@@ -83,7 +84,7 @@ def launch(workdir: Path, settings: dict[str, Any], env: dict[str, str] | None =
     with log.open("wb") as out:
         proc = subprocess.Popen([RAMPARTS, "start", "-c", str(conf)], cwd=workdir,
                                 stdout=out, stderr=subprocess.STDOUT,
-                                env={**clean_env, **(env or {})})
+                                env={**clean_env, **(env or {})}, pass_fds=pass_fds)
     return Running(proc, f"http://127.0.0.1:{port}", log)
 
 
@@ -96,9 +97,10 @@ def ready(node: Running, timeout: float = 60) -> None:
 
 @contextlib.contextmanager
 def ramparts(workdir: Path, settings: dict[str, Any], timeout: float = 60,
-             env: dict[str, str] | None = None) -> Iterator[Running]:
+             env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+             ) -> Iterator[Running]:
     """A running node; yields once ``/status`` answers, stops it (SIGTERM) afterwards."""
-    node = launch(workdir, settings, env)
+    node = launch(workdir, settings, env, pass_fds)
     try:
         ready(node, timeout)
         yield node

@@ -10,7 +10,7 @@ from gateway.settings.model import parse_buffers, parse_time
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
-    ("60", 60.0), ("60s", 60.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0),
+    ("60", 60.0), ("60s", 60.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0), ("1d", 86400.0),
     ("0", None), ("soon", None), ("-1s", None),
 ])
 def test_parse_time(text: str, seconds: float | None) -> None:
