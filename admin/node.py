@@ -58,7 +58,9 @@ def tls_terminator(settings: Settings, holder: Holder) -> TLSTerminator:
         log.warning("libssl bridge unavailable (%s): cannot honour %s; using OpenSSL's "
                     "defaults for them", libssl.UNAVAILABLE, ", ".join(degraded) or "nothing")
     try:
-        return TLSTerminator(policy, default_pairs(settings), lambda: holder.current.certs)
+        return TLSTerminator(policy, default_pairs(settings), lambda: holder.current.certs,
+                             cache_size=settings.ssl_context_cache_size,
+                             eager=settings.ssl_context_eager)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise StartError(f"cannot load the default certificate: {exc}") from exc
 
