@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import ssl
 import statistics
@@ -334,5 +335,7 @@ def main(out_path: str, counts: list[int]) -> None:
 
 
 if __name__ == "__main__":
+    # a TERM still runs the finally blocks: the nodes stop, the PostgreSQL database is dropped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main(sys.argv[1], [int(c) for c in (sys.argv[2] if len(sys.argv) > 2
                                         else "10000,100000").split(",")])
