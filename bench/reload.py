@@ -8,7 +8,9 @@
    on that database: start-up, RSS, handshake CPU for one SNI against random SNIs, the first
    handshake of a certificate whose context is not built yet.
 
-Usage: python bench/reload.py OUT.md [COUNTS]   (COUNTS: comma-separated, default 10000,100000)
+Usage: python bench/reload.py OUT.md [COUNTS] [--no-propagation]
+       (COUNTS: comma-separated, default 10000,100000; "" for none; the environment's
+       SSL_CONTEXT_CACHE_SIZE sets the node's LRU, 10000 by default)
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ async def rebuild(store: Store, ids: list[str], work: Path, changes: int = 10
     out = {f"cold: {k}": f"{v * 1000:.0f}" for k, v in cold.items()}
     runs: list[dict[str, float]] = []
     for i in range(changes):
-        cert, key = ec_pair(f"changed-{i}.test")
+        cert, key = ec_pair(f"c{i}.test")  # a new key, the same name (probes still match)
         await store.dao("certificates").update(ids[i], {"cert": cert, "key": key})
         runs.append(await once())
     for k in runs[0]:
@@ -240,13 +242,13 @@ def cpu_per_handshake(pid: int, port: int, names: list[str]) -> float:
     return (cpu_seconds(pid) - before) / len(names) * 1e6
 
 
-def node_figures(work: Path, database: str, count: int) -> dict[str, str]:
+def node_figures(work: Path, database: str, count: int, lru: int) -> dict[str, str]:
     """A real node on the filled database: start-up until the first certificate is served,
     RSS, first handshakes of certificates not built yet, CPU per handshake (one SNI against
     random SNIs once every context is built, or as many as the LRU holds)."""
     rng = random.Random(13)
     started = time.monotonic()
-    with nodes(work, database, 1) as [(node, port)]:
+    with nodes(work, database, 1, ssl_context_cache_size=lru) as [(node, port)]:
         wait_for(lambda: served_cn(port, "c0.test") == "CN=c0.test", 600, "c0.test served")
         out = {"start until served (s)": f"{time.monotonic() - started:.1f}",
                "RSS after start (MB)": f"{rss_mb(node.proc.pid):.0f}"}
@@ -257,7 +259,7 @@ def node_figures(work: Path, database: str, count: int) -> dict[str, str]:
             f"{statistics.median(first):.1f} / {percentile(first, 99):.1f}"
         out["the same SNIs again, p50 / p99 (ms)"] = \
             f"{statistics.median(again):.1f} / {percentile(again, 99):.1f}"
-        warm = min(count, 10_000)  # the LRU's default size
+        warm = min(count, lru)
         handshakes(port, [f"c{i}.test" for i in range(warm)])
         out[f"RSS with {warm:,} contexts built (MB)"] = f"{rss_mb(pid):.0f}"
         one = cpu_per_handshake(pid, port, ["c1.test"] * 2000)
@@ -275,7 +277,7 @@ def node_figures(work: Path, database: str, count: int) -> dict[str, str]:
     return out
 
 
-async def many(work: Path, count: int) -> dict[str, str]:
+async def many(work: Path, count: int, lru: int) -> dict[str, str]:
     made = ec_pairs(count)
     db = work / f"many-{count}.db"
     store = Store(f"sqlite:///{db}", registry.build())
@@ -286,7 +288,8 @@ async def many(work: Path, count: int) -> dict[str, str]:
     finally:
         await store.close()
     (work / f"node-{count}").mkdir()
-    return {**figures, **node_figures(work / f"node-{count}", f"sqlite:///{db}", count)}
+    return {**figures, **node_figures(work / f"node-{count}", f"sqlite:///{db}", count,
+                                        lru)}
 
 
 def propagations(work: Path) -> tuple[float, list[float], list[float]]:
@@ -307,29 +310,32 @@ def propagations(work: Path) -> tuple[float, list[float], list[float]]:
     return cost, one, cluster
 
 
-def table(count: int, rows: dict[str, str]) -> list[str]:
-    return [f"{count:,} certificates (distinct ECDSA keys), {count:,} SNIs, {count:,} routes; "
-            "milliseconds unless named (one certificate changed: median of 10 changes):",
+def table(count: int, lru: int, rows: dict[str, str]) -> list[str]:
+    return [f"{count:,} certificates (distinct ECDSA keys), {count:,} SNIs, {count:,} routes, "
+            f"`ssl_context_cache_size: {lru}`; milliseconds unless named (one certificate "
+            "changed: median of 10 changes):",
             "", "| step | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows.items()),
             ""]
 
 
-def main(out_path: str, counts: list[int]) -> None:
+def main(out_path: str, counts: list[int], propagate: bool = True, lru: int = 10_000
+         ) -> None:
     lines = ["## Configuration propagation and rebuild (`bench/reload.py`)", ""]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cost, one, cluster = propagations(work)
-        lines += [
-            "POST a certificate (the clock starts when the Admin API has answered 201), then "
-            f"TLS handshakes with the new SNI until the new certificate is served ({ROUNDS} "
-            f"changes; one probe handshake costs {cost:.1f} ms):", "",
-            "| where | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|",
-            *(f"| {where} | {statistics.median(v):.1f} | {percentile(v, 99):.1f} | "
-              f"{max(v):.1f} |" for where, v in (("same node (SQLite)", one),
-                                                 ("other node of a two-node PostgreSQL "
-                                                  "cluster", cluster))), ""]
+        if propagate:
+            cost, one, cluster = propagations(work)
+            lines += [
+                "POST a certificate (the clock starts when the Admin API has answered 201), "
+                f"then TLS handshakes with the new SNI until the new certificate is served "
+                f"({ROUNDS} changes; one probe handshake costs {cost:.1f} ms):", "",
+                "| where | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|",
+                *(f"| {where} | {statistics.median(v):.1f} | {percentile(v, 99):.1f} | "
+                  f"{max(v):.1f} |" for where, v in (("same node (SQLite)", one),
+                                                     ("other node of a two-node PostgreSQL "
+                                                      "cluster", cluster))), ""]
         for count in counts:
-            lines += table(count, asyncio.run(many(work, count)))
+            lines += table(count, lru, asyncio.run(many(work, count, lru)))
     Path(out_path).write_text("\n".join(lines))
     print("\n".join(lines))
 
@@ -338,4 +344,6 @@ if __name__ == "__main__":
     # a TERM still runs the finally blocks: the nodes stop, the PostgreSQL database is dropped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main(sys.argv[1], [int(c) for c in (sys.argv[2] if len(sys.argv) > 2
-                                        else "10000,100000").split(",")])
+                                        else "10000,100000").split(",") if c],
+         propagate="--no-propagation" not in sys.argv,
+         lru=int(os.environ.get("SSL_CONTEXT_CACHE_SIZE", "10000")))
