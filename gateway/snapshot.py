@@ -33,6 +33,7 @@ from typing import Any
 from gateway.plugins.directory import EMPTY_DIRECTORY, Directory, build_directory
 from gateway.plugins.mtls_auth.snis import EMPTY_SNIS, SniSet, build_sni_set
 from gateway.plugins.runtime import EMPTY_CHAINS, Chains, Handler, build_chains, row_of
+from gateway.reuse import Reuse
 from gateway.router.router import Router
 from gateway.schema.build import build
 from gateway.schema.entities.routes import ROUTES, RouteEntity
@@ -119,51 +120,81 @@ def unrunnable_plugins(loaded: Loaded, runnable: frozenset[str]) -> dict[str, st
 
 def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
                    client: ClientDefaults | None = None,
-                   handlers: Mapping[str, type[Handler]] = MappingProxyType({})) -> Snapshot:
+                   handlers: Mapping[str, type[Handler]] = MappingProxyType({}),
+                   reuse: Reuse | None = None) -> Snapshot:
     """Pure: rows -> typed records -> router, certificate index, upstream targets, plugin
     chains. A plugin runs when it has a handler; ``runnable`` names more that count as
-    runnable for the fail-closed guard."""
+    runnable for the fail-closed guard. With the ``reuse`` of the previous build (same
+    ``runnable``, ``client`` and ``handlers``), parts whose rows are the same objects as
+    then are taken over instead of rebuilt."""
     rows = loaded.rows
+    reuse = reuse if reuse is not None else Reuse()
+    reuse.begin()
     runnable = runnable | frozenset(handlers)
-    services: dict[str, ServiceEntity] = {
-        r["id"]: build(SERVICES.record, dict(r)) for r in rows.get("services", ())}
-    upstreams: dict[str, UpstreamEntity] = {
-        r["name"]: build(UPSTREAMS.record, dict(r)) for r in rows.get("upstreams", ())}
+    get = rows.get
+    services: dict[str, ServiceEntity] = {s.id: s for s in reuse.records(
+        "services", get("services", ()), lambda r: build(SERVICES.record, dict(r)))}
+    upstreams: dict[str, UpstreamEntity] = {u.name: u for u in reuse.records(
+        "upstreams", get("upstreams", ()), lambda r: build(UPSTREAMS.record, dict(r)))}
     targets_of: dict[str, list[TargetEntity]] = {}
-    for r in rows.get("targets", ()):
-        target: TargetEntity = build(TARGETS.record, dict(r))
+    for target in reuse.records("targets", get("targets", ()),
+                                lambda r: build(TARGETS.record, dict(r))):
         targets_of.setdefault(target.upstream.id, []).append(target)
-    routes: list[RouteEntity] = [build(ROUTES.record, dict(r)) for r in rows.get("routes", ())]
-    certs = {r["id"]: CertEntry(id=r["id"], cert=r["cert"], key=r["key"],
-                                cert_alt=r.get("cert_alt"), key_alt=r.get("key_alt"))
-             for r in rows.get("certificates", ())}
-    snis = [(r["name"], certs[r["certificate"]["id"]]) for r in rows.get("snis", ())
-            if r["certificate"]["id"] in certs]
+    routes: list[RouteEntity] = reuse.records("routes", get("routes", ()),
+                                              lambda r: build(ROUTES.record, dict(r)))
+    certs = {e.id: e for e in reuse.records("certificates", get("certificates", ()),
+                                            CertEntry.of_row)}
     inputs = TLSInputs(defaults=client or ClientDefaults(),
                        ca_certificates={r["id"]: r["cert"]
-                                        for r in rows.get("ca_certificates", ())},
+                                        for r in get("ca_certificates", ())},
                        certificates=certs)
+    targets, probes = reuse.part(
+        "targets", (get("services", ()), get("upstreams", ()), get("certificates", ()),
+                    get("ca_certificates", ())), lambda: _targets(services, upstreams, inputs))
+    route_rows, plugin_rows = get("routes", ()), get("plugins", ())
+    return Snapshot(
+        version=loaded.version,
+        router=reuse.part("router", (route_rows, get("services", ())),
+                          lambda: Router(routes, services)),
+        certs=reuse.part("certs", (get("certificates", ()), get("snis", ())),
+                         lambda: _cert_index(get("snis", ()), certs)),
+        services=MappingProxyType(services), targets=targets,
+        unrunnable=reuse.part("unrunnable", (plugin_rows, route_rows), lambda: MappingProxyType(
+            unrunnable_plugins(loaded, runnable))),
+        upstreams=MappingProxyType(upstreams),
+        targets_of=MappingProxyType({k: tuple(sorted(v, key=lambda t: t.id))
+                                     for k, v in targets_of.items()}),
+        probe_profiles=probes,
+        health_marks=MappingProxyType({r["target_id"]: (r["healthy"], r["stamp"])
+                                       for r in get("target_health", ())}),
+        plugins=reuse.part("plugins", (plugin_rows, route_rows), lambda: build_chains(
+            (row_of(r) for r in plugin_rows),
+            {r.id: r.service.id if r.service else None for r in routes}, handlers)),
+        directory=reuse.part("directory", tuple(get(n, ()) for n in DIRECTORY_TABLES),
+                             lambda: build_directory(rows)),
+        mtls_snis=reuse.part("mtls_snis", (plugin_rows, route_rows, get("ca_certificates", ())),
+                             lambda: build_sni_set(plugin_rows if "mtls-auth" in handlers
+                                                   else (), route_rows,
+                                                   inputs.ca_certificates)))
+
+
+# the tables build_directory reads (consumers, their credentials and groups, CAs, CRLs)
+DIRECTORY_TABLES = ("consumers", "mtls_auth_credentials", "acls", "ca_certificates", "ca_crls")
+
+
+def _cert_index(snis: Sequence[Row], certs: Mapping[str, CertEntry]) -> CertIndex:
+    return CertIndex.build((r["name"], certs[r["certificate"]["id"]]) for r in snis
+                           if r["certificate"]["id"] in certs)
+
+
+def _targets(services: Mapping[str, ServiceEntity], upstreams: Mapping[str, UpstreamEntity],
+             inputs: TLSInputs) -> tuple[Mapping[str, UpstreamTarget],
+                                         Mapping[str, ClientProfile]]:
     targets = {sid: target_for(service, upstreams, inputs)
                for sid, service in services.items()}
     probes = {u.id: probe_profile(u, targets, inputs) for u in upstreams.values()
               if u.healthchecks.active.type == "https"}
-    return Snapshot(version=loaded.version, router=Router(routes, services),
-                    certs=CertIndex.build(snis), services=MappingProxyType(services),
-                    targets=MappingProxyType(targets),
-                    unrunnable=MappingProxyType(unrunnable_plugins(loaded, runnable)),
-                    upstreams=MappingProxyType(upstreams),
-                    targets_of=MappingProxyType({k: tuple(sorted(v, key=lambda t: t.id))
-                                                 for k, v in targets_of.items()}),
-                    probe_profiles=MappingProxyType(probes),
-                    health_marks=MappingProxyType({r["target_id"]: (r["healthy"], r["stamp"])
-                                                   for r in rows.get("target_health", ())}),
-                    plugins=build_chains(
-                        (row_of(r) for r in rows.get("plugins", ())),
-                        {r.id: r.service.id if r.service else None for r in routes}, handlers),
-                    directory=build_directory(rows),
-                    mtls_snis=build_sni_set(rows.get("plugins", ()) if "mtls-auth" in handlers
-                                            else (), rows.get("routes", ()),
-                                            inputs.ca_certificates))
+    return MappingProxyType(targets), MappingProxyType(probes)
 
 
 def probe_profile(upstream: UpstreamEntity, targets: Mapping[str, UpstreamTarget],

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from gateway.db import tables
 from gateway.db.dao import Dao, Row
+from gateway.db.rowcache import RowCache
 from gateway.db.store import Store, read_version, row_mapping
 from gateway.errors import SecretUnavailable
 from gateway.snapshot import Loaded
@@ -22,7 +23,12 @@ SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
                      "mtls_auth_credentials", "acls", "ca_crls")
 
 
-async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> Loaded:
+async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
+                   cache: RowCache | None = None) -> Loaded:
+    """With a ``cache`` (one per reloader), rows unchanged since its previous load are
+    reused instead of converted and decrypted again (``gateway/db/rowcache.py``)."""
+    if cache is not None:
+        cache.begin()
     async with store.read() as conn:
         if store.dialect == "postgresql":
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
@@ -31,6 +37,9 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES) -> 
             rows = {}
             for name in names:
                 dao = store.dao(name)
+                if cache is not None:
+                    rows[name] = await cache.read(conn, dao, open_one)
+                    continue
                 result = await conn.execute(sa.select(tables.table(name)))
                 rows[name] = opened(dao, (dao.to_json(row_mapping(r)) for r in result.all()))
             marks = await conn.execute(sa.select(tables.target_health))
@@ -44,14 +53,17 @@ def opened(dao: Dao, rows: Iterable[Row]) -> list[Row]:
     named in the log (the others are served); never served with its ciphertext. A plugin is
     not left out (that would open its routes): it stays, under a name no handler runs, so the
     routes it covers fail closed."""
-    out: list[Row] = []
-    for row in rows:
-        try:
-            out.append(dao.open(row))
-        except SecretUnavailable as exc:
-            if dao.entity.name == "plugins":
-                out.append({**dao.without_secrets(row), "name": f"{row['name']} (sealed)"})
-                log.error("%s; the routes it covers answer 500 until it can be", exc)
-            else:
-                log.error("%s; not serving it", exc)
-    return out
+    return [o[0] for o in (open_one(dao, row) for row in rows) if o is not None]
+
+
+def open_one(dao: Dao, row: Row) -> tuple[Row, bool] | None:
+    """One row opened, and whether it may be reused by the next load (a stand-in for a
+    sealed plugin may not: once the keyring can open it, the real row must be served)."""
+    try:
+        return dao.open(row), True
+    except SecretUnavailable as exc:
+        if dao.entity.name == "plugins":
+            log.error("%s; the routes it covers answer 500 until it can be", exc)
+            return {**dao.without_secrets(row), "name": f"{row['name']} (sealed)"}, False
+        log.error("%s; not serving it", exc)
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,7 @@ class EntitySchema:
     def field(self, name: str) -> FieldSpec:
         return self.record.by_name[name]
 
-    @property
+    @functools.cached_property  # read per row by every load: 10,000s of rows
     def stored_fields(self) -> tuple[FieldSpec, ...]:
         return tuple(f for f in self.record.fields if f.stored)
 

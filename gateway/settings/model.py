@@ -291,6 +291,11 @@ class Settings:
     prefix: str = ".ramparts"  # generated files (default certificates) live here
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
     db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
+    # per-certificate SSL contexts a proxy process keeps (LRU), and how many a reload builds
+    # before it goes live; the others are built on their first handshake (README: Live
+    # configuration, "Many certificates")
+    ssl_context_cache_size: Annotated[int, Between(1, 10_000_000)] = 10_000
+    ssl_context_eager: Annotated[int, Between(0, 10_000_000)] = 1000
     audit_log_retention: Annotated[int, Between(0, 36500)] = 30  # days; 0 keeps forever
     # Admin API access (checks in settings/access.py; enforced by admin/access.py, auth.py)
     admin_auth: Annotated[str, OneOf(*access.AUTH_MODES)] = "off"

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -32,14 +32,20 @@ class CertEntry:
     key: str
     cert_alt: str | None = None
     key_alt: str | None = None
+    # the context cache's key, hashed once: every reload looks up every certificate's
+    digest: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def digest(self) -> str:
+    def __post_init__(self) -> None:
         h = hashlib.sha256()
         for part in (self.cert, self.key, self.cert_alt or "", self.key_alt or ""):
             h.update(part.encode())
             h.update(b"\0")
-        return h.hexdigest()
+        object.__setattr__(self, "digest", h.hexdigest())
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> CertEntry:
+        return cls(id=row["id"], cert=row["cert"], key=row["key"],
+                   cert_alt=row.get("cert_alt"), key_alt=row.get("key_alt"))
 
     def pairs(self) -> list[tuple[str, str]]:
         out = [(self.cert, self.key)]
@@ -87,13 +93,20 @@ EMPTY_INDEX = CertIndex(MappingProxyType({}))
 
 
 class TLSTerminator:
-    """Per-process TLS runtime for the proxy listeners (one policy, one default certificate)."""
+    """Per-process TLS runtime for the proxy listeners (one policy, one default certificate).
+
+    ``cache_size`` (``ssl_context_cache_size``) bounds the per-certificate contexts kept, least
+    recently used first out (~19 KB each); ``eager`` (``ssl_context_eager``) is how many
+    contexts of new certificates a reload builds before its swap, the rest being built on
+    their first handshake (~0.5 ms inside it)."""
 
     def __init__(self, policy: ServerPolicy, default_pairs: list[tuple[str, str]],
-                 current_index: Callable[[], CertIndex], cache_size: int = 4096) -> None:
+                 current_index: Callable[[], CertIndex], cache_size: int = 10_000,
+                 eager: int = 1000) -> None:
         self.policy = policy
         self.current_index = current_index
         self.cache_size = cache_size
+        self.eager = eager
         self._cache: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         self._known: set[str] = set()  # digests of the last prepared index
         self._lock = threading.Lock()
@@ -152,9 +165,9 @@ class TLSTerminator:
     def prepare(self, index: CertIndex, budget: float = 0.25) -> int:
         """Off the event loop, before a swap: drop contexts of certificates the new index no
         longer has, and build contexts for the certificates that are new since the previous
-        index, for at most ``budget`` seconds (~0.5 ms each). Anything left is built on its
-        first handshake, so a reload stays fast however many certificates there are.
-        Returns how many contexts were built."""
+        index: at most ``eager`` of them (and of the cache's size), for at most ``budget``
+        seconds (~0.5 ms each). Anything left is built on its first handshake, so a reload
+        stays fast however many certificates there are. Returns how many were built."""
         wanted = index.entries()
         with self._lock:
             for digest in [d for d in self._cache if d not in wanted]:
@@ -163,7 +176,7 @@ class TLSTerminator:
         self._known = set(wanted)
         deadline = time.monotonic() + budget
         built = 0
-        for entry in new:
+        for entry in new[:min(self.eager, self.cache_size)]:
             if time.monotonic() > deadline:
                 break
             try:
