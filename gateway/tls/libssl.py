@@ -28,8 +28,6 @@ SSL_VERIFY_NONE, SSL_VERIFY_PEER, SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 0, 1, 2
 _SSL_CTRL_SET_GROUPS_LIST = 92
 _SSL_CTRL_SET_TLSEXT_TICKET_KEYS = 59
 _SSL_OP_NO_TICKET = 1 << 14
-_SSL_CTRL_MODE = 33
-_SSL_MODE_RELEASE_BUFFERS = 0x10
 
 _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
@@ -118,14 +116,6 @@ class Bridge:
         text: bytes = self.crypto_lib.X509_verify_cert_error_string(code)
         return text.decode()
 
-    def release_buffers(self, ctx: ssl.SSLContext) -> None:
-        """Connections made from ``ctx`` free their record buffers (~34 KB) whenever nothing
-        is pending: an idle keep-alive connection then costs a few KB in OpenSSL."""
-        mode = self.ssl_lib.SSL_CTX_ctrl(self.ctx_ptr(ctx), _SSL_CTRL_MODE,
-                                         _SSL_MODE_RELEASE_BUFFERS, None)
-        if not mode & _SSL_MODE_RELEASE_BUFFERS:
-            raise ssl.SSLError("cannot set SSL_MODE_RELEASE_BUFFERS")
-
     def set_ticket_keys(self, ctx: ssl.SSLContext, keys: bytes) -> None:
         if len(keys) != 80:
             raise ValueError("session ticket keys are 80 bytes (16 name, 32 HMAC, 32 AES)")
@@ -182,10 +172,6 @@ def _self_check(bridge: Bridge) -> None:
     bridge.set_connection_verify(obj, request=False)
     if bridge.ssl_lib.SSL_get_verify_mode(bridge.ssl_ptr(obj)) != SSL_VERIFY_NONE:
         raise OSError("SSL_set_verify did not take effect")
-    bridge.release_buffers(ctx)
-    if not bridge.ssl_lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_MODE, 0, None) \
-            & _SSL_MODE_RELEASE_BUFFERS:
-        raise OSError("SSL_CTX_ctrl(SSL_CTRL_MODE) did not take effect")
     bridge.set_groups(ctx, "P-256:P-384")
     bridge.set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256")
     suites = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.3"]
