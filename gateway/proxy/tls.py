@@ -201,10 +201,13 @@ class TLSConnection(asyncio.Protocol, asyncio.Transport):
             if bio.pending == len(data):  # nothing was left from before
                 try:
                     plain = obj.read(len(data))
-                except ssl.SSLError:
-                    plain = b""  # partial record, alert, close_notify: the general path
-                if plain:
-                    self._app.data_received(plain)  # type: ignore[union-attr]
+                except ssl.SSLError:  # partial record, alert: the general path
+                    self._read()
+                    return
+                if not plain:  # the client's close_notify (_ssl returns b"" for it)
+                    self._end_of_input()
+                    return
+                self._app.data_received(plain)  # type: ignore[union-attr]
                 if not bio.pending and not obj.pending() and not self._out.pending:
                     return
             self._read()
@@ -260,7 +263,10 @@ class TLSConnection(asyncio.Protocol, asyncio.Transport):
                 # a record's plaintext is shorter than its ciphertext: asking for what the
                 # BIO holds reads a whole record into an object of about its size
                 size = bio.pending or RECORD
-                app.data_received(obj.read(size if size < RECORD else RECORD))
+                plain = obj.read(size if size < RECORD else RECORD)
+                if not plain:
+                    raise ssl.SSLZeroReturnError  # _ssl returns b"" for a close_notify
+                app.data_received(plain)
                 if not bio.pending and not obj.pending():
                     break
         except ssl.SSLWantReadError:

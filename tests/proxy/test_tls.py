@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -102,6 +103,29 @@ async def test_pipelined_requests_in_one_record_are_answered_in_order(port: int)
     assert re.findall(rb"GET /\w+ \d+|https \d+", got) == [
         b"GET /slow 0", b"GET /a 0", b"https 772", b"GET /b 0"]
     assert tail.endswith(b"GET /last 0")
+
+
+def close_notify_answered_in(port: int) -> float:
+    """One request, then the client's close_notify with TCP left open: seconds until the
+    server's own close_notify came back."""
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    with client.wrap_socket(raw, suppress_ragged_eofs=False) as tls:
+        tls.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"GET /a 0" not in got:
+            more = tls.recv(65536)
+            assert more, got
+            got += more
+        started = time.monotonic()
+        tls.unwrap().close()
+        return time.monotonic() - started
+
+
+async def test_a_client_close_notify_closes_the_connection(port: int) -> None:
+    # the keep-alive timeout is 60 s: only the close_notify can end this connection sooner
+    assert await asyncio.to_thread(close_notify_answered_in, port) < 15
 
 
 async def test_a_body_larger_than_many_records_arrives_whole(port: int) -> None:
