@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.proxy.access_log import AccessLog
 from gateway.proxy.connection import Downstream, Handler, Limits, _too_many
-from gateway.proxy.tls import Listener
+from gateway.proxy.tls import TLSListener
 from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
 from gateway.stats import ServerStats
 
@@ -50,7 +50,7 @@ class DataPlane:
         self.limits = limits or Limits()
         self.connections: set[Downstream] = set()
         self._servers: list[asyncio.Server] = []
-        self._tls: list[Listener] = []
+        self._tls: list[TLSListener] = []
 
     def _protocol(self) -> Downstream:
         return Downstream(self.handler, self.stats, self.limits, self.connections)
@@ -63,9 +63,9 @@ class DataPlane:
         factory: Callable[[], asyncio.Protocol] = self._protocol
         if context is not None:
             # a silent or trickling TLS client is closed as a silent HTTP one is
-            listener = Listener(context, self._protocol, self.connections,
-                                self.limits.worker_connections,
-                                self.limits.client_header_timeout, self.stats, _too_many)
+            listener = TLSListener(context, self._protocol, self.connections,
+                                   self.limits.worker_connections,
+                                   self.limits.client_header_timeout, self.stats, _too_many)
             self._tls.append(listener)
             factory = listener.connection
         for sock, backlog in sockets:

@@ -105,7 +105,7 @@ def _address(peer: Any) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
-class Listener:
+class TLSListener:
     """What the connections of one TLS listener share: the listener context, the
     application's protocol factory, and the count of connections still in their handshake
     (they hold a socket, so they count against ``worker_connections`` with ``live``)."""
@@ -156,7 +156,7 @@ class TLSConnection(asyncio.Protocol, asyncio.Transport):
         "_timer",
     )
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: TLSListener) -> None:
         self._listener = listener
         self._tcp: asyncio.Transport | None = None
         self._app: asyncio.Protocol | None = None
