@@ -14,6 +14,7 @@ class ServerStats:
     connections_handled: int = 0
     requests_active: int = 0
     total_requests: int = 0
+    tls_handshakes_failed: int = 0  # refused with an alert, timed out or cut short
 
     def as_status(self) -> dict[str, int]:
         writing = min(self.requests_active, self.connections_active)
@@ -25,4 +26,5 @@ class ServerStats:
             "connections_writing": writing,
             "connections_waiting": max(0, self.connections_active - writing),
             "total_requests": self.total_requests,
+            "tls_handshakes_failed": self.tls_handshakes_failed,
         }

@@ -1,15 +1,17 @@
 """The proxy listeners: our ``Downstream`` protocol served on sockets we bound ourselves,
-TLS through the loop's SSL transport with the terminator's listener context."""
+TLS through our own layer (``gateway.proxy.tls``) with the terminator's listener context."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.proxy.access_log import AccessLog
-from gateway.proxy.connection import Downstream, Handler, Limits
+from gateway.proxy.connection import Downstream, Handler, Limits, _too_many
+from gateway.proxy.tls import TLSListener
 from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
 from gateway.stats import ServerStats
 
@@ -48,6 +50,7 @@ class DataPlane:
         self.limits = limits or Limits()
         self.connections: set[Downstream] = set()
         self._servers: list[asyncio.Server] = []
+        self._tls: list[TLSListener] = []
 
     def _protocol(self) -> Downstream:
         return Downstream(self.handler, self.stats, self.limits, self.connections)
@@ -57,9 +60,16 @@ class DataPlane:
         """``sockets``: bound and listening, each with its listener's backlog (the loop
         calls ``listen`` again with it)."""
         loop = asyncio.get_running_loop()
+        factory: Callable[[], asyncio.Protocol] = self._protocol
+        if context is not None:
+            # a silent or trickling TLS client is closed as a silent HTTP one is
+            listener = TLSListener(context, self._protocol, self.connections,
+                                   self.limits.worker_connections,
+                                   self.limits.client_header_timeout, self.stats, _too_many)
+            self._tls.append(listener)
+            factory = listener.connection
         for sock, backlog in sockets:
-            server = await loop.create_server(self._protocol, sock=sock, ssl=context,
-                                              backlog=backlog)
+            server = await loop.create_server(factory, sock=sock, backlog=backlog)
             self._servers.append(server)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -76,4 +86,6 @@ class DataPlane:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
+        for listener in self._tls:
+            listener.abort_handshakes()
         self._servers.clear()

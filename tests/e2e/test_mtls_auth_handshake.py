@@ -100,6 +100,11 @@ def test_without_the_bridge_every_handshake_asks_and_openssl_verifies(
         assert (code, json.loads(body)) == (
             401, {"message": "No required TLS certificate was sent"})
         assert answer("--cert", "other-client.crt", "--key", "other-client.key")[0] == 0
+        # the handshake failure reaches the client as OpenSSL's alert, not an empty reply
+        other = subprocess.run(["curl", "-sSk", "--cert", "other-client.crt", "--key",
+                                "other-client.key", f"https://127.0.0.1:{gw.https_port}/"],
+                               cwd=work, capture_output=True, text=True, timeout=15)
+        assert "alert unknown ca" in other.stderr, other.stderr
         assert "CertificateRequest" in hello(gw.https_port, "any.test")
         log = gw.running.output()
         assert log.count("mtls-auth without the libssl bridge") == 1
