@@ -95,6 +95,13 @@ def pct_over(value: float, base: float) -> str:
     return f"{100 * (value - base) / base:+.0f} %" if base > 0 else "?"
 
 
+def steady_us(keepalive: Result, new_conn: Result) -> float:
+    """Keep-alive CPU per request without the run's opening handshakes (one per wrk
+    connection), each costed as a new-connection request less a keep-alive one."""
+    handshake = new_conn.us_per_req - keepalive.us_per_req
+    return keepalive.us_per_req - keepalive.handshakes * handshake / max(keepalive.requests, 1)
+
+
 def cell(r: Result | None) -> str:
     """`µs/req (req/s, p99 ms)`; a failed or error-ridden run says so."""
     if r is None:
@@ -128,21 +135,34 @@ def busy_ticks() -> int:
     return user + nice + system + irq + softirq
 
 
-def group_rss_kb(pgid: int) -> int:
-    """RSS summed over a process group (nginx: master + workers)."""
-    total = 0
-    for line in _all_stats():
-        rest = line.rsplit(") ", 1)[-1].split()
-        if len(rest) > 21 and int(rest[2]) == pgid:
-            total += int(rest[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-    return total
-
-
 def other_load_pct(seconds: float = 3.0) -> int:
     """Busy time of the whole machine while we run nothing, in % of one CPU."""
     b0 = busy_ticks()
     time.sleep(seconds)
     return round(100 * (busy_ticks() - b0) / (HZ * seconds))
+
+
+def socket_inode(proc_net_tcp: str, server_port: int, client_port: int) -> int | None:
+    """The inode of the server side of 127.0.0.1:client_port -> 127.0.0.1:server_port."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    for line in proc_net_tcp.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) > 9 and cols[1] == local and cols[2] == remote:
+            return int(cols[9])
+    return None
+
+
+def parse_idle(text: str) -> dict[str, float]:
+    """bench/idle.py's report: connections held, RSS before and with them, KB each."""
+    found: dict[str, float] = {}
+    for key, pattern in (("held", r"(\d+) idle TLS connections opened"),
+                         ("before_mb", r"RSS: ([\d.]+) MB before"),
+                         ("with_mb", r"([\d.]+) MB with them open"),
+                         ("kb", r"([\d.]+) KB per idle")):
+        m = re.search(pattern, text)
+        if m:
+            found[key] = float(m.group(1))
+    return found
 
 
 # ---------------------------------------------------------------- processes
@@ -184,6 +204,31 @@ class Procs:
 
 
 _gone = contextlib.suppress(ProcessLookupError)
+
+
+def serving_pid(pgid: int, port: int, tries: int = 20) -> int:
+    """The process of a group that accepts connections on `port` (nginx's worker, not its
+    master; a proxy worker, not a supervisor): the one holding our probe connection."""
+    with socket.create_connection(("127.0.0.1", port), 5) as probe:
+        client = probe.getsockname()[1]
+        for _ in range(tries):
+            time.sleep(0.1)
+            inode = socket_inode(Path("/proc/net/tcp").read_text(), port, client)
+            for pid in (p for p in _group_pids(pgid) if inode):
+                with contextlib.suppress(OSError):
+                    fds = Path(f"/proc/{pid}/fd")
+                    if any(os.readlink(fd) == f"socket:[{inode}]" for fd in fds.iterdir()):
+                        return pid
+    return pgid
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for line in _all_stats():
+        pid, rest = line.split(" ", 1)[0], line.rsplit(") ", 1)[-1].split()
+        if len(rest) > 2 and int(rest[2]) == pgid:
+            pids.append(int(pid))
+    return pids
 
 
 def free_port() -> int:

@@ -14,7 +14,9 @@ _TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 def _http(run: Path, name: str, workers: int, body: str) -> str:
     temps = "\n".join(f"    {t}_temp_path {run}/tmp-{name}-{t};" for t in _TEMPS)
-    return f"""worker_processes {workers};
+    # workers as root: the idle scenario's client reads and raises the worker's limits
+    return f"""user root;
+worker_processes {workers};
 daemon off;
 pid {run}/{name}.pid;
 worker_rlimit_nofile 65535;
@@ -23,7 +25,7 @@ http {{
     access_log off;
     default_type text/plain;
     keepalive_requests 10000000;
-    keepalive_timeout 75s;
+    keepalive_timeout 600s;  # idle connections outlive the idle scenario
     ssl_protocols TLSv1.2 TLSv1.3;
 {temps}
 {body}
