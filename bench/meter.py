@@ -4,7 +4,8 @@ Measures as the shared harness (`../shared/bench/run.sh`) does, without its code
 the harness's LD_PRELOAD shim for client certificates and forced full handshakes, and its
 `report.lua` for one machine-readable line) on the load CPU, the proxy pinned to the proxy
 CPU, and the proxy's CPU time per request read from `/proc` for its whole process group — the
-figure other tenants of a shared machine move least. Pure helpers (parsing, tables) are
+figure other tenants of a shared machine move least) — and its descendants, as a
+supervisor's workers may lead process groups of their own. Pure helpers (parsing, tables) are
 separate from the process control so tests can check them.
 """
 
@@ -74,14 +75,35 @@ def parse_wrk(text: str) -> dict[str, int | float]:
     return fields
 
 
-def group_ticks(pgid: int, stats: Sequence[str]) -> int:
-    """utime+stime (clock ticks) of the processes of one process group, from /proc/*/stat."""
-    total = 0
+def _procs(stats: Sequence[str]) -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, pgrp, utime+stime) from /proc/PID/stat lines (the command name, in
+    parentheses, may itself hold spaces and ') ')."""
+    out = {}
     for line in stats:
         rest = line.rsplit(") ", 1)[-1].split()
-        if len(rest) > 12 and int(rest[2]) == pgid:
-            total += int(rest[11]) + int(rest[12])
-    return total
+        if len(rest) > 12:
+            out[int(line.split(" ", 1)[0])] = (int(rest[1]), int(rest[2]),
+                                               int(rest[11]) + int(rest[12]))
+    return out
+
+
+def tree_pids(root: int, stats: Sequence[str]) -> list[int]:
+    """The processes of root's process group and all its descendants (a supervisor's
+    workers may be in process groups of their own)."""
+    procs = _procs(stats)
+    found = {pid for pid, (_, pgrp, _) in procs.items() if pgrp == root or pid == root}
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _, _) in procs.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found)
+
+
+def tree_ticks(root: int, stats: Sequence[str]) -> int:
+    """utime+stime (clock ticks) of `tree_pids(root)`."""
+    procs = _procs(stats)
+    return sum(procs[pid][2] for pid in tree_pids(root, stats))
 
 
 def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -125,8 +147,8 @@ def _all_stats() -> list[str]:
     return out
 
 
-def cpu_ticks(pgid: int) -> int:
-    return group_ticks(pgid, _all_stats()) if pgid > 0 else 0  # group 0: kernel threads
+def cpu_ticks(root: int) -> int:
+    return tree_ticks(root, _all_stats()) if root > 0 else 0  # group 0: kernel threads
 
 
 def busy_ticks() -> int:
@@ -214,21 +236,12 @@ def serving_pid(pgid: int, port: int, tries: int = 20) -> int:
         for _ in range(tries):
             time.sleep(0.1)
             inode = socket_inode(Path("/proc/net/tcp").read_text(), port, client)
-            for pid in (p for p in _group_pids(pgid) if inode):
+            for pid in (p for p in tree_pids(pgid, _all_stats()) if inode):
                 with contextlib.suppress(OSError):
                     fds = Path(f"/proc/{pid}/fd")
                     if any(os.readlink(fd) == f"socket:[{inode}]" for fd in fds.iterdir()):
                         return pid
     return pgid
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for line in _all_stats():
-        pid, rest = line.split(" ", 1)[0], line.rsplit(") ", 1)[-1].split()
-        if len(rest) > 2 and int(rest[2]) == pgid:
-            pids.append(int(pid))
-    return pids
 
 
 def free_port() -> int:

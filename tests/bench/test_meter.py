@@ -5,13 +5,14 @@ from __future__ import annotations
 from bench.meter import (
     Result,
     cell,
-    group_ticks,
     parse_idle,
     parse_wrk,
     pct_over,
     socket_inode,
     steady_us,
     table,
+    tree_pids,
+    tree_ticks,
 )
 
 WRK = """Running 6s test @ https://localhost:9443/
@@ -37,15 +38,18 @@ def test_parse_wrk_reads_report_shim_and_non2xx() -> None:
     assert parse_wrk("unable to connect to localhost:9443 Connection refused") == {}
 
 
-def test_group_ticks_sums_one_process_group() -> None:
-    # /proc/PID/stat: the command name may hold spaces and ') '; pgrp is field 5,
-    # utime/stime fields 14/15
-    rest = "S 1 {pg} {pg} 0 -1 4194560 100 0 0 0 {ut} {st} 0 0 20 0 1 0 5 1000 200"
-    lines = [f"10 (nginx: master) {rest.format(pg=10, ut=7, st=3)}",
-             f"11 (odd) name) {rest.format(pg=10, ut=5, st=5)}",
-             f"12 (wrk) {rest.format(pg=12, ut=100, st=100)}"]
-    assert group_ticks(10, lines) == 20
-    assert group_ticks(13, lines) == 0
+def test_tree_ticks_sums_the_group_and_its_descendants() -> None:
+    # /proc/PID/stat: the command name may hold spaces and ') '; ppid is field 4, pgrp
+    # field 5, utime/stime fields 14/15
+    rest = "S {pp} {pg} {pg} 0 -1 4194560 100 0 0 0 {ut} {st} 0 0 20 0 1 0 5 1000 200"
+    lines = [f"10 (ramparts) {rest.format(pp=1, pg=10, ut=7, st=3)}",
+             f"11 (odd) name) {rest.format(pp=10, pg=10, ut=5, st=5)}",
+             f"20 (worker) {rest.format(pp=10, pg=20, ut=30, st=10)}",   # own group
+             f"21 (its child) {rest.format(pp=20, pg=20, ut=1, st=1)}",
+             f"12 (wrk) {rest.format(pp=1, pg=12, ut=100, st=100)}"]
+    assert tree_pids(10, lines) == [10, 11, 20, 21]
+    assert tree_ticks(10, lines) == 62
+    assert tree_ticks(13, lines) == 0
 
 
 def test_cells_and_tables() -> None:
