@@ -7,7 +7,9 @@ and each wrk output. Same layout as the harness: the proxy pinned to CPU 0, wrk 
 origin on CPU 1, every proxy in the same run as its nginx reference, the proxy's CPU µs per
 request from its process group's CPU time (the figure other tenants move least).
 
-Scenarios (SCENARIOS="mtls routes plugins workers idle"; DUR=6 WARM=1 CONNS=50 seconds/conns):
+Scenarios (SCENARIOS="mtls routes plugins workers idle"; DUR=6 WARM=1 CONNS=50 ROUNDS=3). The
+proxies of one comparison run at once and are measured in ROUNDS interleaved rounds; the run
+with the median CPU per request stands (a shared machine's load then hits each alike):
   mtls     mtls-auth on the route (seed 003 style: a CA certificate, a consumer credential)
            against the same node without it, keep-alive and a new connection per request;
            nginx `ssl_verify_client optional` (401 unless SUCCESS) and leanref's mTLS port
@@ -22,6 +24,7 @@ A scenario whose prerequisite is missing (a plugin, a command option) says so an
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -46,6 +49,7 @@ from meter import (
     cell,
     free_port,
     measure,
+    median_run,
     other_load_pct,
     parse_idle,
     pct_over,
@@ -184,12 +188,45 @@ def _tail(path: Path) -> str:
         return "(no log)"
 
 
+Started = tuple[subprocess.Popen[bytes], list[tuple[str, Load]]]
+
+
+@dataclass
+class Fleet:
+    """The proxies of one comparison, all running at once (idle ones cost next to nothing),
+    measured in interleaved rounds: a change in other tenants' load then hits every target
+    alike, and the run with the median CPU per request stands for each."""
+
+    b: Bench
+    notes: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    targets: list[tuple[str, subprocess.Popen[bytes], Load]] = field(default_factory=list)
+
+    def add(self, start: Callable[[], Started]) -> None:
+        try:
+            proc, loads = start()
+        except Unavailable as exc:
+            self.notes.append(str(exc))
+            return
+        self.procs.append(proc)
+        self.targets += [(label, proc, load) for label, load in loads]
+
+    def measure(self) -> dict[str, Result]:
+        runs: dict[str, list[Result]] = {}
+        for i in range(self.b.lay.rounds):
+            for label, proc, load in self.targets:
+                runs.setdefault(label, []).append(self.b.measure(f"{label}.{i + 1}", load, proc))
+        return {label: median_run(rs) for label, rs in runs.items()}
+
+
 @contextmanager
-def running(b: Bench, proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+def fleet(b: Bench) -> Iterator[Fleet]:
+    f = Fleet(b)
     try:
-        yield proc
+        yield f
     finally:
-        b.procs.stop(proc)
+        for proc in f.procs:
+            b.procs.stop(proc)
 
 
 # ---------------------------------------------------------------- scenario: mtls-auth
@@ -225,44 +262,38 @@ def verification_cost(pki: Path, cpu: str, n: int = 2000) -> tuple[float, float]
 
 
 def scenario_mtls(b: Bench) -> str:
-    cpu = b.lay.proxy_cpu
-    rows: dict[str, list[Result | None]] = {}
-    ca_pem = (b.pki / "ca.crt").read_text()
-    notes: list[str] = []
+    cpu, ca_id = b.lay.proxy_cpu, str(uuid.uuid4())
+    mtls = mtls_config(b.origin_port, (b.pki / "ca.crt").read_text(), ca_id, "bench-client")
 
-    def pair(name: str, proc: subprocess.Popen[bytes], port: int) -> list[Result | None]:
-        return [b.measure(f"mtls-{name}-ka", b.keepalive(port), proc),
-                b.measure(f"mtls-{name}-new", b.new_conn(port), proc)]
+    def pair(name: str, port: int) -> list[tuple[str, Load]]:
+        return [(f"{name}-ka", b.keepalive(port)), (f"{name}-new", b.new_conn(port))]
 
-    try:
+    def nginx() -> Started:
         plain, verified = free_port(), free_port()
         conf = proxy_conf(b.run, "nginx-mtls", b.origin_port, [
             server(plain, b.pki, pass_all()),
             server(verified, b.pki, verify_client(b.pki / "ca.crt"))])
-        with running(b, start_nginx(b, "nginx-mtls", conf, [plain, verified], cpu)) as p:
-            rows["nginx"] = pair("nginx-plain", p, plain) + pair("nginx-verify", p, verified)
-    except Unavailable as exc:
-        notes.append(str(exc))
-    try:
-        proc, tls, mtls = start_leanref(b)
-        with running(b, proc) as p:
-            rows["leanref"] = pair("leanref-plain", p, tls) + pair("leanref-verify", p, mtls)
-    except Unavailable as exc:
-        notes.append(str(exc))
-    ramparts: list[Result | None] = [None] * 4
-    ca_id = str(uuid.uuid4())
-    for i, (name, kong) in enumerate((("plain", base_config(b.origin_port)),
-                                      ("mtls-auth", mtls_config(b.origin_port, ca_pem, ca_id,
-                                                                "bench-client")))):
-        try:
-            proc, port = start_ramparts(b, f"ramparts-{name}", kong, cpu)
-            with running(b, proc) as p:
-                ramparts[2 * i:2 * i + 2] = pair(f"ramparts-{name}", p, port)
-        except Unavailable as exc:
-            notes.append(str(exc))
-    rows["ramparts"] = ramparts
+        proc = start_nginx(b, "nginx-mtls", conf, [plain, verified], cpu)
+        return proc, pair("nginx-plain", plain) + pair("nginx-verify", verified)
+
+    def leanref() -> Started:
+        proc, tls, mtls_port = start_leanref(b)
+        return proc, pair("leanref-plain", tls) + pair("leanref-verify", mtls_port)
+
+    def ramparts(name: str, kong: dict[str, object]) -> Started:
+        proc, port = start_ramparts(b, f"ramparts-{name}", kong, cpu)
+        return proc, pair(f"ramparts-{name}", port)
+
+    with fleet(b) as f:
+        f.add(nginx)
+        f.add(leanref)
+        f.add(lambda: ramparts("plain", base_config(b.origin_port)))
+        f.add(lambda: ramparts("verify", mtls))
+        got = f.measure()
+    rows = {name: [got.get(f"{name}-{v}-{k}") for v in ("plain", "verify") for k in ("ka", "new")]
+            for name in ("nginx", "leanref", "ramparts")}
     bare, ours = verification_cost(b.pki, cpu)
-    return _mtls_md(rows, bare, ours, notes)
+    return _mtls_md(rows, bare, ours, f.notes)
 
 
 _MTLS_HOW = {
@@ -307,35 +338,37 @@ def _mtls_md(rows: dict[str, list[Result | None]], bare: float, ours: float,
 def scenario_routes(b: Bench, count: int = 1000) -> str:
     cpu, target = b.lay.proxy_cpu, count - 2
     path = f"/r{target:04d}/x"
-    res: dict[str, list[Result | None]] = {"nginx": [None, None], "ramparts": [None, None]}
-    notes: list[str] = []
-    try:
+    few: list[int] = [target]
+
+    def nginx() -> Started:
         ports = [free_port(), free_port()]
-        bodies = [locations([target]), locations(range(count))]
         conf = proxy_conf(b.run, "nginx-routes", b.origin_port,
-                          [server(p, b.pki, body) for p, body in zip(ports, bodies, strict=True)])
-        with running(b, start_nginx(b, "nginx-routes", conf, ports, cpu)) as p:
-            for i, port in enumerate(ports):
-                res["nginx"][i] = b.measure(f"routes-nginx-{i}", b.keepalive(port, path), p)
-    except Unavailable as exc:
-        notes.append(str(exc))
-    for i, indexes in enumerate(([target], range(count))):
-        try:
-            proc, port = start_ramparts(b, f"ramparts-routes{i}",
-                                        routes_config(b.origin_port, indexes), cpu, check=path)
-            with running(b, proc) as p:
-                res["ramparts"][i] = b.measure(f"routes-ramparts-{i}", b.keepalive(port, path), p)
-        except Unavailable as exc:
-            notes.append(str(exc))
-    rows = [[name, cell(one), cell(many),
-             pct_over(many.us_per_req, one.us_per_req) if one and many else "?"]
-            for name, (one, many) in res.items()]
+                          [server(ports[0], b.pki, locations(few)),
+                           server(ports[1], b.pki, locations(range(count)))])
+        proc = start_nginx(b, "nginx-routes", conf, ports, cpu)
+        return proc, [(f"nginx-{i}", b.keepalive(p, path)) for i, p in enumerate(ports)]
+
+    def ramparts(i: int, indexes: Sequence[int] | range) -> Started:
+        proc, port = start_ramparts(b, f"ramparts-routes{i}",
+                                    routes_config(b.origin_port, indexes), cpu, check=path)
+        return proc, [(f"ramparts-{i}", b.keepalive(port, path))]
+
+    with fleet(b) as f:
+        f.add(nginx)
+        f.add(lambda: ramparts(0, few))
+        f.add(lambda: ramparts(1, range(count)))
+        got = f.measure()
+    rows = []
+    for name in ("nginx", "ramparts"):
+        one, many = got.get(f"{name}-0"), got.get(f"{name}-1")
+        rows.append([name, cell(one), cell(many),
+                     pct_over(many.us_per_req, one.us_per_req) if one and many else "?"])
     return "\n".join([
         f"## {count:,} routes (issue 10): keep-alive HTTPS, proxy CPU µs per request", "",
         f"Prefix routes `/r0000` … `/r{count - 1:04d}` (nginx: as many `location` blocks), "
         f"each to the origin; the request is `GET {path}`, one of the last routes.", "",
         table(["proxy", "1 route", f"{count:,} routes", "difference"], rows),
-        *(f"- {n}" for n in notes)])
+        *(f"- {n}" for n in f.notes)])
 
 
 # ---------------------------------------------------------------- scenario: no-op plugins
@@ -359,23 +392,22 @@ def scenario_plugins(b: Bench) -> str:
                         "`plugins` and `plugin_path` settings).")
     settings = {"plugins": ["bundled", *names], "plugin_path": [str(PLUGINS)]}
     kong, how = noop_config(b.origin_port, names)
-    res: list[Result | None] = [None, None]
-    notes: list[str] = []
-    for i, doc in enumerate((base_config(b.origin_port), kong)):
-        try:
-            proc, port = start_ramparts(b, f"ramparts-plugins{i}", doc, b.lay.proxy_cpu,
-                                        settings)
-            with running(b, proc) as p:
-                res[i] = b.measure(f"plugins-ramparts-{i}", b.keepalive(port), p)
-        except Unavailable as exc:
-            notes.append(str(exc))
-    none, three = res
+
+    def ramparts(i: int, doc: dict[str, object]) -> Started:
+        proc, port = start_ramparts(b, f"ramparts-plugins{i}", doc, b.lay.proxy_cpu, settings)
+        return proc, [(f"plugins-{i}", b.keepalive(port))]
+
+    with fleet(b) as f:
+        f.add(lambda: ramparts(0, base_config(b.origin_port)))
+        f.add(lambda: ramparts(1, kong))
+        got = f.measure()
+    none, three = got.get("plugins-0"), got.get("plugins-1")
     over = pct_over(three.us_per_req, none.us_per_req) if none and three else "?"
     return title + "\n".join([
         f"Plugins: {how}. Target: at most +10 %.", "",
         table(["proxy", "no plugin", "three no-op plugins", "overhead"],
               [["ramparts", cell(none), cell(three), over]]),
-        *(f"- {n}" for n in notes)])
+        *(f"- {n}" for n in f.notes)])
 
 
 # ---------------------------------------------------------------- scenario: workers
@@ -392,32 +424,27 @@ def scenario_workers(b: Bench) -> str:
     if not workers_supported():
         return title + "Skipped: `ramparts start` has no `--workers` option yet (branch `workers`)."
     both = f"{b.lay.proxy_cpu},{b.lay.load_cpu}"
-    res: dict[tuple[str, int], list[Result | None]] = {}
-    notes: list[str] = []
-    for n in (1, 2):
-        for name in ("nginx", "ramparts"):
-            res[(name, n)] = [None, None]
-            try:
-                proc, port = _start_workers(b, name, n, both)
-                with running(b, proc) as p:
-                    res[(name, n)] = [
-                        b.measure(f"workers-{name}-{n}-ka", b.keepalive(port, threads=2,
-                                                                        cpus=both), p),
-                        b.measure(f"workers-{name}-{n}-new", b.new_conn(port, threads=2,
-                                                                        cpus=both), p)]
-            except Unavailable as exc:
-                notes.append(str(exc))
-    return title + _workers_md(res, notes)
 
+    def start(name: str, n: int) -> Started:
+        if name == "ramparts":
+            proc, port = start_ramparts(b, f"ramparts-w{n}", base_config(b.origin_port), both,
+                                        args=["--workers", str(n)])
+        else:
+            port = free_port()
+            conf = proxy_conf(b.run, f"nginx-w{n}", b.origin_port,
+                              [server(port, b.pki, pass_all())], workers=n)
+            proc = start_nginx(b, f"nginx-w{n}", conf, [port], both)
+        return proc, [(f"{name}-{n}-ka", b.keepalive(port, threads=2, cpus=both)),
+                      (f"{name}-{n}-new", b.new_conn(port, threads=2, cpus=both))]
 
-def _start_workers(b: Bench, name: str, n: int, cpus: str) -> tuple[subprocess.Popen[bytes], int]:
-    if name == "ramparts":
-        return start_ramparts(b, f"ramparts-w{n}", base_config(b.origin_port), cpus,
-                              args=["--workers", str(n)])
-    port = free_port()
-    conf = proxy_conf(b.run, f"nginx-w{n}", b.origin_port,
-                      [server(port, b.pki, pass_all())], workers=n)
-    return start_nginx(b, f"nginx-w{n}", conf, [port], cpus), port
+    with fleet(b) as f:
+        for n in (1, 2):
+            for name in ("nginx", "ramparts"):
+                f.add(functools.partial(start, name, n))
+        got = f.measure()
+    res = {(name, n): [got.get(f"{name}-{n}-ka"), got.get(f"{name}-{n}-new")]
+           for n in (1, 2) for name in ("nginx", "ramparts")}
+    return title + _workers_md(res, f.notes)
 
 
 def _workers_md(res: dict[tuple[str, int], list[Result | None]], notes: list[str]) -> str:
@@ -464,13 +491,15 @@ def run_idle(b: Bench, script: Path) -> str:
     for name in ("nginx", "ramparts"):
         try:
             proc, port = _start_idle_target(b, name)
-            with running(b, proc) as p:
-                pid = serving_pid(p.pid, port)
+            try:
+                pid = serving_pid(proc.pid, port)
                 done = subprocess.run(
                     ["taskset", "-c", b.lay.load_cpu, sys.executable, str(script), "--pid",
                      str(pid), "--url", f"https://127.0.0.1:{port}/", "-n", str(n),
                      "--deadline", "240"], capture_output=True, text=True, cwd=REPO,
                     env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=400, check=False)
+            finally:
+                b.procs.stop(proc)
             (b.out / f"idle-{name}.txt").write_text(done.stdout + done.stderr)
             got = parse_idle(done.stdout)
             rows.append([name, f"{got.get('held', 0):,.0f}",
@@ -522,7 +551,8 @@ def environment(b: Bench, other: int) -> str:
     return "\n".join([
         f"# Scenarios beyond the harness (`bench/extra.py`, {time.strftime('%Y-%m-%d %H:%M')} "
         "UTC)", "",
-        f"- DUR={b.lay.dur}s WARM={b.lay.warm}s CONNS={b.lay.conns}; proxy on CPU "
+        f"- DUR={b.lay.dur}s WARM={b.lay.warm}s CONNS={b.lay.conns}, {b.lay.rounds} interleaved "
+        "rounds per comparison (the median run shown); proxy on CPU "
         f"{b.lay.proxy_cpu}, wrk (`-t1`) and the nginx origin on CPU {b.lay.load_cpu} "
         "(workers: unpinned)",
         f"- other tenants' CPU just before the run: {other}% of one CPU (2 CPUs = 200%); load "
@@ -539,7 +569,8 @@ def main(out_dir: str) -> None:
     lay = Layout(bench_dir=bench_dir, shim=Path(os.environ.get("SHIM", "/tmp/wrkshim.so")),
                  proxy_cpu=os.environ.get("PROXY_CPU", "0"),
                  load_cpu=os.environ.get("LOAD_CPU", "1"), dur=int(os.environ.get("DUR", "6")),
-                 warm=int(os.environ.get("WARM", "1")), conns=int(os.environ.get("CONNS", "50")))
+                 warm=int(os.environ.get("WARM", "1")), conns=int(os.environ.get("CONNS", "50")),
+                 rounds=int(os.environ.get("ROUNDS", "3")))
     chosen = os.environ.get("SCENARIOS", " ".join(SCENARIOS)).split()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))

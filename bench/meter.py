@@ -35,6 +35,7 @@ class Layout:
     dur: int = 6
     warm: int = 1
     conns: int = 50
+    rounds: int = 3          # interleaved measurements per target (the median stands)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,13 @@ def steady_us(keepalive: Result, new_conn: Result) -> float:
     connection), each costed as a new-connection request less a keep-alive one."""
     handshake = new_conn.us_per_req - keepalive.us_per_req
     return keepalive.us_per_req - keepalive.handshakes * handshake / max(keepalive.requests, 1)
+
+
+def median_run(runs: Sequence[Result]) -> Result:
+    """The run with the median CPU per request among the successful ones (else the first:
+    its cell then says it failed)."""
+    ok = sorted((r for r in runs if r.ok), key=lambda r: r.us_per_req)
+    return ok[(len(ok) - 1) // 2] if ok else runs[0]
 
 
 def cell(r: Result | None) -> str:

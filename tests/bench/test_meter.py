@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.meter import (
     Result,
     cell,
+    median_run,
     parse_idle,
     parse_wrk,
     pct_over,
@@ -88,3 +89,12 @@ def test_socket_inode_finds_the_server_side_of_a_connection() -> None:
 """
     assert socket_inode(tcp, 0x24FB, 0xC350) == 222   # not the listener, not the client side
     assert socket_inode(tcp, 0x24FB, 0xC351) is None
+
+
+def test_median_run_is_the_middle_successful_one() -> None:
+    runs = [result(us_per_req=90.0), result(us_per_req=130.0), result(us_per_req=100.0),
+            result(us_per_req=10.0, non2xx=5)]   # a failed run never stands
+    assert median_run(runs).us_per_req == 100.0
+    assert median_run(runs[:2]).us_per_req == 90.0
+    failed = result(non2xx=1)
+    assert median_run([failed]) is failed
