@@ -51,11 +51,13 @@ BENCH_DIR ?= ../shared/bench
 BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
 BENCH_PROXIES ?= nginx pyref leanref
 BENCH_SCENARIOS ?= a b b_rsa b_resume c d
+BENCH_EXTRA ?= mtls routes plugins workers idle
 bench: $(VENV)/.installed-run
 	@test -x $(BENCH_DIR)/run.sh || { echo "bench harness not found at $(BENCH_DIR)"; exit 1; }
 	PROXIES="$(BENCH_PROXIES)" SCENARIOS="$(BENCH_SCENARIOS)" GATEWAY_NAME=ramparts \
 	  GATEWAY_CMD="exec $(CURDIR)/bench/gateway.sh" GATEWAY_SETUP_CMD="$(CURDIR)/bench/setup.sh" \
 	  OUT=$(CURDIR)/$(BENCH_OUT) bash $(BENCH_DIR)/run.sh
+	BENCH_DIR=$(BENCH_DIR) SCENARIOS="$(BENCH_EXTRA)" $(BIN)/python bench/extra.py $(BENCH_OUT)
 	$(BIN)/python bench/reload.py $(BENCH_OUT)/reload.md
 	$(BIN)/python bench/declarative.py $(BENCH_OUT)/declarative.md
 	$(BIN)/python bench/tickets.py $(BENCH_OUT)/tickets.md
