@@ -24,12 +24,14 @@ PHASES = ("certificate", "rewrite", "access", "header_filter", "body_filter", "l
 
 
 class Handler:
-    """Base of every plugin handler. Subclasses set ``priority``, precompute what they can
-    from ``config`` in ``__init__``, and override only the phases they use; a phase may be
-    a plain function or return an awaitable (``rewrite``, ``access``, ``log``).
-    ``certificate`` is synchronous: it runs inside the TLS handshake."""
+    """Base of every plugin handler. Subclasses set ``PRIORITY`` and ``VERSION`` (Kong's
+    handler fields), precompute what they can from ``config`` in ``__init__``, and override
+    only the phases they use; a phase may be a plain function or return an awaitable
+    (``rewrite``, ``access``, ``log``). ``certificate``, ``header_filter`` and
+    ``body_filter`` are synchronous (the first runs inside the TLS handshake)."""
 
-    priority: ClassVar[int] = 0
+    PRIORITY: ClassVar[int] = 0
+    VERSION: ClassVar[str] = "0.1.0"
     name: ClassVar[str] = ""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -200,5 +202,5 @@ def _slot(name: str, handler: type[Handler], found: list[tuple[Row, Instance]],
     if not (consumer_first or consumer_only or route_service or fallback):
         return None
     phases = frozenset(p for p in PHASES if implements(handler, p))
-    return Slot(name, handler.priority, phases, MappingProxyType(consumer_first),
+    return Slot(name, handler.PRIORITY, phases, MappingProxyType(consumer_first),
                 route_service, MappingProxyType(consumer_only), fallback)

@@ -13,20 +13,20 @@ from gateway.plugins.runtime import Chains, Handler, Row, build_chains
 
 
 class Auth(Handler):
-    priority = 1000
+    PRIORITY = 1000
 
     def access(self, kong: Kong) -> None: ...
 
 
 class Limit(Handler):
-    priority = 900
+    PRIORITY = 900
 
     def access(self, kong: Kong) -> None: ...
     def log(self, kong: Kong) -> None: ...
 
 
 class Alpha(Handler):
-    priority = 900
+    PRIORITY = 900
 
     def header_filter(self, kong: Kong) -> None: ...
 
