@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from gateway.plugins.pdk import Hello, Kong
-from gateway.plugins.runtime import Chain, Chains, Instance
+from gateway.plugins.runtime import Chain, Chains, Instance, Slot
 from gateway.tasks import spawn
 
 log = logging.getLogger("ramparts.plugins")
@@ -16,7 +17,36 @@ log = logging.getLogger("ramparts.plugins")
 
 async def run(chain: Chain, phase: str, kong: Kong) -> None:
     """``rewrite`` or ``access``: in order; a ``kong.response.exit`` (``Exit``) ends it."""
-    for slot in chain.slots:
+    pending = start(chain, phase, kong)
+    if pending is not None:
+        await pending
+
+
+def start(chain: Chain, phase: str, kong: Kong) -> Awaitable[None] | None:
+    """``run`` without a coroutine while every handler is synchronous (the common case):
+    an awaitable is returned only once a handler returned one, and the rest of the chain
+    runs after it."""
+    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+    if plan is not None:
+        return _planned(plan[phase], 0, phase, kong)
+    return _picked(chain.slots, 0, phase, kong)
+
+
+def _planned(instances: tuple[Instance, ...], first: int, phase: str, kong: Kong
+             ) -> Awaitable[None] | None:
+    for index in range(first, len(instances)):
+        result = getattr(instances[index].handler, phase)(kong)
+        if result is not None:
+            return _then(result, partial(_planned, instances, index + 1, phase, kong))
+    return None
+
+
+def _picked(slots: tuple[Slot, ...], first: int, phase: str, kong: Kong
+            ) -> Awaitable[None] | None:
+    """Consumer-scoped instances: each slot picks when its turn comes (an auth plugin of
+    higher priority may just have named the consumer)."""
+    for index in range(first, len(slots)):
+        slot = slots[index]
         if phase not in slot.phases:
             continue
         instance = slot.pick(kong.consumer_id, kong.protocol)
@@ -24,7 +54,15 @@ async def run(chain: Chain, phase: str, kong: Kong) -> None:
             continue
         result = getattr(instance.handler, phase)(kong)
         if result is not None:
-            await result
+            return _then(result, partial(_picked, slots, index + 1, phase, kong))
+    return None
+
+
+async def _then(result: Awaitable[None], rest: Callable[[], Awaitable[None] | None]) -> None:
+    await result
+    pending = rest()
+    if pending is not None:
+        await pending
 
 
 def certificate(chains: Chains, ssl_object: Any, server_name: str | None) -> None:
@@ -50,16 +88,27 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     return tuple(out)
 
 
+def after(chain: Chain, kong: Kong) -> After:
+    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+    if plan is not None:
+        return After(plan["header_filter"], plan["body_filter"], plan["log"], kong)
+    instances = picked(chain, kong)
+    head, body, logs = (tuple(i for i in instances if phase in i.phases)
+                        for phase in ("header_filter", "body_filter", "log"))
+    return After(head, body, logs, kong)
+
+
 class After:
     """The instances of one request that run once access is over, by phase."""
 
     __slots__ = ("body", "head", "kong", "log")
 
-    def __init__(self, instances: tuple[Instance, ...], kong: Kong) -> None:
+    def __init__(self, head: tuple[Instance, ...], body: tuple[Instance, ...],
+                 log: tuple[Instance, ...], kong: Kong) -> None:
         self.kong = kong
-        self.head = tuple(i for i in instances if "header_filter" in i.phases)
-        self.body = tuple(i for i in instances if "body_filter" in i.phases)
-        self.log = tuple(i for i in instances if "log" in i.phases)
+        self.head = head
+        self.body = body
+        self.log = log
 
     def header_filter(self, status: int, headers: list[tuple[bytes, bytes]], source: str
                       ) -> tuple[int, list[tuple[bytes, bytes]]]:

@@ -75,6 +75,11 @@ class Slot:
     consumer_only: Mapping[str, Instance]
     fallback: Instance | None                # route, service or global
 
+    @property
+    def fixed(self) -> bool:
+        """No consumer-scoped instance: the same instance whoever the consumer is."""
+        return not self.consumer_first and not self.consumer_only
+
     def pick(self, consumer: str | None, protocol: str) -> Instance | None:
         found = None
         if consumer is not None:
@@ -88,18 +93,25 @@ class Slot:
         return found if found is not None and protocol in found.protocols else None
 
 
+Plan = Mapping[str, tuple[Instance, ...]]  # phase -> the instances that run it, in order
+
+
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """The plugins of one route (or the global chain), in the order they run."""
+    """The plugins of one route (or the global chain), in the order they run. ``plans``:
+    when no slot depends on the consumer (the common case), what runs is known per protocol
+    when the snapshot is built, and a request only looks it up."""
 
     slots: tuple[Slot, ...] = ()
     phases: frozenset[str] = frozenset()
+    plans: Mapping[str, Plan] | None = None  # by protocol; None: consumer-scoped instances
 
     def has(self, phase: str) -> bool:
         return phase in self.phases
 
 
 EMPTY_CHAIN = Chain()
+PROTOCOLS = ("http", "https", "grpc", "grpcs", "ws", "wss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +180,16 @@ def _chain(instances: Mapping[str, list[tuple[Row, Instance]]],
              if (slot := _slot(name, handlers[name], found, route, service)) is not None]
     slots.sort(key=lambda s: (s.priority, s.name), reverse=True)
     phases = frozenset(p for s in slots for p in s.phases)
-    return Chain(tuple(slots), phases)
+    plans = None
+    if all(slot.fixed for slot in slots):
+        plans = MappingProxyType({protocol: _plan(slots, protocol) for protocol in PROTOCOLS})
+    return Chain(tuple(slots), phases, plans)
+
+
+def _plan(slots: list[Slot], protocol: str) -> Plan:
+    picked = [i for slot in slots if (i := slot.pick(None, protocol)) is not None]
+    return MappingProxyType({phase: tuple(i for i in picked if phase in i.phases)
+                             for phase in PHASES})
 
 
 def _slot(name: str, handler: type[Handler], found: list[tuple[Row, Instance]],
