@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from gateway.plugins.pdk import Hello, Kong
-from gateway.plugins.runtime import Chain, Chains, Instance, Slot
+from gateway.plugins.runtime import Chain, Chains, Instance, Phase, Plan, Slot
 from gateway.tasks import spawn
 
 log = logging.getLogger("ramparts.plugins")
@@ -28,16 +28,15 @@ def start(chain: Chain, phase: str, kong: Kong) -> Awaitable[None] | None:
     runs after it."""
     plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
     if plan is not None:
-        return _planned(plan[phase], 0, phase, kong)
+        return _planned(plan.access if phase == "access" else plan.rewrite, 0, kong)
     return _picked(chain.slots, 0, phase, kong)
 
 
-def _planned(instances: tuple[Instance, ...], first: int, phase: str, kong: Kong
-             ) -> Awaitable[None] | None:
-    for index in range(first, len(instances)):
-        result = getattr(instances[index].handler, phase)(kong)
+def _planned(calls: tuple[Phase, ...], first: int, kong: Kong) -> Awaitable[None] | None:
+    for index in range(first, len(calls)):
+        result = calls[index](kong)
         if result is not None:
-            return _then(result, partial(_planned, instances, index + 1, phase, kong))
+            return _then(result, partial(_planned, calls, index + 1, kong))
     return None
 
 
@@ -90,12 +89,9 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
 
 def after(chain: Chain, kong: Kong) -> After:
     plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
-    if plan is not None:
-        return After(plan["header_filter"], plan["body_filter"], plan["log"], kong)
-    instances = picked(chain, kong)
-    head, body, logs = (tuple(i for i in instances if phase in i.phases)
-                        for phase in ("header_filter", "body_filter", "log"))
-    return After(head, body, logs, kong)
+    if plan is None:
+        plan = Plan.of(picked(chain, kong))
+    return After(plan.header_filter, plan.body_filter, plan.log, kong)
 
 
 class After:
@@ -103,7 +99,8 @@ class After:
 
     __slots__ = ("body", "head", "kong", "log")
 
-    def __init__(self, head: tuple[Instance, ...], body: tuple[Instance, ...],
+    def __init__(self, head: tuple[Callable[[Kong], None], ...],
+                 body: tuple[Callable[[Kong, bytes, bool], bytes], ...],
                  log: tuple[Instance, ...], kong: Kong) -> None:
         self.kong = kong
         self.head = head
@@ -114,13 +111,15 @@ class After:
                       ) -> tuple[int, list[tuple[bytes, bytes]]]:
         response = self.kong.response
         response.status, response.headers, response.source = status, headers, source
-        for instance in self.head:
-            instance.handler.header_filter(self.kong)
+        kong = self.kong
+        for header_filter in self.head:
+            header_filter(kong)
         return response.status, response.headers
 
     def body_filter(self, chunk: bytes, eof: bool) -> bytes:
-        for instance in self.body:
-            chunk = instance.handler.body_filter(self.kong, chunk, eof)
+        kong = self.kong
+        for body_filter in self.body:
+            chunk = body_filter(kong, chunk, eof)
         return chunk
 
     def schedule_log(self) -> None:

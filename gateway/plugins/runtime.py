@@ -12,7 +12,7 @@ instances only (no route is known yet).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -93,7 +93,29 @@ class Slot:
         return found if found is not None and protocol in found.protocols else None
 
 
-Plan = Mapping[str, tuple[Instance, ...]]  # phase -> the instances that run it, in order
+Phase = Callable[["Kong"], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a request of one protocol runs, phase by phase, in order: the handlers' bound
+    methods (``log`` keeps the instances, for its error line)."""
+
+    rewrite: tuple[Phase, ...]
+    access: tuple[Phase, ...]
+    header_filter: tuple[Callable[[Kong], None], ...]
+    body_filter: tuple[Callable[[Kong, bytes, bool], bytes], ...]
+    log: tuple[Instance, ...]
+
+    @classmethod
+    def of(cls, instances: Iterable[Instance]) -> Plan:
+        found = tuple(instances)
+
+        def calls(phase: str) -> tuple[Any, ...]:
+            return tuple(getattr(i.handler, phase) for i in found if phase in i.phases)
+
+        return cls(calls("rewrite"), calls("access"), calls("header_filter"),
+                   calls("body_filter"), tuple(i for i in found if "log" in i.phases))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +209,7 @@ def _chain(instances: Mapping[str, list[tuple[Row, Instance]]],
 
 
 def _plan(slots: list[Slot], protocol: str) -> Plan:
-    picked = [i for slot in slots if (i := slot.pick(None, protocol)) is not None]
-    return MappingProxyType({phase: tuple(i for i in picked if phase in i.phases)
-                             for phase in PHASES})
+    return Plan.of(i for slot in slots if (i := slot.pick(None, protocol)) is not None)
 
 
 def _slot(name: str, handler: type[Handler], found: list[tuple[Row, Instance]],
