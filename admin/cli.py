@@ -46,7 +46,7 @@ def _settings(path: str | None) -> Settings:
 
 def _store(settings: Settings, ring: keyring.Keyring | None = None) -> Store:
     try:
-        reg = registry.build(settings.plugins)
+        reg = registry.build(settings.plugins, settings.plugin_path)
     except registry.UnknownPlugin as exc:
         print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
@@ -55,7 +55,7 @@ def _store(settings: Settings, ring: keyring.Keyring | None = None) -> Store:
 
 async def _start(settings: Settings) -> int:
     try:
-        reg = registry.build(settings.plugins)
+        reg = registry.build(settings.plugins, settings.plugin_path)
     except registry.UnknownPlugin as exc:
         print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         return 1
@@ -82,7 +82,7 @@ async def _migrations(settings: Settings, action: str) -> int:
 def _check(path: str | None) -> int:
     try:
         settings = load(path)
-        registry.build(settings.plugins)
+        registry.build(settings.plugins, settings.plugin_path)
     except SettingsError as exc:
         for problem in exc.problems:
             print(problem)

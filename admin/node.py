@@ -249,6 +249,9 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
             prepare.append(lambda snap: terminator.prepare(snap.certs))
 
         def swapped(snap: Snapshot) -> None:
+            for name in sorted(set(snap.unrunnable.values())):  # Kong refuses to start
+                log.error("%s plugin is in use but not enabled: add it to the 'plugins' "
+                          "setting (the routes it covers answer 500)", name)
             pools.retain(snap.client_profiles())
             balancers.update(snap.upstreams.values(), snap.targets_of, snap.health_marks)
             checks.sync(snap)
@@ -256,7 +259,8 @@ async def run(settings: Settings, reg: registry.Registry) -> int:
         heartbeat = Heartbeat(store, lambda: state_of(node.node_id, node.hostname, reloader),
                               settings.cluster_heartbeat)
         reloader = Reloader(store, holder, frequency=settings.db_update_frequency,
-                            client=client_tls_defaults(settings), prepare=prepare,
+                            client=client_tls_defaults(settings), handlers=reg.handlers,
+                            prepare=prepare,
                             after_swap=[swapped, heartbeat.poke],
                             listen=settings.db_notifications, cache=cache,
                             replica=replica, replica_wait=settings.database_ro_wait)

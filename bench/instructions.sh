@@ -7,10 +7,14 @@
 # share are not counted (the wrk runs of `make bench` see those).
 #   bench/instructions.sh OUT.md     (N=500 requests after 200 warm-up; ~5 minutes)
 #   PROXIES=ramparts bench/instructions.sh   (a subset: ramparts, pyref, leanref)
+#   PLUGINS=3 PROXIES=ramparts bench/instructions.sh   (ramparts with 1 to 3 no-op plugins on
+#     the route: bench/plugins/ramparts_plugins/noop, noop2, noop3; issue 10's bound is +10 %)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 N=${N:-500}
+PLUGINS=${PLUGINS:-0}
+noops=$(for i in $(seq "$PLUGINS"); do [[ $i == 1 ]] && printf noop || printf ", noop%s" "$i"; done)
 py=$here/.venv/bin/python
 PROXIES=${PROXIES:-ramparts pyref leanref}
 pyref=${PYREF:-$here/../shared/bench/proxies/pyref.py}
@@ -62,6 +66,8 @@ ssl_cert: $work/cert.pem
 ssl_cert_key: $work/key.pem
 prefix: $work/prefix
 log_level: warn
+plugins: bundled${noops:+, $noops}
+plugin_path: $here/bench/plugins
 # the configuration poll and the cluster heartbeat run by the clock, not per request; under
 # valgrind's ~50x slowdown a 0.1 s poll would be counted against the requests (POLL=0.1 to
 # see it)
@@ -71,6 +77,8 @@ YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
 SETUP='curl -sf -o /dev/null -X PUT 127.0.0.1:19001/services/o --data url=http://127.0.0.1:19999
        curl -sf -o /dev/null -X PUT 127.0.0.1:19001/routes/o --data "paths[]=/m" --data "paths[]=/w" --data service.name=o
+       for p in ${noops//,/}; do curl -sf -o /dev/null 127.0.0.1:19001/routes/o/plugins --data name=$p || exit 1; done
+       [[ $(curl -s 127.0.0.1:19001/routes/o/plugins | grep -o "\"name\":\"noop" | wc -l) == "$PLUGINS" ]] || { echo "the no-op plugins are not on the route" >&2; exit 1; }
        for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
 ramparts=- pyref_count=- leanref_count=-
 wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
@@ -95,6 +103,6 @@ cat >"$out" <<MD
 |---|---:|---:|---:|
 | leanref | $leanref_count | $(ratio "$leanref_count" "$leanref_count") | $(ratio "$leanref_count" "$pyref_count") |
 | pyref | $pyref_count | $(ratio "$pyref_count" "$leanref_count") | $(ratio "$pyref_count" "$pyref_count") |
-| ramparts | $ramparts | $(ratio "$ramparts" "$leanref_count") | $(ratio "$ramparts" "$pyref_count") |
+| ramparts${noops:+ + $noops} | $ramparts | $(ratio "$ramparts" "$leanref_count") | $(ratio "$ramparts" "$pyref_count") |
 MD
 [[ $out == /dev/stdout ]] || cat "$out"

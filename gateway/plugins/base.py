@@ -15,9 +15,9 @@ class PluginSpec:
     plugin ``entity_checks`` with dotted ``config.x`` paths)."""
 
     name: str
-    version: str
-    priority: int
     config: RecordSchema
+    version: str = ""   # custom plugins: the handler's VERSION and PRIORITY (plugins/loader.py)
+    priority: int = 0
     protocols: tuple[str, ...] = HTTP_PROTOCOLS
     allowed_protocols: tuple[str, ...] = (*HTTP_PROTOCOLS, "ws", "wss")
     no_consumer: bool = False

@@ -158,19 +158,49 @@ class Hello:
     ssl_object: Any
 
 
-@dataclass(slots=True)
 class Kong:
-    """One request's view for every plugin that runs on it."""
+    """One request's view for every plugin that runs on it. ``service_request``,
+    ``response`` and ``ctx`` are made on first use: a request whose plugins never touch
+    them does not pay for them."""
 
-    request: RequestView
-    client: ClientView
-    protocol: str
-    route_id: str | None = None
-    service_id: str | None = None
-    service_request: ServiceRequest = field(default_factory=ServiceRequest)
-    response: ResponseView = field(default_factory=ResponseView)
-    ctx: dict[str, Any] = field(default_factory=dict)
-    db: Directory | None = None  # the snapshot's consumers, credentials and CA certificates
+    __slots__ = ("_ctx", "_response", "_service_request", "client", "db", "protocol",
+                 "request", "route_id", "service_id")
+
+    def __init__(self, request: RequestView, client: ClientView, protocol: str,
+                 route_id: str | None = None, service_id: str | None = None,
+                 db: Directory | None = None) -> None:
+        self.request = request
+        self.client = client
+        self.protocol = protocol
+        self.route_id = route_id
+        self.service_id = service_id
+        self.db = db  # the snapshot's consumers, credentials and CA certificates
+        self._service_request: ServiceRequest | None = None
+        self._response: ResponseView | None = None
+        self._ctx: dict[str, Any] | None = None
+
+    @property
+    def service_request(self) -> ServiceRequest:
+        if self._service_request is None:
+            self._service_request = ServiceRequest()
+        return self._service_request
+
+    @property
+    def response(self) -> ResponseView:
+        if self._response is None:
+            self._response = ResponseView()
+        return self._response
+
+    @property
+    def ctx(self) -> dict[str, Any]:
+        if self._ctx is None:
+            self._ctx = {}
+        return self._ctx
+
+    def upstream_headers(self, headers: Headers) -> Headers:
+        """``headers`` with the plugins' ``service_request`` changes applied."""
+        changes = self._service_request
+        return headers if changes is None else changes.apply(headers)
 
     @property
     def consumer_id(self) -> str | None:

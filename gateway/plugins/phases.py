@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from gateway.plugins.pdk import Hello, Kong
-from gateway.plugins.runtime import Chain, Chains, Instance
+from gateway.plugins.runtime import Chain, Chains, Instance, Phase, Plan, Slot
 from gateway.tasks import spawn
 
 log = logging.getLogger("ramparts.plugins")
@@ -16,7 +17,35 @@ log = logging.getLogger("ramparts.plugins")
 
 async def run(chain: Chain, phase: str, kong: Kong) -> None:
     """``rewrite`` or ``access``: in order; a ``kong.response.exit`` (``Exit``) ends it."""
-    for slot in chain.slots:
+    pending = start(chain, phase, kong)
+    if pending is not None:
+        await pending
+
+
+def start(chain: Chain, phase: str, kong: Kong) -> Awaitable[None] | None:
+    """``run`` without a coroutine while every handler is synchronous (the common case):
+    an awaitable is returned only once a handler returned one, and the rest of the chain
+    runs after it."""
+    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+    if plan is not None:
+        return _planned(plan.access if phase == "access" else plan.rewrite, 0, kong)
+    return _picked(chain.slots, 0, phase, kong)
+
+
+def _planned(calls: tuple[Phase, ...], first: int, kong: Kong) -> Awaitable[None] | None:
+    for index in range(first, len(calls)):
+        result = calls[index](kong)
+        if result is not None:
+            return _then(result, partial(_planned, calls, index + 1, kong))
+    return None
+
+
+def _picked(slots: tuple[Slot, ...], first: int, phase: str, kong: Kong
+            ) -> Awaitable[None] | None:
+    """Consumer-scoped instances: each slot picks when its turn comes (an auth plugin of
+    higher priority may just have named the consumer)."""
+    for index in range(first, len(slots)):
+        slot = slots[index]
         if phase not in slot.phases:
             continue
         instance = slot.pick(kong.consumer_id, kong.protocol)
@@ -24,7 +53,15 @@ async def run(chain: Chain, phase: str, kong: Kong) -> None:
             continue
         result = getattr(instance.handler, phase)(kong)
         if result is not None:
-            await result
+            return _then(result, partial(_picked, slots, index + 1, phase, kong))
+    return None
+
+
+async def _then(result: Awaitable[None], rest: Callable[[], Awaitable[None] | None]) -> None:
+    await result
+    pending = rest()
+    if pending is not None:
+        await pending
 
 
 def certificate(chains: Chains, ssl_object: Any, server_name: str | None) -> None:
@@ -50,28 +87,39 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     return tuple(out)
 
 
+def after(chain: Chain, kong: Kong) -> After:
+    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+    if plan is None:
+        plan = Plan.of(picked(chain, kong))
+    return After(plan.header_filter, plan.body_filter, plan.log, kong)
+
+
 class After:
     """The instances of one request that run once access is over, by phase."""
 
     __slots__ = ("body", "head", "kong", "log")
 
-    def __init__(self, instances: tuple[Instance, ...], kong: Kong) -> None:
+    def __init__(self, head: tuple[Callable[[Kong], None], ...],
+                 body: tuple[Callable[[Kong, bytes, bool], bytes], ...],
+                 log: tuple[Instance, ...], kong: Kong) -> None:
         self.kong = kong
-        self.head = tuple(i for i in instances if "header_filter" in i.phases)
-        self.body = tuple(i for i in instances if "body_filter" in i.phases)
-        self.log = tuple(i for i in instances if "log" in i.phases)
+        self.head = head
+        self.body = body
+        self.log = log
 
     def header_filter(self, status: int, headers: list[tuple[bytes, bytes]], source: str
                       ) -> tuple[int, list[tuple[bytes, bytes]]]:
         response = self.kong.response
         response.status, response.headers, response.source = status, headers, source
-        for instance in self.head:
-            instance.handler.header_filter(self.kong)
+        kong = self.kong
+        for header_filter in self.head:
+            header_filter(kong)
         return response.status, response.headers
 
     def body_filter(self, chunk: bytes, eof: bool) -> bytes:
-        for instance in self.body:
-            chunk = instance.handler.body_filter(self.kong, chunk, eof)
+        kong = self.kong
+        for body_filter in self.body:
+            chunk = body_filter(kong, chunk, eof)
         return chunk
 
     def schedule_log(self) -> None:

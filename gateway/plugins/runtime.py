@@ -12,7 +12,7 @@ instances only (no route is known yet).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,12 +24,14 @@ PHASES = ("certificate", "rewrite", "access", "header_filter", "body_filter", "l
 
 
 class Handler:
-    """Base of every plugin handler. Subclasses set ``priority``, precompute what they can
-    from ``config`` in ``__init__``, and override only the phases they use; a phase may be
-    a plain function or return an awaitable (``rewrite``, ``access``, ``log``).
-    ``certificate`` is synchronous: it runs inside the TLS handshake."""
+    """Base of every plugin handler. Subclasses set ``PRIORITY`` and ``VERSION`` (Kong's
+    handler fields), precompute what they can from ``config`` in ``__init__``, and override
+    only the phases they use; a phase may be a plain function or return an awaitable
+    (``rewrite``, ``access``, ``log``). ``certificate``, ``header_filter`` and
+    ``body_filter`` are synchronous (the first runs inside the TLS handshake)."""
 
-    priority: ClassVar[int] = 0
+    PRIORITY: ClassVar[int] = 0
+    VERSION: ClassVar[str] = "0.1.0"
     name: ClassVar[str] = ""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -73,6 +75,11 @@ class Slot:
     consumer_only: Mapping[str, Instance]
     fallback: Instance | None                # route, service or global
 
+    @property
+    def fixed(self) -> bool:
+        """No consumer-scoped instance: the same instance whoever the consumer is."""
+        return not self.consumer_first and not self.consumer_only
+
     def pick(self, consumer: str | None, protocol: str) -> Instance | None:
         found = None
         if consumer is not None:
@@ -86,18 +93,47 @@ class Slot:
         return found if found is not None and protocol in found.protocols else None
 
 
+Phase = Callable[["Kong"], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a request of one protocol runs, phase by phase, in order: the handlers' bound
+    methods (``log`` keeps the instances, for its error line)."""
+
+    rewrite: tuple[Phase, ...]
+    access: tuple[Phase, ...]
+    header_filter: tuple[Callable[[Kong], None], ...]
+    body_filter: tuple[Callable[[Kong, bytes, bool], bytes], ...]
+    log: tuple[Instance, ...]
+
+    @classmethod
+    def of(cls, instances: Iterable[Instance]) -> Plan:
+        found = tuple(instances)
+
+        def calls(phase: str) -> tuple[Any, ...]:
+            return tuple(getattr(i.handler, phase) for i in found if phase in i.phases)
+
+        return cls(calls("rewrite"), calls("access"), calls("header_filter"),
+                   calls("body_filter"), tuple(i for i in found if "log" in i.phases))
+
+
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """The plugins of one route (or the global chain), in the order they run."""
+    """The plugins of one route (or the global chain), in the order they run. ``plans``:
+    when no slot depends on the consumer (the common case), what runs is known per protocol
+    when the snapshot is built, and a request only looks it up."""
 
     slots: tuple[Slot, ...] = ()
     phases: frozenset[str] = frozenset()
+    plans: Mapping[str, Plan] | None = None  # by protocol; None: consumer-scoped instances
 
     def has(self, phase: str) -> bool:
         return phase in self.phases
 
 
 EMPTY_CHAIN = Chain()
+PROTOCOLS = ("http", "https", "grpc", "grpcs", "ws", "wss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +202,14 @@ def _chain(instances: Mapping[str, list[tuple[Row, Instance]]],
              if (slot := _slot(name, handlers[name], found, route, service)) is not None]
     slots.sort(key=lambda s: (s.priority, s.name), reverse=True)
     phases = frozenset(p for s in slots for p in s.phases)
-    return Chain(tuple(slots), phases)
+    plans = None
+    if all(slot.fixed for slot in slots):
+        plans = MappingProxyType({protocol: _plan(slots, protocol) for protocol in PROTOCOLS})
+    return Chain(tuple(slots), phases, plans)
+
+
+def _plan(slots: list[Slot], protocol: str) -> Plan:
+    return Plan.of(i for slot in slots if (i := slot.pick(None, protocol)) is not None)
 
 
 def _slot(name: str, handler: type[Handler], found: list[tuple[Row, Instance]],
@@ -200,5 +243,5 @@ def _slot(name: str, handler: type[Handler], found: list[tuple[Row, Instance]],
     if not (consumer_first or consumer_only or route_service or fallback):
         return None
     phases = frozenset(p for p in PHASES if implements(handler, p))
-    return Slot(name, handler.priority, phases, MappingProxyType(consumer_first),
+    return Slot(name, handler.PRIORITY, phases, MappingProxyType(consumer_first),
                 route_service, MappingProxyType(consumer_only), fallback)

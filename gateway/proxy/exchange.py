@@ -135,8 +135,9 @@ class Exchange:
         """Global rewrite plugins, the router and Kong's early answers, then the route's
         access plugins; a ``kong.response.exit`` raises ``Exit``."""
         chains = self.snapshot.plugins
-        if chains.glob.has("rewrite"):
-            await phases.run(chains.glob, "rewrite", self._kong())
+        if chains.glob.has("rewrite") and (
+                pending := phases.start(chains.glob, "rewrite", self._kong())) is not None:
+            await pending
         reply = self.route()
         chain = chains.glob if reply is not None else chains.for_route(self.match.route.id)
         if chain.phases:
@@ -146,11 +147,12 @@ class Exchange:
                 kong.service_id = self.match.service.id if self.match.service else None
                 if chain.has("access"):
                     try:
-                        await phases.run(chain, "access", kong)
+                        if (pending := phases.start(chain, "access", kong)) is not None:
+                            await pending
                     finally:
-                        self.after = phases.After(phases.picked(chain, kong), kong)
+                        self.after = phases.after(chain, kong)
             if self.after is None:
-                self.after = phases.After(phases.picked(chain, kong), kong)
+                self.after = phases.after(chain, kong)
         return reply
 
     def _kong(self) -> Kong:

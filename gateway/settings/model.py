@@ -69,6 +69,10 @@ def _trusted(value: str) -> str | None:
     return None if value == "system" else _pem_check("certificate").fn(value)
 
 
+def _directory(value: str) -> str | None:
+    return None if os.path.isdir(value) else f"'{value}' is not a directory"
+
+
 def _database(value: str) -> str | None:
     if value == "off":
         return None  # DB-less: the configuration comes from declarative_config
@@ -287,6 +291,9 @@ class Settings:
     log_level: Annotated[str, OneOf("debug", "info", "notice", "warn", "error", "crit")] = \
         "notice"
     plugins: tuple[str, ...] = ("bundled",)
+    # where custom plugins (packages ramparts_plugins.<name>) are found before sys.path;
+    # Kong's lua_package_path
+    plugin_path: tuple[Annotated[str, Check(_directory)], ...] = ()
     admin_max_body_size: Annotated[str, Check(_size)] = "10m"
     prefix: str = ".ramparts"  # generated files (default certificates) live here
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it

@@ -99,13 +99,14 @@ class Bridge:
     def request_optional_client_cert(self, obj: Any, ca_names: tuple[bytes, ...] = ()) -> None:
         """Per connection (inside the SNI callback): ask for a client certificate, accept any
         (mtls-auth verifies it later and answers 401), name ``ca_names`` (DER certificates)
-        in the CertificateRequest, and issue no session ticket, so that every connection
-        shows its whole chain (a resumed session keeps only the leaf)."""
+        in the CertificateRequest, and make the session impossible to resume, so that every
+        connection shows its whole chain (a resumed session keeps only the leaf)."""
         ssl_ptr = self.ssl_ptr(obj)
         lib = self.ssl_lib
         lib.SSL_set_verify(ssl_ptr, SSL_VERIFY_PEER, ctypes.cast(_accept_any, ctypes.c_void_p))
-        lib.SSL_set_options(ssl_ptr, _SSL_OP_NO_TICKET)
-        lib.SSL_set_num_tickets(ssl_ptr, 0)
+        lib.SSL_set_options(ssl_ptr, _SSL_OP_NO_TICKET)  # TLS 1.2 tickets
+        lib.SSL_set_num_tickets(ssl_ptr, 0)  # TLS 1.3 tickets
+        self._uncacheable_session(ssl_ptr)
         for der in ca_names:
             buf = ctypes.create_string_buffer(der, len(der))
             cursor = ctypes.c_void_p(ctypes.addressof(buf))
@@ -113,6 +114,20 @@ class Bridge:
             if cert:
                 lib.SSL_add_client_CA(ssl_ptr, cert)  # copies the subject name
                 self.crypto_lib.X509_free(cert)
+
+    def _uncacheable_session(self, ssl_ptr: int) -> None:
+        """TLS 1.2 session IDs: the cache lookup ran before the SNI callback, so only this
+        connection's new session can be kept out of it. OpenSSL's ``ssl_update_cache`` (at
+        the end of the handshake) never stores a server session without a session ID context
+        while SSL_VERIFY_PEER is set; the listener's context is Python's (``Python``), so
+        clearing the session's own copy keeps it out of the cache: a client offering its ID
+        later gets a full handshake."""
+        lib = self.ssl_lib
+        if lib.SSL_session_reused(ssl_ptr):
+            return  # a session from another SNI (it has no client certificate: 401 later)
+        session = lib.SSL_get_session(ssl_ptr)
+        if session:
+            lib.SSL_SESSION_set1_id_context(session, None, 0)
 
     def verify_result(self, obj: Any) -> int:
         return int(self.ssl_lib.SSL_get_verify_result(self.ssl_ptr(obj)))
@@ -163,6 +178,9 @@ def _bind() -> Bridge:
         "SSL_set_num_tickets": (ci, [vp, ctypes.c_size_t]),
         "SSL_add_client_CA": (ci, [vp, vp]),
         "SSL_CTX_set_timeout": (cl, [vp, cl]),
+        "SSL_session_reused": (ci, [vp]),
+        "SSL_get_session": (vp, [vp]),
+        "SSL_SESSION_set1_id_context": (ci, [vp, vp, ctypes.c_uint]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)

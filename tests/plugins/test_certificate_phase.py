@@ -26,7 +26,7 @@ HELLOS: list[tuple[str, str | None, bool]] = []
 
 
 class SeeHello(Handler):
-    priority = 10
+    PRIORITY = 10
 
     def certificate(self, hello: Hello) -> None:
         HELLOS.append((self.config["tag"], hello.server_name, hello.ssl_object is not None))

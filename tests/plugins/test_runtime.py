@@ -3,30 +3,32 @@ order plugins run (priority, then name, descending), and what is left out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import pytest
 
-from gateway.plugins.pdk import Kong
+from gateway.plugins import phases
+from gateway.plugins.pdk import ClientView, Consumer, Kong, RequestView
 from gateway.plugins.runtime import Chains, Handler, Row, build_chains
 
 
 class Auth(Handler):
-    priority = 1000
+    PRIORITY = 1000
 
     def access(self, kong: Kong) -> None: ...
 
 
 class Limit(Handler):
-    priority = 900
+    PRIORITY = 900
 
     def access(self, kong: Kong) -> None: ...
     def log(self, kong: Kong) -> None: ...
 
 
 class Alpha(Handler):
-    priority = 900
+    PRIORITY = 900
 
     def header_filter(self, kong: Kong) -> None: ...
 
@@ -110,3 +112,58 @@ def test_handlers_are_built_once_per_row_with_their_config() -> None:
     first = built.for_route("r1").slots[0].pick(None, "http")
     assert first is not None and first.handler.config["minute"] == 5
     assert first.phases == {"access", "log"}
+
+
+class Ran(Handler):
+    """Appends its row's ``tag`` to ``kong.ctx['ran']``; ``wait`` makes access async, and
+    ``names`` (a consumer id) authenticates that consumer."""
+
+    PRIORITY = 500
+
+    def access(self, kong: Kong) -> Awaitable[None] | None:
+        kong.ctx.setdefault("ran", []).append(self.config["tag"])
+        if self.config.get("names"):
+            kong.client.authenticate(Consumer(id=self.config["names"]), None)
+        return asyncio.sleep(0) if self.config.get("wait") else None
+
+
+class Early(Ran):
+    PRIORITY = 2000
+
+
+def kong_for(protocol: str = "http") -> Kong:
+    return Kong(request=RequestView("GET", protocol, "h", 80, "/", b"", []),
+                client=ClientView(ip="127.0.0.1", tls=None), protocol=protocol)
+
+
+def test_a_chain_of_synchronous_handlers_needs_no_coroutine() -> None:
+    rows = [row("early", "e", route="r1", tag="early"), row("ran", "r", route="r1", tag="ran")]
+    chain = build_chains(rows, {"r1": None}, {"early": Early, "ran": Ran}).for_route("r1")
+    assert chain.plans is not None  # no consumer-scoped instance: planned per protocol
+    kong = kong_for()
+    assert phases.start(chain, "access", kong) is None
+    assert kong.ctx["ran"] == ["early", "ran"]
+    assert phases.start(chain, "access", kong_for("grpc")) is None  # protocols exclude it
+
+
+async def test_after_an_async_handler_the_rest_of_the_chain_runs() -> None:
+    rows = [row("early", "e", route="r1", tag="early", wait=True),
+            row("ran", "r", route="r1", tag="ran")]
+    chain = build_chains(rows, {"r1": None}, {"early": Early, "ran": Ran}).for_route("r1")
+    kong = kong_for()
+    pending = phases.start(chain, "access", kong)
+    assert pending is not None and kong.ctx["ran"] == ["early"]
+    await pending
+    assert kong.ctx["ran"] == ["early", "ran"]
+
+
+@pytest.mark.parametrize("wait", [False, True])
+async def test_consumer_scoped_instances_are_picked_when_their_turn_comes(wait: bool) -> None:
+    rows = [row("early", "e", route="r1", tag="auth", names="c1", wait=wait),
+            row("ran", "route", route="r1", tag="route"),
+            row("ran", "consumer", consumer="c1", tag="consumer")]
+    chain = build_chains(rows, {"r1": None}, {"early": Early, "ran": Ran}).for_route("r1")
+    assert chain.plans is None
+    kong = kong_for()
+    await phases.run(chain, "access", kong)
+    assert kong.ctx["ran"] == ["auth", "consumer"]

@@ -32,7 +32,7 @@ RELEASE: list[asyncio.Event] = []  # the log phase waits for it: set once the cl
 class Trace(Handler):
     """Global: records every phase it sees."""
 
-    priority = 5000
+    PRIORITY = 5000
 
     def rewrite(self, kong: Kong) -> None:
         EVENTS.append("rewrite")
@@ -57,7 +57,7 @@ class Trace(Handler):
 
 
 class KeyAuth(Handler):
-    priority = 1250
+    PRIORITY = 1250
 
     def access(self, kong: Kong) -> None:
         EVENTS.append("access:key")
@@ -71,21 +71,21 @@ class KeyAuth(Handler):
 class Tag(Handler):
     """Runs after the auth plugin: its consumer-scoped instance applies once it knows."""
 
-    priority = 800
+    PRIORITY = 800
 
     def header_filter(self, kong: Kong) -> None:
         kong.response.set_header("X-Tag", self.config["tag"])
 
 
 class Broken(Handler):
-    priority = 5
+    PRIORITY = 5
 
     def access(self, kong: Kong) -> None:
         raise RuntimeError("a bug")
 
 
 class Upper(Handler):
-    priority = 10
+    PRIORITY = 10
 
     def body_filter(self, kong: Kong, chunk: bytes, eof: bool) -> bytes:
         return chunk.upper()

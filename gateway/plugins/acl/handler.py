@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway import version
 from gateway.plugins.directory import EMPTY_DIRECTORY
 from gateway.plugins.pdk import Kong
 from gateway.plugins.runtime import Handler
@@ -17,7 +18,8 @@ AUTHENTICATED_GROUPS = "X-Authenticated-Groups"
 
 class AclHandler(Handler):
     name = "acl"
-    priority = 950
+    PRIORITY = 950
+    VERSION = version.__version__
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)

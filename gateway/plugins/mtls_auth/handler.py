@@ -19,6 +19,7 @@ from urllib.parse import quote
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway import version
 from gateway.plugins.directory import EMPTY_DIRECTORY, Directory
 from gateway.plugins.mtls_auth import revocation
 from gateway.plugins.mtls_auth.dirname import lookup_names
@@ -47,7 +48,8 @@ class Failure(Exception):
 
 class MtlsAuthHandler(Handler):
     name = "mtls-auth"
-    priority = 1600
+    PRIORITY = 1600
+    VERSION = version.__version__
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)

@@ -103,7 +103,7 @@ class Tag(Handler):
     """Runs after mtls-auth (priority 1600) and says which of its instances ran."""
 
     name = "tag"
-    priority = 900
+    PRIORITY = 900
 
     def access(self, kong: Kong) -> None:
         kong.service_request.set_header("X-Tag", str(self.config["tag"]))
