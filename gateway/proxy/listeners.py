@@ -4,6 +4,7 @@ TLS through the loop's SSL transport with the terminator's listener context."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from pathlib import Path
@@ -12,6 +13,8 @@ from gateway.proxy.access_log import AccessLog
 from gateway.proxy.connection import Downstream, Handler, Limits
 from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
 from gateway.stats import ServerStats
+
+log = logging.getLogger("ramparts.proxy")
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -26,16 +29,17 @@ def limits_of(settings: Settings) -> Limits:
         or 16384)
 
 
-def open_access_log(settings: Settings) -> AccessLog | None:
+def open_access_log(settings: Settings, worker: int | None = None) -> AccessLog | None:
     """``proxy_access_log``: a path relative to ``prefix`` (Kong's ``logs/access.log``),
-    ``/dev/stdout``, or ``off``."""
+    ``/dev/stdout``, or ``off``. The node's workers append to the same file (one ``write``
+    per burst of whole lines, in append mode); ``worker`` (a pid) goes in JSON lines."""
     target = settings.proxy_access_log.strip()
     if target.lower() == "off" or not target:
         return None
     path = Path(settings.prefix) / target
     path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - AccessLog owns it
-    return AccessLog(stream, settings.proxy_access_log_format)
+    return AccessLog(stream, settings.proxy_access_log_format, worker)
 
 
 class DataPlane:
@@ -48,6 +52,7 @@ class DataPlane:
         self.limits = limits or Limits()
         self.connections: set[Downstream] = set()
         self._servers: list[asyncio.Server] = []
+        self._deadline = float("inf")
 
     def _protocol(self) -> Downstream:
         return Downstream(self.handler, self.stats, self.limits, self.connections)
@@ -64,16 +69,24 @@ class DataPlane:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, close idle connections, give requests in flight ``grace``
-        seconds to finish, then cut what is left."""
+        seconds to finish, then cut what is left (a server-sent-events stream or a tunnel
+        never finishes by itself). ``cut`` ends the wait at once."""
         for server in self._servers:
             server.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.connections and loop.time() < deadline:
+        self._deadline = min(self._deadline, loop.time() + grace)
+        while self.connections and loop.time() < self._deadline:
             for conn in list(self.connections):
                 if conn.idle:
                     conn.close()
             await asyncio.sleep(0.05)
+        if self.connections:
+            log.info("drain deadline: cutting %d connection(s) still open",
+                     len(self.connections))
         for conn in list(self.connections):
             conn.abort()
         self._servers.clear()
+
+    def cut(self) -> None:
+        """Stop now: the running ``stop`` cuts every connection at its next look."""
+        self._deadline = 0.0

@@ -1,0 +1,284 @@
+"""Worker processes, supervision and signals (admin/supervisor.py), with real processes.
+
+Worker identity comes from Kong's ``GET /`` (``pids.workers``) and from the ``worker`` field of
+JSON access-log lines (the pid that served each request, after its TLS handshake).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.gateway import Node, node
+from tests.e2e.proc import get_json, wait_for
+from tests.e2e.raw import RawUpstream
+
+pytestmark = pytest.mark.e2e
+
+
+class SlowUpstream(RawUpstream):
+    """Answers each request after ``delay`` seconds; ``hits`` counts requests received."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.hits = 0
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            self.hits += 1
+            time.sleep(self.delay)
+            body = b"slow and complete"
+            with contextlib.suppress(OSError):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n"
+                             b"\r\n%s" % (len(body), body))
+
+
+class EndlessStream(RawUpstream):
+    """A server-sent-events stream that never ends: one event every 0.2 s."""
+
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._stream, args=(conn,), daemon=True).start()
+
+    def _stream(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for n in range(3000):  # bounded: 10 minutes at most
+                event = b"data: %d\n\n" % n
+                conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+                time.sleep(0.2)
+
+
+@dataclass
+class FreshConnections:
+    """Requests in a loop, each on a new connection (a new TCP handshake, so a refused or
+    reset connection shows), bounded in count and time."""
+
+    url: str
+    max_seconds: float = 180.0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> FreshConnections:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                # generous: a request queued while a worker restarts waits for it
+                r = httpx.get(self.url, timeout=30, verify=False,
+                              headers={"connection": "close"})
+            except httpx.HTTPError as exc:
+                self.failures.append(repr(exc))
+            else:
+                if r.status_code == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"status {r.status_code}")
+            time.sleep(0.02)
+
+
+def worker_pids(gw: Node) -> list[int]:
+    return list(get_json(gw.running.admin + "/", timeout=10)["pids"]["workers"])
+
+
+def route(gw: Node, port: int, path: str = "/slow") -> None:
+    name = path.strip("/")
+    r = gw.call("PUT", f"/services/{name}", json={"url": f"http://127.0.0.1:{port}",
+                                                  "read_timeout": 120_000})
+    assert r.status_code == 200, r.text
+    r = gw.call("PUT", f"/routes/{name}", json={"paths": [path], "service": {"name": name}})
+    assert r.status_code == 200, r.text
+
+
+def health_route(gw: Node) -> None:
+    wait_for(lambda: gw.proxy("/__health").status_code == 200, 30, "the proxy")
+
+
+@contextlib.contextmanager
+def two_workers(tmp_path: Path, **settings: Any) -> Iterator[Node]:
+    with node(tmp_path, f"sqlite:///{tmp_path}/w.db", workers=2, **settings) as gw:
+        wait_for(lambda: len(worker_pids(gw)) == 2, 60, "two workers")
+        yield gw
+
+
+def access_workers(tmp_path: Path) -> list[int]:
+    log = tmp_path / "prefix" / "logs" / "access.log"
+    return [json.loads(line)["worker"] for line in log.read_text().splitlines() if line]
+
+
+def test_two_workers_both_serve_tls_handshakes(tmp_path: Path) -> None:
+    with two_workers(tmp_path, proxy_access_log_format="json") as gw:
+        pids = worker_pids(gw)
+        assert len(set(pids)) == 2 and gw.running.proc.pid not in pids
+
+        def both_served() -> bool:
+            # each curl is a new process: a new connection, a full TLS handshake
+            out = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                                  f"https://127.0.0.1:{gw.https_port}/__health"],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.stdout == "200", out
+            return set(access_workers(tmp_path)) == set(pids)
+
+        wait_for(both_served, 120, "handshakes served by both workers")
+        assert set(access_workers(tmp_path)) <= set(pids)
+
+
+def test_a_killed_worker_loses_only_its_requests_and_comes_back(tmp_path: Path) -> None:
+    with two_workers(tmp_path) as gw:
+        health_route(gw)
+        before = worker_pids(gw)
+        with FreshConnections(f"http://127.0.0.1:{gw.http_port}/__health") as loop:
+            wait_for(lambda: loop.ok >= 5, 30, "requests before the kill")
+            subprocess.run(["kill", "-KILL", str(before[0])], check=True, timeout=10)
+            after = wait_for(lambda: (p := worker_pids(gw)) and len(p) == 2
+                             and before[0] not in p and p, 120, "the worker's restart")
+            served = loop.ok
+            wait_for(lambda: loop.ok >= served + 10, 60, "requests after the restart")
+        assert before[1] in after  # the other worker was left alone
+        assert len(loop.failures) <= 1, loop.failures  # at most the one in flight
+        log = gw.running.output()
+        assert f"(pid {before[0]}) died" in log and "killed by SIGKILL" in log, log[-2000:]
+
+
+def test_sigterm_drains_a_slow_request_to_completion(tmp_path: Path) -> None:
+    up = SlowUpstream(delay=2.0)
+    with two_workers(tmp_path) as gw:
+        route(gw, up.port)
+        wait_for(lambda: gw.proxy("/slow").status_code == 200, 30, "the slow route")
+        answers: list[httpx.Response | Exception] = []
+
+        def slow_request() -> None:
+            try:
+                answers.append(gw.proxy("/slow", timeout=60))
+            except httpx.HTTPError as exc:
+                answers.append(exc)
+
+        hits = up.hits
+        client = threading.Thread(target=slow_request)
+        client.start()
+        wait_for(lambda: up.hits > hits, 30, "the request at the upstream")
+        gw.running.proc.send_signal(signal.SIGTERM)
+        client.join(timeout=60)
+        code = gw.running.proc.wait(timeout=60)
+        assert code == 0, gw.running.output()[-2000:]
+        assert len(answers) == 1 and isinstance(answers[0], httpx.Response), answers
+        assert answers[0].status_code == 200 and answers[0].text == "slow and complete"
+        assert not port_accepts(gw.http_port)  # stopped accepting
+
+
+def port_accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_stream_is_cut_at_the_drain_deadline(tmp_path: Path) -> None:
+    up = EndlessStream()
+    with two_workers(tmp_path, drain_timeout="1s") as gw:
+        route(gw, up.port, "/events")
+        events: list[bytes] = []
+        ended = threading.Event()
+
+        def listen() -> None:
+            with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                    "GET", f"http://127.0.0.1:{gw.http_port}/events", timeout=60) as r:
+                for chunk in r.iter_bytes():
+                    events.append(chunk)
+            ended.set()
+
+        wait_for(lambda: gw.proxy("/__health").status_code == 200, 30, "the proxy")
+        threading.Thread(target=listen, daemon=True).start()
+        wait_for(lambda: len(events) >= 3, 30, "the first events")
+        sent = time.monotonic()
+        gw.running.proc.send_signal(signal.SIGTERM)
+        code = gw.running.proc.wait(timeout=60)
+        took = time.monotonic() - sent
+        assert code == 0, gw.running.output()[-2000:]
+        assert ended.wait(10), "the stream was not closed"
+        assert took < 30, took  # the 1 s deadline, not forever (slack for a loaded machine)
+        assert "cutting 1 connection" in gw.running.output()
+
+
+def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
+    up = SlowUpstream(delay=60.0)
+    with two_workers(tmp_path) as gw:  # drain_timeout 30 s
+        route(gw, up.port)
+
+        def doomed() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                gw.proxy("/slow", timeout=90)
+
+        threading.Thread(target=doomed, daemon=True).start()
+        wait_for(lambda: up.hits >= 1, 30, "the request at the upstream")
+        gw.running.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "draining" in gw.running.output(), 30, "the drain")
+        sent = time.monotonic()
+        gw.running.proc.send_signal(signal.SIGTERM)
+        code = gw.running.proc.wait(timeout=60)
+        assert code == 0
+        assert time.monotonic() - sent < 20  # not the 30 s drain nor the 60 s upstream
+        assert "stopping now" in gw.running.output()
+
+
+def test_sighup_replaces_every_worker_without_a_refused_connection(tmp_path: Path) -> None:
+    with two_workers(tmp_path) as gw:
+        health_route(gw)
+        assert "x-kong-request-id" in gw.proxy("/__nothing").headers
+        before = set(worker_pids(gw))
+        admin_before = get_json(gw.running.admin + "/")["pids"]
+        conf = tmp_path / "ramparts.yaml"
+        settings = json.loads(conf.read_text())
+        moved = settings["proxy_listen"].replace(str(gw.http_port), str(gw.http_port + 1))
+        conf.write_text(json.dumps({**settings, "headers": ["off"], "proxy_listen": moved}))
+        with FreshConnections(f"https://127.0.0.1:{gw.https_port}/__health") as tls, \
+                FreshConnections(f"http://127.0.0.1:{gw.http_port}/__health") as plain:
+            wait_for(lambda: tls.ok >= 3 and plain.ok >= 3, 30, "requests before SIGHUP")
+            gw.running.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "every process replaced" in gw.running.output(), 180,
+                     "the replacement of every process")
+            after = set(wait_for(lambda: (p := worker_pids(gw)) and len(p) == 2 and p, 30,
+                                 "two workers"))
+            served = tls.ok, plain.ok
+            wait_for(lambda: tls.ok > served[0] + 3 and plain.ok > served[1] + 3, 30,
+                     "requests after SIGHUP")
+        assert not before & after, (before, after)
+        assert tls.failures == [] and plain.failures == [], (tls.failures, plain.failures)
+        assert get_json(gw.running.admin + "/")["pids"]["master"] == admin_before["master"]
+        # the re-read settings apply
+        assert "x-kong-request-id" not in gw.proxy("/__nothing").headers
+        log = gw.running.output()
+        assert "proxy_listen changed; it needs a restart" in log, log[-3000:]
+        assert gw.running.stop() == 0
