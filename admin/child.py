@@ -5,17 +5,16 @@ Not a command for people: ``ramparts start`` starts these."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 import uvloop
 
 from admin.cli import setup_logging
-from admin.node import run_admin
 from gateway import registry
 from gateway.settings.load import SettingsError, load
 from gateway.workers.handoff import HandoffError, from_environment
-from gateway.workers.worker import run_worker
 
 
 def main() -> int:
@@ -31,10 +30,22 @@ def main() -> int:
         return 1
     tag = "admin" if ctx.role == "admin" else f"worker {ctx.slot}"
     setup_logging(settings.log_level, f"{tag} pid {os.getpid()}")
+    # each role imports only its own half (an interpreter start is most of a restart)
     if ctx.role == "admin":
+        from admin.node import run_admin
         return uvloop.run(run_admin(settings, reg, ctx))
+    from gateway.workers.worker import run_worker
     return uvloop.run(run_worker(settings, reg, ctx))
 
 
+def exit_now(code: int) -> None:
+    """Everything is closed and flushed by now; skip the interpreter's teardown, which
+    takes seconds for a process this size (a drained worker should free its slot fast)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -79,6 +79,8 @@ class DataPlane:
             for conn in list(self.connections):
                 if conn.idle:
                     conn.close()
+                else:  # answered with "Connection: close", then closed (nginx's way)
+                    conn.keep_alive(False)
             await asyncio.sleep(0.05)
         if self.connections:
             log.info("drain deadline: cutting %d connection(s) still open",
