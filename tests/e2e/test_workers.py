@@ -155,6 +155,11 @@ def test_two_workers_both_serve_tls_handshakes(tmp_path: Path) -> None:
 
         wait_for(both_served, 120, "handshakes served by both workers")
         assert set(access_workers(tmp_path)) <= set(pids)
+        # each worker heartbeats as a node of its own; the first one under the node's id
+        node_id = gw.call("GET", "/").json()["node_id"]
+        rows = wait_for(lambda: (d := gw.call("GET", "/status/cluster").json()["data"])
+                        and len(d) == 2 and d, 30, "both workers in /status/cluster")
+        assert node_id in {row["id"] for row in rows}
 
 
 def test_a_killed_worker_loses_only_its_requests_and_comes_back(tmp_path: Path) -> None:
@@ -261,6 +266,11 @@ def test_sighup_replaces_every_worker_without_a_refused_connection(tmp_path: Pat
         admin_before = get_json(gw.running.admin + "/")["pids"]
         conf = tmp_path / "ramparts.yaml"
         settings = json.loads(conf.read_text())
+        conf.write_text(json.dumps({**settings, "workers": "many"}))
+        gw.running.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "the settings file is invalid, nothing changes" in
+                 gw.running.output(), 30, "the refusal of an invalid file")
+        assert set(worker_pids(gw)) == before
         moved = settings["proxy_listen"].replace(str(gw.http_port), str(gw.http_port + 1))
         conf.write_text(json.dumps({**settings, "headers": ["off"], "proxy_listen": moved}))
         with FreshConnections(f"https://127.0.0.1:{gw.https_port}/__health") as tls, \
