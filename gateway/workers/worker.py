@@ -12,6 +12,7 @@ from collections.abc import Callable
 from gateway import registry
 from gateway.cluster import Heartbeat, state_of
 from gateway.db.store import Store
+from gateway.errors import DatabaseUnavailable
 from gateway.plugins import phases
 from gateway.plugins.mtls_auth.handshake import ClientCertRequest, Fallback
 from gateway.proxy.exchange import Proxy
@@ -65,7 +66,10 @@ async def _first_load(reloader: Reloader, cache: SnapshotCache | None) -> None:
     try:
         await reloader.reload()
     except Exception as exc:
-        cached = at_start(cache, exc)
+        # the store reports an outage as DatabaseUnavailable: judge the failure under it
+        cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ \
+            else exc
+        cached = at_start(cache, cause)
         if cached is None:
             raise StartError(f"cannot read the configuration: {exc}") from exc
         await reloader.apply(cached)
