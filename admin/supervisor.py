@@ -45,7 +45,7 @@ from gateway.settings.model import Settings
 from gateway.snapcache import SnapshotCache, at_start
 from gateway.workers import handoff
 from gateway.workers.backoff import Backoff
-from gateway.workers.board import READY, Board
+from gateway.workers.board import ENTRIES, READY, Board
 from gateway.workers.startup import StartError, node_keyring, preflight, prepare_dbless
 
 log = logging.getLogger("ramparts")
@@ -54,6 +54,7 @@ TICK = 0.05            # seconds between looks at the children
 READY_WITHIN = 120.0   # a new child not serving by then failed to start
 QUIT_WITHIN = 5.0      # after SIGQUIT, children still alive are killed
 DRAIN_SLACK = 10.0     # beyond drain_timeout, for a child's own clean-up
+PER_SLOT = 4           # board entries per slot: processes of one slot alive at once
 KEPT = ("proxy_listeners", "admin_listeners", "database")  # need a full restart
 
 
@@ -83,10 +84,11 @@ class Slot:
     def name(self) -> str:
         return "admin" if self.index < 0 else f"worker {self.index}"
 
-    def entries(self) -> tuple[int, int]:
-        """Its two status-board entries: the running child's and its replacement's."""
-        base = 0 if self.index < 0 else 2 + 2 * self.index
-        return base, base + 1
+    def entries(self) -> range:
+        """Its status-board entries: the running child's, its replacement's, and those of
+        predecessors still draining."""
+        base = 0 if self.index < 0 else PER_SLOT * (self.index + 1)
+        return range(base, base + PER_SLOT)
 
 
 def exit_status(code: int) -> str:
@@ -141,10 +143,15 @@ class Supervisor:
             raise StartError(exc.strerror) from exc
 
     # ------------------------------------------------------------------ children
+    def free_entry(self, slot: Slot) -> int | None:
+        """A board entry no live process of the slot uses (None: a SIGHUP storm left
+        ``PER_SLOT`` of them draining; the caller waits)."""
+        taken = {c.entry for c in self.children()}
+        return next((e for e in slot.entries() if e not in taken), None)
+
     def spawn(self, slot: Slot, wait_workers: int = 0) -> Child:
-        entry = slot.entries()[0]
-        if slot.child is not None and slot.child.entry == entry:
-            entry = slot.entries()[1]
+        entry = self.free_entry(slot)
+        assert entry is not None and entry < ENTRIES  # callers check; at most 64 slots
         self.board.clear(entry)
         fds = [sock.fileno() for sock, _ in slot.sockets]
         env = {handoff.LISTENERS: handoff.encode_listeners(
@@ -227,7 +234,8 @@ class Supervisor:
                                                 if s.child),
                      self.admin.child.proc.pid if self.admin.child else 0)
         for slot in self.all_slots():
-            if slot.restart_at is not None and now >= slot.restart_at and not self.stopping:
+            if slot.restart_at is not None and now >= slot.restart_at and not self.stopping \
+                    and self.free_entry(slot) is not None:
                 slot.restart_at = None
                 slot.child = self.spawn(slot)
         if self.rolling:
@@ -345,7 +353,8 @@ class Supervisor:
             self.rolling.pop(0)
             return
         if slot.next is None:
-            slot.next = self.spawn(slot)
+            if self.free_entry(slot) is not None:  # else: wait for a predecessor's drain
+                slot.next = self.spawn(slot)
             return
         if slot.next.ready:
             old, slot.child, slot.next = slot.child, slot.next, None

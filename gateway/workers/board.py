@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 PUBLISH_INTERVAL = 0.5  # seconds between a child's periodic writes
-ENTRIES = 2 * 64 + 4  # two per worker slot (old and new during a SIGHUP) plus the Admin API
+ENTRIES = 4 * 65  # four per worker slot and the Admin API's (old, new and draining ones)
 ERROR_BYTES = 240
 # seq, pid, role, state, five counters, applied version, applied at, failed version, written
 # at, then the configuration error's text
