@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.e2e.gateway import Node, node
-from tests.e2e.proc import get_json, wait_for
+from tests.e2e.proc import RAMPARTS, Running, free_port, get_json, ready, wait_for
 from tests.e2e.raw import RawUpstream
 
 pytestmark = pytest.mark.e2e
@@ -160,6 +160,32 @@ def test_two_workers_both_serve_tls_handshakes(tmp_path: Path) -> None:
         rows = wait_for(lambda: (d := gw.call("GET", "/status/cluster").json()["data"])
                         and len(d) == 2 and d, 30, "both workers in /status/cluster")
         assert node_id in {row["id"] for row in rows}
+        # /status (Kong's shape) counts the requests both workers served
+        served = len(access_workers(tmp_path))
+        status = wait_for(lambda: (st := gw.call("GET", "/status").json())
+                          and st["server"]["total_requests"] >= served and st, 30,
+                          "the workers' counters in /status")
+        assert set(status) >= {"database", "server", "configuration_version",
+                               "applied_configuration_version"}
+        assert status["applied_configuration_version"] == status["configuration_version"]
+
+
+def test_the_workers_flag_overrides_the_setting(tmp_path: Path) -> None:
+    conf = tmp_path / "ramparts.yaml"
+    admin = free_port()
+    conf.write_text(json.dumps({
+        "database": f"sqlite:///{tmp_path}/f.db", "workers": 1, "prefix": str(tmp_path / "p"),
+        "admin_listen": f"127.0.0.1:{admin}",
+        "proxy_listen": f"127.0.0.1:{free_port()}"}))
+    with (tmp_path / "out.log").open("wb") as out:
+        proc = subprocess.Popen([RAMPARTS, "start", "-c", str(conf), "--workers", "3"],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    running = Running(proc, f"http://127.0.0.1:{admin}", tmp_path / "out.log")
+    try:
+        ready(running)
+        assert len(get_json(running.admin + "/")["pids"]["workers"]) == 3
+    finally:
+        assert running.stop(timeout=60) == 0
 
 
 def test_a_killed_worker_loses_only_its_requests_and_comes_back(tmp_path: Path) -> None:
