@@ -120,6 +120,10 @@ def from_environment(env: Mapping[str, str] | None = None) -> ChildContext:
         sockets = tuple((socket.socket(fileno=int(p["fd"])), Listener(**p["listener"]))
                         for p in pairs)
         secret_fd = environ.get(TICKET_SECRET_FD)
+        if env is None:
+            # read once: the number must not outlive the pipe (a reused descriptor number
+            # would name another file)
+            os.environ.pop(TICKET_SECRET_FD, None)
         return ChildContext(
             role=role, slot=slot, entry=entry, node_id=environ[NODE_ID],
             board_fd=int(environ[BOARD_FD]), run_dir=environ[RUN_DIR], sockets=sockets,

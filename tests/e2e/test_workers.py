@@ -318,3 +318,25 @@ def test_sighup_replaces_every_worker_without_a_refused_connection(tmp_path: Pat
         log = gw.running.output()
         assert "proxy_listen changed; it needs a restart" in log, log[-3000:]
         assert gw.running.stop() == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_children_of_a_killed_supervisor_drain_and_exit(tmp_path: Path) -> None:
+    """SIGKILL leaves the supervisor no chance to tell its children: they notice and leave
+    instead of serving on unsupervised."""
+    with two_workers(tmp_path) as gw:
+        out = subprocess.run(["pgrep", "-P", str(gw.running.proc.pid)], capture_output=True,
+                             text=True, timeout=10)
+        pids = [int(p) for p in out.stdout.split()]
+        assert set(worker_pids(gw)) < set(pids)  # and the Admin API process
+        gw.running.proc.kill()
+        gw.running.proc.wait(timeout=30)
+        wait_for(lambda: not any(alive(p) for p in pids), 60, "the orphaned processes' exit")
+        assert "the supervisor (pid" in gw.running.output()
