@@ -44,7 +44,7 @@ from gateway.settings.load import SettingsError, load, redact_url
 from gateway.settings.model import Settings
 from gateway.snapcache import SnapshotCache, at_start
 from gateway.workers import handoff
-from gateway.workers.backoff import Backoff
+from gateway.workers.backoff import Backoff, Exit, after_exit
 from gateway.workers.board import ENTRIES, READY, Board
 from gateway.workers.startup import StartError, node_keyring, preflight, prepare_dbless
 
@@ -269,17 +269,19 @@ class Supervisor:
             self.board.clear(child.entry)
             code = child.proc.returncode
             ran = time.monotonic() - child.started
-            if child.retiring or self.stopping:
+            action = after_exit(child.retiring or self.stopping, which == "next",
+                                slot.served)
+            if action is Exit.EXPECTED:
                 log.info("%s (pid %d) stopped: %s", slot.name, child.proc.pid, exit_status(code))
                 continue
             log.warning("%s (pid %d) died after %.1f s: %s", slot.name, child.proc.pid, ran,
                         exit_status(code))
-            if which == "next":
+            if action is Exit.KEEP_OLD:
                 log.error("%s: the replacement could not start with the re-read settings; "
                           "the running process is kept", slot.name)
                 self.rolling.clear()
-            elif not slot.served:
-                self.failed = True  # it never served: the node cannot start
+            elif action is Exit.NODE_FAILS:
+                self.failed = True
             else:
                 delay = slot.backoff.delay(ran)
                 log.info("%s restarts in %.1f s", slot.name, delay)

@@ -1,9 +1,32 @@
-"""When a dead worker is started again (pure): at once-ish after a crash of a process that ran
-a while, ever slower while it keeps dying young, so a worker that cannot run does not spin."""
+"""What the supervisor does when a child exits, and when a dead one is started again (pure):
+at once-ish after a crash of a process that ran a while, ever slower while it keeps dying
+young, so a worker that cannot run does not spin."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+
+
+class Exit(Enum):
+    EXPECTED = "expected"      # it was told to stop (drain, SIGHUP replacement, node stop)
+    KEEP_OLD = "keep-old"      # a SIGHUP replacement died: keep the running one, stop rolling
+    NODE_FAILS = "node-fails"  # its slot never served: the node cannot start (exit 1)
+    RESTART = "restart"        # a crash: start it again after the back-off delay
+
+
+# (told to stop, a SIGHUP replacement, its slot served once) -> what to do
+EXITS: dict[tuple[bool, bool, bool], Exit] = {
+    (True, False, False): Exit.EXPECTED, (True, False, True): Exit.EXPECTED,
+    (True, True, False): Exit.EXPECTED, (True, True, True): Exit.EXPECTED,
+    (False, True, False): Exit.KEEP_OLD, (False, True, True): Exit.KEEP_OLD,
+    (False, False, False): Exit.NODE_FAILS,
+    (False, False, True): Exit.RESTART,
+}
+
+
+def after_exit(told_to_stop: bool, replacement: bool, served: bool) -> Exit:
+    return EXITS[(told_to_stop, replacement, served)]
 
 FIRST = 0.1      # seconds before the first restart
 LONGEST = 10.0   # the delay doubles up to this
