@@ -38,7 +38,10 @@ def open_access_log(settings: Settings, worker: int | None = None) -> AccessLog 
         return None
     path = Path(settings.prefix) / target
     path.parent.mkdir(parents=True, exist_ok=True)
-    stream = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - AccessLog owns it
+    # a buffer larger than any burst: each flush is one append-mode write(), so lines of
+    # the node's workers never interleave mid-line
+    stream = open(path, "a", encoding="utf-8", errors="replace",  # noqa: SIM115 - AccessLog owns it
+                  buffering=1 << 20)
     return AccessLog(stream, settings.proxy_access_log_format, worker)
 
 
