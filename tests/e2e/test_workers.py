@@ -203,6 +203,19 @@ def test_a_killed_worker_loses_only_its_requests_and_comes_back(tmp_path: Path) 
         assert len(loop.failures) <= 1, loop.failures  # at most the one in flight
         log = gw.running.output()
         assert f"(pid {before[0]}) died" in log and "killed by SIGKILL" in log, log[-2000:]
+        # the Admin API process is supervised the same way
+        [admin] = children(gw.running.proc.pid) - set(after)
+        subprocess.run(["kill", "-KILL", str(admin)], check=True, timeout=10)
+        wait_for(lambda: (c := children(gw.running.proc.pid) - set(after)) and admin not in c,
+                 60, "a new Admin API process")
+        wait_for(lambda: get_json(gw.running.admin + "/status"), 120, "the Admin API again")
+        assert f"admin (pid {admin}) died" in gw.running.output()
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                         timeout=10)
+    return {int(p) for p in out.stdout.split()}
 
 
 def test_sigterm_drains_a_slow_request_to_completion(tmp_path: Path) -> None:
@@ -332,10 +345,8 @@ def test_children_of_a_killed_supervisor_drain_and_exit(tmp_path: Path) -> None:
     """SIGKILL leaves the supervisor no chance to tell its children: they notice and leave
     instead of serving on unsupervised."""
     with two_workers(tmp_path) as gw:
-        out = subprocess.run(["pgrep", "-P", str(gw.running.proc.pid)], capture_output=True,
-                             text=True, timeout=10)
-        pids = [int(p) for p in out.stdout.split()]
-        assert set(worker_pids(gw)) < set(pids)  # and the Admin API process
+        pids = children(gw.running.proc.pid)
+        assert set(worker_pids(gw)) < pids  # and the Admin API process
         gw.running.proc.kill()
         gw.running.proc.wait(timeout=30)
         wait_for(lambda: not any(alive(p) for p in pids), 60, "the orphaned processes' exit")
