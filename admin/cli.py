@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from admin import config_cmd, keyring_cmd, supervisor
+from admin import config_cmd, keyring_cmd, start
 from gateway import keyring, registry, version
 from gateway.db import admin_tokens, migrate
 from gateway.db.store import Store
@@ -59,7 +59,7 @@ def _start(conf: str | None, settings: Settings) -> int:
     except registry.UnknownPlugin as exc:
         print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         return 1
-    return supervisor.start(conf, settings, reg)
+    return start.start(conf, settings, reg)
 
 
 async def _migrations(settings: Settings, action: str) -> int:

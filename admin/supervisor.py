@@ -1,8 +1,8 @@
 """``ramparts start``: a small supervisor (nginx's master process) and its children.
 
-Once, at start, it checks the settings, runs migrations (or loads DB-less mode's private
-database), binds every listening socket and makes the node's TLS session ticket secret. Then
-it starts ``workers`` proxy worker processes and one Admin API process, each a fresh
+Once the start's preparation is done (``admin/start.py``: checks, migrations or DB-less
+mode's private database), it binds every listening socket and makes the node's TLS session
+ticket secret. Then it starts ``workers`` proxy worker processes and one Admin API process, each a fresh
 interpreter (``python -m admin.child``) that inherits its sockets (``pass_fds``) and reads its
 hand-off from the environment (``gateway/workers/handoff.py``).
 
@@ -20,7 +20,6 @@ restart: they are logged and kept. A child that dies is started again with back-
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -35,18 +34,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from gateway import registry
-from gateway.db import migrate
-from gateway.db.store import Store
 from gateway.server import BindError, bind
 from gateway.settings.listen import Listener
-from gateway.settings.load import SettingsError, load, redact_url
+from gateway.settings.load import SettingsError, load
 from gateway.settings.model import Settings
-from gateway.snapcache import SnapshotCache, at_start
 from gateway.workers import handoff
 from gateway.workers.backoff import Backoff, Exit, after_exit
 from gateway.workers.board import ENTRIES, READY, Board
-from gateway.workers.startup import StartError, node_keyring, preflight, prepare_dbless
+from gateway.workers.startup import StartError, preflight
 
 log = logging.getLogger("ramparts")
 
@@ -384,49 +379,3 @@ class Supervisor:
             shutil.rmtree(self.dbless_dir, ignore_errors=True)
 
 
-
-async def prepare(settings: Settings, reg: registry.Registry) -> str | None:
-    """Once per start: the checks, then migrations, or DB-less mode's private database
-    (its directory is returned: the children open it). A database that is down is not fatal
-    when the last-good snapshot cache can serve (the workers read it)."""
-    preflight(settings)
-    ring = node_keyring(settings)
-    if settings.dbless:
-        private = await prepare_dbless(settings, reg, ring)
-        private.owned = False  # the supervisor removes it at exit, after its children
-        await private.close()
-        return private.directory
-    store = Store(settings.database, reg, keyring=ring)
-    try:
-        before = await migrate.upgrade(store.engine)
-        if before.pending:
-            log.info("database migrated: %s", ", ".join(before.pending))
-    except Exception as exc:
-        cache = SnapshotCache(settings.snapshot_cache, lambda: ring) \
-            if settings.snapshot_cache else None
-        if at_start(cache, exc) is None:
-            raise StartError(f"cannot prepare the database {redact_url(settings.database)}: "
-                             f"{exc}") from exc
-    finally:
-        await store.close()
-    return None
-
-
-def start(conf: str | None, settings: Settings, reg: registry.Registry) -> int:
-    """``ramparts start``: exit 0 after a clean stop, 1 when the node cannot start."""
-    try:
-        dbless_dir = asyncio.run(prepare(settings, reg))
-    except StartError as exc:
-        log.error("%s", exc)
-        return 1
-    supervisor = Supervisor(conf, settings, dbless_dir)
-    try:
-        supervisor.bind_all()
-        code = supervisor.run()
-    except StartError as exc:
-        log.error("%s", exc)
-        code = 1
-    finally:
-        supervisor.close()
-    log.info("stopped")
-    return code
