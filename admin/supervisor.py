@@ -2,9 +2,9 @@
 
 Once the start's preparation is done (``admin/start.py``: checks, migrations or DB-less
 mode's private database), it binds every listening socket and makes the node's TLS session
-ticket secret. Then it starts ``workers`` proxy worker processes and one Admin API process, each a fresh
-interpreter (``python -m admin.child``) that inherits its sockets (``pass_fds``) and reads its
-hand-off from the environment (``gateway/workers/handoff.py``).
+ticket secret. Then it starts ``workers`` proxy worker processes and one Admin API process,
+each a fresh interpreter (``python -m admin.child``) that inherits its sockets (``pass_fds``)
+and reads its hand-off from the environment (``gateway/workers/handoff.py``).
 
 Sockets: the Admin API's as configured; for the proxy one SO_REUSEPORT socket per listener
 and worker slot. The supervisor keeps them all open, so a restarted or replacing worker
@@ -115,7 +115,6 @@ class Supervisor:
         self.rolling: list[Slot] = []
         self.retired: list[tuple[Slot, Child]] = []  # replaced or removed, draining
         self.kept_env: dict[str, str] = {}
-        self.closing: list[socket.socket] = []  # removed slots' sockets (closed at exit)
 
     # ------------------------------------------------------------------ sockets
     def bind_all(self) -> None:
@@ -338,8 +337,11 @@ class Supervisor:
         for slot in self.slots[wanted:]:
             if slot.child is not None:
                 self.retire(slot, slot.child)
-            self.closing.extend(sock for sock, _ in slot.sockets)
-        del self.slots[wanted:]  # their sockets close when the supervisor exits
+            # closed now: a socket nobody accepts on would hold the connections the kernel
+            # hashes to it; once the draining worker closes its copy it leaves the group
+            for sock, _ in slot.sockets:
+                sock.close()
+        del self.slots[wanted:]
         while len(self.slots) < wanted:
             slot = self.add_slot()
             slot.child = self.spawn(slot)
@@ -370,8 +372,6 @@ class Supervisor:
         for slot in self.all_slots():
             for sock, _ in slot.sockets:
                 sock.close()
-        for sock in self.closing:
-            sock.close()
         self.board.close()
         os.close(self.board.fd)
         shutil.rmtree(self.run_dir, ignore_errors=True)

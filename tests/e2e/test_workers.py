@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,59 @@ def test_children_of_a_killed_supervisor_drain_and_exit(tmp_path: Path) -> None:
         gw.running.proc.wait(timeout=30)
         wait_for(lambda: not any(alive(p) for p in pids), 60, "the orphaned processes' exit")
         assert "the supervisor (pid" in gw.running.output()
+
+
+def replacements_beyond(gw: Node, seen: int) -> bool:
+    return gw.running.output().count("every process replaced") > seen
+
+
+def workers_are(gw: Node, count: int) -> bool:
+    return len(worker_pids(gw)) == count
+
+
+def test_sighup_changes_the_number_of_workers(tmp_path: Path) -> None:
+    with node(tmp_path, f"sqlite:///{tmp_path}/n.db", workers=1) as gw:
+        health_route(gw)
+        conf = tmp_path / "ramparts.yaml"
+        settings = json.loads(conf.read_text())
+        for count in (3, 1):
+            conf.write_text(json.dumps({**settings, "workers": count}))
+            replaced = gw.running.output().count("every process replaced")
+            gw.running.proc.send_signal(signal.SIGHUP)
+            wait_for(partial(replacements_beyond, gw, replaced), 180, "the replacement")
+            wait_for(partial(workers_are, gw, count), 60, f"{count} worker(s)")
+            for _ in range(20):  # new connections: none lands on a removed slot's socket
+                r = httpx.get(f"http://127.0.0.1:{gw.http_port}/__health", timeout=30,
+                              headers={"connection": "close"})
+                assert r.status_code == 200
+        assert gw.running.stop() == 0
+
+
+def test_dbless_configuration_posted_once_reaches_every_worker(tmp_path: Path) -> None:
+    """DB-less: the supervisor loads kong.yml into a private file every process opens; a
+    POST /config to the Admin API process is read by each worker's own reloader."""
+    up = SlowUpstream(delay=0.0)
+    first: dict[str, Any] = {"_format_version": "3.0", "services": [
+        {"name": "a", "url": f"http://127.0.0.1:{up.port}", "routes": [{"paths": ["/a"]}]}]}
+    with node(tmp_path, "off", workers=2, declarative_config_string=json.dumps(first),
+              proxy_access_log_format="json") as gw:
+        wait_for(lambda: len(worker_pids(gw)) == 2, 60, "two workers")
+        assert gw.proxy("/a").status_code == 200
+        second = {**first, "services": [{**first["services"][0],
+                                         "routes": [{"paths": ["/b"]}]}]}
+        r = gw.call("POST", "/config", json=second)
+        assert r.status_code == 201, r.text
+        wait_for(lambda: gw.proxy("/b").status_code == 200, 30, "the new configuration")
+
+        def both_serve_b() -> bool:
+            r = httpx.get(f"http://127.0.0.1:{gw.http_port}/b", timeout=30,
+                          headers={"connection": "close"})
+            assert r.status_code == 200, r.text  # no worker still serves the old file
+            log = (tmp_path / "prefix" / "logs" / "access.log").read_text().splitlines()
+            return {json.loads(x)["worker"] for x in log if '"/b"' in x} == \
+                set(worker_pids(gw))
+
+        wait_for(both_serve_b, 120, "both workers serving /b")
+        assert gw.proxy("/a").status_code == 404
+        status = gw.call("GET", "/status").json()
+        assert "database" not in status and len(status["configuration_hash"]) == 32
