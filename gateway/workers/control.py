@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ async def serve(path: str, balancers: Balancers) -> asyncio.Server:
         finally:
             writer.close()
 
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a dead predecessor's on the same board entry
     return await asyncio.start_unix_server(answer, path)
 
 
