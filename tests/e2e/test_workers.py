@@ -117,12 +117,20 @@ def worker_pids(gw: Node) -> list[int]:
 
 
 def route(gw: Node, port: int, path: str = "/slow") -> None:
+    """A route to ``port``, live on every worker when this returns."""
     name = path.strip("/")
     r = gw.call("PUT", f"/services/{name}", json={"url": f"http://127.0.0.1:{port}",
                                                   "read_timeout": 120_000})
     assert r.status_code == 200, r.text
     r = gw.call("PUT", f"/routes/{name}", json={"paths": [path], "service": {"name": name}})
     assert r.status_code == 200, r.text
+    wait_for(partial(every_worker_applied, gw), 60, "the route on every worker")
+
+
+def every_worker_applied(gw: Node) -> bool:
+    """/status: the lowest version any worker serves is the stored one."""
+    status = gw.call("GET", "/status").json()
+    return bool(status.get("applied_configuration_version") == status["configuration_version"])
 
 
 def health_route(gw: Node) -> None:
