@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONF   ?=
-DEBIAN_TEST_PACKAGES := curl openssl sslscan docker-compose
+DEBIAN_TEST_PACKAGES := curl openssl sslscan docker-compose procps
 
 .PHONY: run test lint typecheck pytest deps clean bench
 

@@ -11,9 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-import uvloop
-
-from admin import config_cmd, keyring_cmd, node
+from admin import config_cmd, keyring_cmd, start
 from gateway import keyring, registry, version
 from gateway.db import admin_tokens, migrate
 from gateway.db.store import Store
@@ -27,9 +25,11 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
           "warn": logging.WARNING, "error": logging.ERROR, "crit": logging.CRITICAL}
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, process: str = "supervisor") -> None:
+    """Every process of a node logs to the same stream; each line names the process
+    (``supervisor``, ``admin pid N``, ``worker K pid N``)."""
     logging.basicConfig(level=LEVELS.get(level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+                        format=f"%(asctime)s [%(levelname)s] {process} %(name)s: %(message)s",
                         datefmt="%Y/%m/%d %H:%M:%S")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we log what was migrated
 
@@ -53,13 +53,13 @@ def _store(settings: Settings, ring: keyring.Keyring | None = None) -> Store:
     return Store(settings.database, reg, keyring=ring)
 
 
-async def _start(settings: Settings) -> int:
+def _start(conf: str | None, settings: Settings) -> int:
     try:
         reg = registry.build(settings.plugins, settings.plugin_path)
     except registry.UnknownPlugin as exc:
         print(f"invalid settings:\n  plugins: {exc}", file=sys.stderr)
         return 1
-    return await node.run(settings, reg)
+    return start.start(conf, settings, reg)
 
 
 async def _migrations(settings: Settings, action: str) -> int:
@@ -139,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="run migrations, then serve (foreground)")
     start.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
+    start.add_argument("--workers", help="proxy worker processes: a number or 'auto' "
+                       "(overrides the `workers` setting)")
     mig = sub.add_parser("migrations", help="database migrations")
     mig.add_argument("action", choices=("up", "status"))
     mig.add_argument("-c", "--conf", help="settings file (YAML or JSON)")
@@ -163,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config" and args.action == "init":
         return config_cmd.init(args.file)
     os.umask(0o077)  # whatever this process creates (database, keys, caches) is private
+    if args.command == "start" and args.workers is not None:
+        # as RAMPARTS_WORKERS: it wins over the file, and a SIGHUP re-read keeps it
+        os.environ["RAMPARTS_WORKERS"] = args.workers
     settings = _settings(args.conf)
     setup_logging(settings.log_level)
     if args.command == "migrations":
@@ -173,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(keyring_cmd.rotate_command(settings, _store, args.batch))
     if args.command == "config":
         return asyncio.run(config_cmd.run(settings, args, _store))
-    return uvloop.run(_start(settings))
+    return _start(args.conf, settings)
 
 
 if __name__ == "__main__":

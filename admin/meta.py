@@ -3,6 +3,7 @@ plugin helpers, with Kong's payload shapes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Mapping
@@ -34,6 +35,9 @@ from gateway.settings.load import redacted
 from gateway.settings.model import Settings
 from gateway.stats import ServerStats
 from gateway.upstream.balancer import Balancers
+from gateway.workers import control, view
+from gateway.workers.board import ROLE_WORKER, Board
+from gateway.workers.handoff import control_path
 
 if TYPE_CHECKING:
     from admin.entities import EntityApi
@@ -49,10 +53,36 @@ class NodeInfo:
     hostname: str = field(default_factory=socket.gethostname)
     balancers: Balancers | None = None  # this node's health view (None: no proxy here)
     reloader: Reloader | None = None  # this node's live configuration (None: no proxy here)
+    # the node's workers, when they run in processes of their own (admin/supervisor.py):
+    # their status board and the run directory of their control sockets
+    board: Board | None = None
+    run_dir: str | None = None
+
+    def server_status(self) -> dict[str, int]:
+        if self.board is None:
+            return self.stats.as_status()
+        return view.server_status(self.board.entries().values())
+
+    def worker_pids(self) -> list[int]:
+        if self.board is None:
+            return [os.getpid()]
+        return view.worker_pids(self.board.entries().values())
+
+    async def upstream_health(self, upstream_id: str) -> control.HealthView | None:
+        """What the node's balancers think of an upstream's targets."""
+        if self.board is None or self.run_dir is None:
+            balancer = self.balancers.get(upstream_id) if self.balancers else None
+            return None if balancer is None else control.view_of(balancer)
+        entries = [i for i, e in self.board.entries().items() if e.role == ROLE_WORKER]
+        views = await asyncio.gather(*(control.ask(control_path(self.run_dir, i), upstream_id)
+                                       for i in entries))
+        return control.merge(v for v in views if v is not None)
 
     def configuration_status(self) -> dict[str, Any]:
         """The version this node serves next to the stored one, and why it cannot serve
         the stored one when a build fails."""
+        if self.board is not None:
+            return view.configuration_status(self.board.entries().values())
         if self.reloader is None:
             return {}
         applied = self.reloader.holder.current.version
@@ -89,7 +119,8 @@ def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[
                 "enabled_in_cluster": sorted(names),
             },
             "configuration": redacted(node.settings),
-            "pids": {"master": os.getpid(), "workers": [os.getpid()]},
+            "pids": {"master": os.getppid() if node.board is not None else os.getpid(),
+                     "workers": node.worker_pids()},
             "ramparts": {"version": version.__version__},
         })
 
@@ -97,7 +128,7 @@ def routes(store: Store, apis: Mapping[str, EntityApi], node: NodeInfo) -> list[
         # a liveness probe: answers from this node's state, never waiting on the database
         database = await probe.check()
         body: dict[str, Any] = {"database": {"reachable": database.reachable},
-                                "server": node.stats.as_status()}
+                                "server": node.server_status()}
         if database.version is not None:
             body["configuration_version"] = database.version
         body.update(node.configuration_status())

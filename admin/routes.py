@@ -199,19 +199,18 @@ def target_routes(apis: dict[str, EntityApi], node: meta.NodeInfo) -> list[BaseR
 
     async def health(request: Request) -> Response:
         prow = await upstreams.require(_key(request, "pkey"))
-        balancer = node.balancers.get(prow["id"]) if node.balancers else None
+        health = await node.upstream_health(prow["id"])
         if request.query_params.get("balancer_health") in ("1", "true"):
             state = "HEALTHCHECKS_OFF"
-            if balancer is not None and balancer.checks_on:
-                state = "HEALTHY" if balancer.available() else "UNHEALTHY"
+            if health is not None and health.checks_on:
+                state = "HEALTHY" if health.available else "UNHEALTHY"
             return json_response(200, {"data": {"health": state, "id": prow["id"]},
                                        "next": None, "node_id": node.node_id})
         async with store.read() as conn:
             rows = await targets.dao.find(conn, {"upstream": {"id": prow["id"]}})
         for row in rows:
-            row["health"] = balancer.status_of(row["target"]) \
-                if balancer is not None and row["target"] in balancer.health \
-                else "HEALTHCHECKS_OFF"
+            row["health"] = health.targets.get(row["target"], "HEALTHCHECKS_OFF") \
+                if health is not None else "HEALTHCHECKS_OFF"
         return json_response(200, {"data": rows, "next": None, "node_id": node.node_id})
 
     def setter(healthy: bool) -> Callable[[Request], Awaitable[Response]]:

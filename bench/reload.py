@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from admin.node import settle_heap  # noqa: E402
+from gateway.workers.worker import settle_heap  # noqa: E402
 from gateway import registry  # noqa: E402
 from gateway.db import migrate, tables  # noqa: E402
 from gateway.db.load import load_all  # noqa: E402

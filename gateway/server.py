@@ -2,7 +2,7 @@
 (Starlette) on uvicorn, the proxy on our own data plane (``gateway.proxy.listeners``).
 
 Binding ourselves gives Kong's listener flags (``reuseport``, ``backlog=``, IPv6) and lets the
-Admin API and the proxy share one process and one loop. Signals are ours too: uvicorn's
+supervisor bind once and hand the sockets to its children. Signals are ours too: uvicorn's
 default re-raises SIGTERM after shutdown, which would turn a clean stop into exit code -15.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -22,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.proxy.listeners import DataPlane
 from gateway.settings.listen import Listener
 from gateway.stats import ServerStats
+from gateway.tasks import spawn
 from gateway.tls.info import tls_info
 
 log = logging.getLogger("ramparts")
@@ -31,13 +33,15 @@ class BindError(OSError):
     pass
 
 
-def bind(listener: Listener) -> socket.socket:
+def bind(listener: Listener, reuseport: bool = False) -> socket.socket:
+    """A listening socket for ``listener``; ``reuseport`` sets SO_REUSEPORT whatever the
+    listener's flags (the supervisor binds one socket per worker slot on each proxy port)."""
     host = listener.bind_host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if listener.reuseport:
+        if listener.reuseport or reuseport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and listener.ipv6only is not None:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(listener.ipv6only))
@@ -99,7 +103,7 @@ class TLSScopeProtocol(CountingHttpToolsProtocol):
 
 
 class Server(uvicorn.Server):
-    """A uvicorn server whose signals are handled by ``run_servers``."""
+    """A uvicorn server whose signals are handled by ``Lifecycle``."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -116,22 +120,61 @@ def make_server(app: Any, stats: ServerStats, **options: Any) -> Server:
     return Server(config)
 
 
-async def run_servers(servers: list[tuple[Server, list[socket.socket]]],
-                      planes: tuple[DataPlane, ...] = ()) -> None:
-    """Serve until SIGINT/SIGTERM, then stop every server gracefully. The data planes are
-    already serving (their listeners are up before this is called)."""
-    loop = asyncio.get_running_loop()
+class Lifecycle:
+    """Serve until told to stop, then drain. SIGTERM or SIGINT (or the supervisor going
+    away) drains: listeners close, requests in flight get ``drain`` seconds, then whatever
+    is left (long-lived streams, tunnels) is cut. A second SIGTERM/SIGINT, or SIGQUIT, cuts
+    everything at once. The data planes are already serving when ``run`` is called."""
 
-    def stop() -> None:
-        log.info("stopping")
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+
+    def __init__(self, servers: list[tuple[Server, list[socket.socket]]],
+                 planes: tuple[DataPlane, ...] = (), drain: float = 30.0) -> None:
+        self.servers = servers
+        self.planes = planes
+        self.drain = drain
+        self.draining = asyncio.Event()
+        self.on_drain: list[Callable[[], object]] = []
         for server, _ in servers:
-            server.should_exit = True
+            server.config.timeout_graceful_shutdown = max(1, round(drain))
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    try:
-        await asyncio.gather(*(server.serve(sockets=socks) for server, socks in servers))
-        await asyncio.gather(*(plane.stop() for plane in planes))
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    def stop(self, at_once: bool = False) -> None:
+        if at_once or self.draining.is_set():
+            log.info("stopping now")
+            for server, _ in self.servers:
+                server.should_exit = server.force_exit = True
+            for plane in self.planes:
+                plane.cut()
+        else:
+            log.info("draining: requests in flight get %g s", self.drain)
+            for hook in self.on_drain:
+                hook()
+            for server, _ in self.servers:
+                server.should_exit = True
+        self.draining.set()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        self.stop(at_once=sig == signal.SIGQUIT)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._signal, sig)
+        try:
+            serving = [spawn(server.serve(sockets=socks), "admin-server")
+                       for server, socks in self.servers]
+            await self.draining.wait()
+            await asyncio.gather(*serving, *(plane.stop(self.drain) for plane in self.planes))
+        finally:
+            for sig in self.SIGNALS:
+                loop.remove_signal_handler(sig)
+
+
+async def watch_parent(lifecycle: Lifecycle, interval: float = 1.0) -> None:
+    """A child whose supervisor died (SIGKILL leaves no chance to tell it) drains and exits
+    instead of serving on unsupervised."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(interval)
+    log.warning("the supervisor (pid %d) is gone: draining", parent)
+    lifecycle.stop()

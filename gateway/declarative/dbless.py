@@ -36,19 +36,45 @@ class Busy(RampartsError):
         return {"Retry-After": "60"}
 
 
-class DblessStore(Store):
-    """A store on a private, throw-away SQLite file; knows the hash of what it holds."""
+def database_url(directory: str) -> str:
+    return f"sqlite:///{os.path.join(directory, 'config.db')}"
 
-    def __init__(self, registry: Registry, keyring: Keyring | None = None) -> None:
-        self.directory = tempfile.mkdtemp(prefix="ramparts-dbless-")  # mode 0700
-        super().__init__(f"sqlite:///{os.path.join(self.directory, 'config.db')}", registry,
-                         keyring=keyring)
-        self.config_hash = EMPTY_HASH
+
+class DblessStore(Store):
+    """A store on a private, throw-away SQLite file; knows the hash of what it holds.
+
+    The supervisor makes the directory (and removes it at exit); the Admin API process opens
+    the same ``directory`` to replace the configuration, and the workers read the file as any
+    SQLite database (their reloaders see it change). The hash is kept next to the file, so a
+    restarted Admin API process still reports it."""
+
+    def __init__(self, registry: Registry, keyring: Keyring | None = None,
+                 directory: str | None = None) -> None:
+        self.owned = directory is None
+        self.directory = tempfile.mkdtemp(prefix="ramparts-dbless-") if directory is None \
+            else directory  # mode 0700
+        super().__init__(database_url(self.directory), registry, keyring=keyring)
         self.loading = asyncio.Lock()
+
+    @property
+    def config_hash(self) -> str:
+        try:
+            with open(os.path.join(self.directory, "config.hash"), encoding="ascii") as f:
+                return f.read().strip() or EMPTY_HASH
+        except OSError:
+            return EMPTY_HASH
+
+    @config_hash.setter
+    def config_hash(self, digest: str) -> None:
+        path = os.path.join(self.directory, "config.hash")
+        with open(path + ".new", "w", encoding="ascii") as f:
+            f.write(digest)
+        os.replace(path + ".new", path)
 
     async def close(self) -> None:
         await super().close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def config_hash(doc: dict[str, Any]) -> str:

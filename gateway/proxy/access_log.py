@@ -7,10 +7,12 @@ still writes at once."""
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -71,7 +73,9 @@ def combined(e: Entry) -> str:
             f"{_quoted(e.client_verify)}")
 
 
-def as_json(e: Entry) -> str:
+def as_json(e: Entry, worker: int | None = None) -> str:
+    """Kong's serializer's names; ``worker`` (beyond Kong) is the pid of the worker process
+    that served the request, so an operator can tell the node's workers apart."""
     request: dict[str, object] = {"method": e.method, "uri": e.target,
                                   "http_version": e.version, "referer": e.referer,
                                   "user_agent": e.user_agent}
@@ -81,18 +85,22 @@ def as_json(e: Entry) -> str:
                        "request": request,
                        "response": {"status": e.status, "size": e.sent},
                        "latencies": {"request": e.latency_ms},
-                       "request_id": e.request_id}, separators=(",", ":"))
+                       "request_id": e.request_id,
+                       **({"worker": worker} if worker is not None else {})},
+                      separators=(",", ":"))
 
 
-FORMATS = {"combined": combined, "json": as_json}
+FORMATS: dict[str, Callable[[Entry], str]] = {"combined": combined, "json": as_json}
 
 
 class AccessLog:
     """Lines are formatted on the loop (cheap) and written by one daemon thread."""
 
-    def __init__(self, stream: TextIO, fmt: str = "combined") -> None:
+    def __init__(self, stream: TextIO, fmt: str = "combined", worker: int | None = None
+                 ) -> None:
         self.stream = stream
-        self.format = FORMATS[fmt]
+        self.format: Callable[[Entry], str] = FORMATS[fmt] if fmt != "json" or worker is None \
+            else functools.partial(as_json, worker=worker)
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write, name="access-log", daemon=True)
         self._thread.start()

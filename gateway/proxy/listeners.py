@@ -4,6 +4,7 @@ TLS through our own layer (``gateway.proxy.tls``) with the terminator's listener
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from gateway.proxy.connection import Downstream, Handler, Limits, _too_many
 from gateway.proxy.tls import TLSListener
 from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
 from gateway.stats import ServerStats
+
+log = logging.getLogger("ramparts.proxy")
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -28,16 +31,20 @@ def limits_of(settings: Settings) -> Limits:
         or 16384)
 
 
-def open_access_log(settings: Settings) -> AccessLog | None:
+def open_access_log(settings: Settings, worker: int | None = None) -> AccessLog | None:
     """``proxy_access_log``: a path relative to ``prefix`` (Kong's ``logs/access.log``),
-    ``/dev/stdout``, or ``off``."""
+    ``/dev/stdout``, or ``off``. The node's workers append to the same file (one ``write``
+    per burst of whole lines, in append mode); ``worker`` (a pid) goes in JSON lines."""
     target = settings.proxy_access_log.strip()
     if target.lower() == "off" or not target:
         return None
     path = Path(settings.prefix) / target
     path.parent.mkdir(parents=True, exist_ok=True)
-    stream = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - AccessLog owns it
-    return AccessLog(stream, settings.proxy_access_log_format)
+    # a buffer larger than any burst: each flush is one append-mode write(), so lines of
+    # the node's workers never interleave mid-line
+    stream = open(path, "a", encoding="utf-8", errors="replace",  # noqa: SIM115 - AccessLog owns it
+                  buffering=1 << 20)
+    return AccessLog(stream, settings.proxy_access_log_format, worker)
 
 
 class DataPlane:
@@ -51,6 +58,7 @@ class DataPlane:
         self.connections: set[Downstream] = set()
         self._servers: list[asyncio.Server] = []
         self._tls: list[TLSListener] = []
+        self._deadline = float("inf")
 
     def _protocol(self) -> Downstream:
         return Downstream(self.handler, self.stats, self.limits, self.connections)
@@ -74,18 +82,28 @@ class DataPlane:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, close idle connections, give requests in flight ``grace``
-        seconds to finish, then cut what is left."""
+        seconds to finish, then cut what is left (a server-sent-events stream or a tunnel
+        never finishes by itself). ``cut`` ends the wait at once."""
         for server in self._servers:
             server.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.connections and loop.time() < deadline:
+        self._deadline = min(self._deadline, loop.time() + grace)
+        while self.connections and loop.time() < self._deadline:
             for conn in list(self.connections):
                 if conn.idle:
                     conn.close()
+                else:  # answered with "Connection: close", then closed (nginx's way)
+                    conn.keep_alive(False)
             await asyncio.sleep(0.05)
+        if self.connections:
+            log.info("drain deadline: cutting %d connection(s) still open",
+                     len(self.connections))
         for conn in list(self.connections):
             conn.abort()
         for listener in self._tls:
             listener.abort_handshakes()
         self._servers.clear()
+
+    def cut(self) -> None:
+        """Stop now: the running ``stop`` cuts every connection at its next look."""
+        self._deadline = 0.0

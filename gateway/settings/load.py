@@ -131,6 +131,8 @@ def _coerce(spec: FieldSpec, value: Any) -> Any:
                 if not str(k).startswith("@")}
     if kind == "string" and isinstance(value, bool):
         return "on" if value else "off"
+    if kind == "string" and isinstance(value, (int, float)):
+        return str(value)  # `workers: 2`, `drain_timeout: 30`: nginx's values are text
     if isinstance(value, str):
         text = value.strip()
         if kind == "boolean" and text.lower() in _TRUE | _FALSE:

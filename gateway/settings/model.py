@@ -143,6 +143,18 @@ def worker_connections(value: str) -> int | None:
     return int(value) if is_digits(value.strip()) and int(value) > 0 else None
 
 
+def worker_count(value: str) -> int | None:
+    """nginx's ``worker_processes``: a number (1 to 64), or ``auto`` (one per core)."""
+    text = value.strip()
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return int(text) if is_digits(text) and 1 <= int(text) <= 64 else None
+
+
+def _workers(value: str) -> str | None:
+    return None if worker_count(value) is not None else "expected 'auto' or a number from 1 to 64"
+
+
 def _connections(value: str) -> str | None:
     return None if worker_connections(value) is not None else "expected 'auto' or a number"
 
@@ -348,6 +360,11 @@ class Settings:
     # text itself); POST /config replaces it
     declarative_config: str | None = None
     declarative_config_string: Annotated[str | None, Secret()] = None
+    # processes (admin/supervisor.py): proxy worker processes (nginx's worker_processes;
+    # `auto`: one per core), and how long SIGTERM waits for requests in flight before it
+    # closes what is left (long-lived streams included)
+    workers: Annotated[str, Check(_workers)] = "1"
+    drain_timeout: Annotated[str, Check(_time)] = "30s"
 
     @property
     def dbless(self) -> bool:
@@ -371,6 +388,18 @@ class Settings:
         if tls_off:
             return tuple(dataclasses.replace(x, ssl=False) for x in listeners)
         return listeners
+
+    @property
+    def worker_processes(self) -> int:
+        count = worker_count(self.workers)
+        assert count is not None  # checked at load
+        return count
+
+    @property
+    def drain_seconds(self) -> float:
+        seconds = parse_time(self.drain_timeout)
+        assert seconds is not None  # checked at load
+        return seconds
 
     @property
     def admin_max_body_bytes(self) -> int:

@@ -1,5 +1,5 @@
-"""Hostile Admin API bodies and catastrophic route regexes do not stall the proxy that
-shares the node's event loop.
+"""Hostile Admin API bodies and catastrophic route regexes do not stall the proxy, and neither
+does an Admin API process that is frozen outright (it has a process of its own).
 
 A real ramparts process: while 300 kB hostile bodies (a form of ``[``, JSON with 100,000
 tags, deeply nested JSON) are being sent to the Admin API and, at the same time, requests for
@@ -11,7 +11,10 @@ linear and the router used RE2, one such body or request held the loop for secon
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ import pytest
 
 from tests.e2e.gateway import Node, node, upstream
 from tests.e2e.loops import RequestLoop
-from tests.e2e.proc import wait_for
+from tests.e2e.proc import get_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -115,3 +118,30 @@ def test_proxy_answers_while_hostile_bodies_and_catastrophic_regexes_are_handled
     assert not slow, (f"{len(slow)} of {len(during)} proxied requests over {allowed:.3f} s "
                       f"(slowest {slow[-3:]}); baseline median "
                       f"{statistics.median(baseline):.4f} s; admin refusals {refusals}")
+
+
+
+def children_of(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                         timeout=10)
+    return {int(p) for p in out.stdout.split()}
+
+
+def test_proxy_answers_while_the_admin_api_process_is_frozen(gw: Node) -> None:
+    """The Admin API runs in a process of its own: even frozen outright (SIGSTOP, worse than
+    any slow body or query) it cannot delay a proxied request."""
+    workers = set(get_json(gw.running.admin + "/")["pids"]["workers"])
+    admin = children_of(gw.running.proc.pid) - workers
+    assert len(admin) == 1 and workers, (admin, workers)
+    [pid] = admin
+    proxy = httpx.Client(base_url=f"http://127.0.0.1:{gw.http_port}", timeout=30)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(gw.running.admin + "/status", timeout=1)
+        took = [timed_get(proxy, "/echo")[1] for _ in range(50)]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        proxy.close()
+    assert statistics.median(took) < BUDGET, sorted(took)[-5:]
+    wait_for(lambda: get_json(gw.running.admin + "/status"), 30, "the Admin API again")
