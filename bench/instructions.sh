@@ -7,6 +7,8 @@
 # share are not counted (the wrk runs of `make bench` see those).
 #   bench/instructions.sh OUT.md     (N=500 requests after 200 warm-up; ~5 minutes)
 #   PROXIES=ramparts bench/instructions.sh   (a subset: ramparts, pyref, leanref)
+#   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
+#   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
@@ -49,6 +51,8 @@ count() {
   curl -sk -o /dev/null "$url/m[1-$N]"
   callgrind_control -d "$vpid" >/dev/null
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
+  # KEEP=DIR keeps the profile for callgrind_annotate
+  [[ -n ${KEEP:-} ]] && cp "$work"/callgrind.out.*.1 "$KEEP/callgrind.${url##*:}.out" || true
   local ir
   ir=$(grep -h "^summary" "$work"/callgrind.out.*.1 | awk '{s+=$2} END {print s}')
   echo $((ir / N))
@@ -69,9 +73,15 @@ db_update_frequency: ${POLL:-60}
 cluster_heartbeat: ${POLL:-60}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
-SETUP='curl -sf -o /dev/null -X PUT 127.0.0.1:19001/services/o --data url=http://127.0.0.1:19999
-       curl -sf -o /dev/null -X PUT 127.0.0.1:19001/routes/o --data "paths[]=/m" --data "paths[]=/w" --data service.name=o
-       for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
+# ROUTES=N: N-1 more prefix routes (/r1/ ... ), all longer than /m, so Kong's order puts every
+# one of them before the route the requests take (imported before the node starts)
+{
+  printf '_format_version: "3.0"\nservices:\n- name: o\n  url: http://127.0.0.1:19999\n  routes:\n'
+  printf '  - name: o\n    paths: [/m, /w]\n'
+  for i in $(seq 1 $((${ROUTES:-1} - 1))); do printf '  - name: r%d\n    paths: [/r%d/]\n' "$i" "$i"; done
+} >"$work/kong.yml"
+"$here/.venv/bin/ramparts" config db_import -c "$work/r.yaml" "$work/kong.yml" >/dev/null
+SETUP='for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
 ramparts=- pyref_count=- leanref_count=-
 wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
 if wanted ramparts; then
@@ -89,7 +99,7 @@ if wanted leanref; then
 fi
 ratio() { [[ $1 == - || $2 == - ]] && echo - || awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 cat >"$out" <<MD
-## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl)
+## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl; ${ROUTES:-1} routes)
 
 | proxy | instructions / request | ÷ leanref | ÷ pyref |
 |---|---:|---:|---:|
