@@ -8,11 +8,13 @@
 #   bench/instructions.sh OUT.md     (N=500 requests after 200 warm-up; ~5 minutes)
 #   PROXIES=ramparts bench/instructions.sh   (a subset: ramparts, pyref, leanref)
 #   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
+#   PORTS=23000 bench/instructions.sh       (another port range: runs side by side)
 #   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 N=${N:-500}
+PORTS=${PORTS:-19000}  # the ports used are PORTS + 1, 80, 443, 543, 643, 644, 999
 py=$here/.venv/bin/python
 PROXIES=${PROXIES:-ramparts pyref leanref}
 pyref=${PYREF:-$here/../shared/bench/proxies/pyref.py}
@@ -31,7 +33,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
 events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:19999; location / { return 200 "ok"; } } }
+http { access_log off; server { listen 127.0.0.1:$((PORTS + 999)); location / { return 200 "ok"; } } }
 NGINX
 nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
 
@@ -40,6 +42,9 @@ wait_port() { for _ in $(seq 300); do curl -sk -o /dev/null "$1" && return 0; sl
 # count: run "$@" under callgrind, zero the counters after warm-up, dump after N requests
 count() {
   local url=$1; shift
+  if curl -sk -o /dev/null "$url/"; then  # another run's proxy would be measured instead
+    echo "$url is taken: choose another PORTS=" >&2; return 1
+  fi
   rm -f "$work"/callgrind.out.*
   PYTHONMALLOC=malloc valgrind --tool=callgrind --cache-sim=no --branch-sim=no \
     --callgrind-out-file="$work/callgrind.out.%p" "$@" >"$work/proc.log" 2>&1 &
@@ -60,8 +65,8 @@ count() {
 
 cat >"$work/r.yaml" <<YAML
 database: sqlite:///$work/r.db
-admin_listen: 127.0.0.1:19001
-proxy_listen: 127.0.0.1:19080, 127.0.0.1:19443 ssl
+admin_listen: 127.0.0.1:$((PORTS + 1))
+proxy_listen: 127.0.0.1:$((PORTS + 80)), 127.0.0.1:$((PORTS + 443)) ssl
 ssl_cert: $work/cert.pem
 ssl_cert_key: $work/key.pem
 prefix: $work/prefix
@@ -76,26 +81,27 @@ YAML
 # ROUTES=N: N-1 more prefix routes (/r1/ ... ), all longer than /m, so Kong's order puts every
 # one of them before the route the requests take (imported before the node starts)
 {
-  printf '_format_version: "3.0"\nservices:\n- name: o\n  url: http://127.0.0.1:19999\n  routes:\n'
+  printf '_format_version: "3.0"\nservices:\n- name: o\n  url: http://127.0.0.1:%d\n  routes:\n' \
+    $((PORTS + 999))
   printf '  - name: o\n    paths: [/m, /w]\n'
   for i in $(seq 1 $((${ROUTES:-1} - 1))); do printf '  - name: r%d\n    paths: [/r%d/]\n' "$i" "$i"; done
 } >"$work/kong.yml"
 "$here/.venv/bin/ramparts" config db_import -c "$work/r.yaml" "$work/kong.yml" >/dev/null
-SETUP='for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
+SETUP='for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:$((PORTS + 443))/w) == 200 ]] && break; sleep 0.2; done'
 ramparts=- pyref_count=- leanref_count=-
 wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
 if wanted ramparts; then
-  ramparts=$(count https://127.0.0.1:19443 "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
+  ramparts=$(count https://127.0.0.1:$((PORTS + 443)) "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
 fi
 SETUP=
 export GW_CERT=$work/cert.pem GW_KEY=$work/key.pem GW_CA=$work/cert.pem \
   GW_UPSTREAM_CLIENT_CERT=$work/cert.pem GW_UPSTREAM_CLIENT_KEY=$work/key.pem \
-  GW_UPSTREAM_HTTP=http://127.0.0.1:19999 GW_CLIENT_CA=$work/cert.pem
+  GW_UPSTREAM_HTTP=http://127.0.0.1:$((PORTS + 999)) GW_CLIENT_CA=$work/cert.pem
 if wanted pyref; then
-  pyref_count=$(GW_TLS_PORT=19543 count https://127.0.0.1:19543 "$py" "$pyref")
+  pyref_count=$(GW_TLS_PORT=$((PORTS + 543)) count https://127.0.0.1:$((PORTS + 543)) "$py" "$pyref")
 fi
 if wanted leanref; then
-  leanref_count=$(GW_TLS_PORT=19643 GW_MTLS_PORT=19644 count https://127.0.0.1:19643 "$py" "$leanref")
+  leanref_count=$(GW_TLS_PORT=$((PORTS + 643)) GW_MTLS_PORT=$((PORTS + 644)) count https://127.0.0.1:$((PORTS + 643)) "$py" "$leanref")
 fi
 ratio() { [[ $1 == - || $2 == - ]] && echo - || awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 cat >"$out" <<MD

@@ -23,12 +23,14 @@ import httptools
 from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
 from gateway.proxy.body import ClientGone, RequestBody
+from gateway.proxy.forwarding import Hop
 from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
 
 log = logging.getLogger("ramparts.proxy")
 
+_NO_HOP = Hop("", "http", 0)
 HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
 LOW_WATER = 64 * 1024
 
@@ -88,6 +90,7 @@ class Downstream(asyncio.Protocol):
         self.server_port = 0
         self.ssl_object: ssl.SSLObject | None = None
         self.scheme = "http"  # "https" on a TLS connection (read several times per request)
+        self.hop = _NO_HOP  # the forwarding headers' facts, encoded once
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -134,6 +137,7 @@ class Downstream(asyncio.Protocol):
         self.server_port = int(sock[1]) if sock else 0
         self.ssl_object = self.transport.get_extra_info("ssl_object")
         self.scheme = "https" if self.ssl_object is not None else "http"
+        self.hop = Hop(self.client_ip, self.scheme, self.server_port)
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
