@@ -83,6 +83,10 @@ class Downstream(asyncio.Protocol):
         self.live = live
         self.stats = stats
         self.limits = limits
+        # read for every header line
+        self._line_max = limits.large_client_header_buffers
+        self._head_max = limits.client_header_buffer_total
+        self._count_max = limits.max_headers
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()  # protocols are made on the loop
         self.parser = httptools.HttpRequestParser(self)
@@ -91,6 +95,7 @@ class Downstream(asyncio.Protocol):
         self.ssl_object: ssl.SSLObject | None = None
         self.scheme = "http"  # "https" on a TLS connection (read several times per request)
         self.hop = _NO_HOP  # the forwarding headers' facts, encoded once
+        self.last_host: tuple[bytes, str] = (b"", "")  # Host as sent -> as routed
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
         self._task: asyncio.Task[None] | None = None  # serves the connection's requests
@@ -236,20 +241,19 @@ class Downstream(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.limits.large_client_header_buffers:
+        if len(self._url) > self._line_max:
             raise _Refused(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4
+        headers = self._headers
         self._head_size += size
-        if size > self.limits.large_client_header_buffers or \
-                self._head_size > self.limits.client_header_buffer_total or \
-                len(self._headers) >= self.limits.max_headers:
+        if size > self._line_max or self._head_size > self._head_max or \
+                len(headers) >= self._count_max:
             raise _Refused(431)
-        self._headers.append((name, value))
+        headers.append((name, value))
         lower = name.lower()
-        if lower not in self._index:
-            self._index[lower] = value
+        self._index.setdefault(lower, value)
         if lower == b"host":
             self._hosts += 1
 

@@ -128,7 +128,10 @@ class Exchange:
         if proxy.health_path and path == proxy.health_path:
             return health_reply(proxy.started)
         raw_host = authority if authority is not None else head.header(b"host") or b""
-        self.host = _strip_port(raw_host.decode("latin-1")).lower().rstrip(".")
+        seen = conn.last_host  # a keep-alive client names the same host again and again
+        if seen[0] != raw_host:
+            seen = conn.last_host = (raw_host, _host(raw_host))
+        self.host = seen[1]
         return None
 
     async def gate(self) -> Reply | None:
@@ -251,6 +254,11 @@ def _client_verify(ex: Exchange) -> str | None:
         return "NONE"
     error = tls.get("client_cert_error")
     return "SUCCESS" if error is None else f"FAILED:{error}"
+
+
+def _host(raw: bytes) -> str:
+    """The host routes match: without port, lower case, without a trailing dot."""
+    return _strip_port(raw.decode("latin-1")).lower().rstrip(".")
 
 
 def _strip_port(host: str) -> str:

@@ -48,7 +48,7 @@ class Forward:
             version=head.version, request_id=self.ex.request_id), self.ex.proxy.headers)
         if self.ex.kong is not None:
             base = self.ex.kong.service_request.apply(base)
-        if http1.is_websocket(head):  # hop-by-hop, but asked of the upstream on purpose
+        if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         chunked = False
         if self.ex.body is not None:
