@@ -193,14 +193,16 @@ class Exchange:
         # never sees `..` that a prefix route would not (the router adds nothing to this)
         self.route_request = Request(method=head.method, host=self.host, port=conn.server_port,
                                      raw_path=normalize(self.path), headers=headers,
-                                     scheme=conn.scheme, sni=conn.sni)
+                                     scheme=conn.scheme,
+                                     sni=conn.sni if router.uses_snis else None)
         match = router.match(self.route_request)
         if match is None:
             return self.error(404, "no Route matched with those values")
         self.match = match
         route = match.route
-        blocked = snapshot.unrunnable.get(route.id) or snapshot.unrunnable.get("*")
-        if blocked is not None:
+        unrunnable = snapshot.unrunnable  # nearly always empty
+        blocked = unrunnable and (unrunnable.get(route.id) or unrunnable.get("*"))
+        if blocked:
             log.error("route %s: plugin '%s' is configured but this version cannot run it; "
                       "refusing the request rather than skipping the plugin",
                       route.name or route.id, blocked)

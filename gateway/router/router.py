@@ -201,14 +201,16 @@ class Router:
         self._matchers = tuple(matchers)
         # requests need their headers decoded only if some route looks at them
         self.uses_headers = any(m.headers for m in matchers)
+        self.uses_regex = any(m.regexes for m in matchers)  # else no escaped form is needed
+        self.uses_snis = any(m.snis for m in matchers)  # else the SNI is not looked up
         self._index = _PrefixIndex(self._matchers) if len(matchers) > INDEX_FROM else None
 
     def __len__(self) -> int:
         return len(self._matchers)
 
     def match(self, req: Request) -> Match | None:
-        escaped = normalize_escapes(req.raw_path)
         full = normalize(req.raw_path)
+        escaped = normalize_escapes(req.raw_path) if self.uses_regex else full
         index = self._index
         for matcher in self._matchers if index is None else index.candidates(full):
             found = matcher.match(req, full, escaped)
