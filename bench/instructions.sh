@@ -49,7 +49,7 @@ prefix=
 [[ ${SCENARIO:-a} == d ]] && prefix=/tls
 nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
 
-wait_port() { for _ in $(seq 300); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
+wait_port() { for _ in $(seq 900); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
 
 # count: run "$@" under callgrind, zero the counters after warm-up, dump after N requests
 count() {
