@@ -9,12 +9,17 @@
 #   PROXIES=ramparts bench/instructions.sh   (a subset: ramparts, pyref, leanref)
 #   PLUGINS=3 PROXIES=ramparts bench/instructions.sh   (ramparts with 1 to 3 no-op plugins on
 #     the route: bench/plugins/ramparts_plugins/noop, noop2, noop3; issue 10's bound is +10 %)
+#   SCENARIO=d bench/instructions.sh        (HTTPS origin asking for a client certificate)
+#   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
+#   PORTS=23000 bench/instructions.sh       (another port range: runs side by side)
+#   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 N=${N:-500}
 PLUGINS=${PLUGINS:-0}
 noops=$(for i in $(seq "$PLUGINS"); do [[ $i == 1 ]] && printf noop || printf ", noop%s" "$i"; done)
+PORTS=${PORTS:-19000}  # the ports used are PORTS + 1, 80, 443, 543, 643, 644, 999
 py=$here/.venv/bin/python
 PROXIES=${PROXIES:-ramparts pyref leanref}
 pyref=${PYREF:-$here/../shared/bench/proxies/pyref.py}
@@ -28,40 +33,65 @@ trap cleanup EXIT
 command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
 command -v nginx >/dev/null || apt-get install -y nginx >/dev/null
 
+# one self-signed certificate plays every part: the proxies' and the origin's server
+# certificate, the CA that verifies the origin, and the client certificate it requires
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-  -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
 events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:19999; location / { return 200 "ok"; } } }
+http { access_log off; keepalive_requests 100000;
+  server { listen 127.0.0.1:$((PORTS + 999)); location / { return 200 "ok"; } }
+  server { listen 127.0.0.1:$((PORTS + 998)) ssl; ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem; ssl_client_certificate $work/cert.pem;
+    ssl_verify_client on; location / { return 200 "ok"; } } }
 NGINX
+# SCENARIO=d: the origin is HTTPS (verified) and asks for a client certificate; /tls/ goes
+# there (leanref's convention)
+prefix=
+[[ ${SCENARIO:-a} == d ]] && prefix=/tls
 nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
 
-wait_port() { for _ in $(seq 300); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
+wait_port() { for _ in $(seq 900); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
 
 # count: run "$@" under callgrind, zero the counters after warm-up, dump after N requests
 count() {
   local url=$1; shift
+  if curl -sk -o /dev/null "$url/"; then  # another run's proxy would be measured instead
+    echo "$url is taken: choose another PORTS=" >&2; return 1
+  fi
   rm -f "$work"/callgrind.out.*
+  # ramparts runs its proxy in a worker process the supervisor starts: trace the children
+  # and count the worker (WORKERS_URL names the Admin API's GET /, which lists its pid)
   PYTHONMALLOC=malloc valgrind --tool=callgrind --cache-sim=no --branch-sim=no \
-    --callgrind-out-file="$work/callgrind.out.%p" "$@" >"$work/proc.log" 2>&1 &
+    --trace-children=yes --callgrind-out-file="$work/callgrind.out.%p" "$@" >"$work/proc.log" 2>&1 &
   local vpid=$!; echo "$vpid" >>"$work/pids"  # count runs in a subshell: a file, not an array
   wait_port "$url/" || { cat "$work/proc.log" >&2; return 1; }
   [[ -n ${SETUP:-} ]] && eval "$SETUP"
   curl -sk -o /dev/null "$url/w[1-200]"
-  callgrind_control -z "$vpid" >/dev/null
+  if [[ $(curl -sk -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
+    echo "$url/w is not answered with 200" >&2; return 1  # errors would be counted instead
+  fi
+  local target=$vpid
+  if [[ -n ${WORKERS_URL:-} ]]; then
+    target=$(curl -sf "$WORKERS_URL" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pids"]["workers"][0])')
+  fi
+  callgrind_control -z "$target" >/dev/null
   curl -sk -o /dev/null "$url/m[1-$N]"
-  callgrind_control -d "$vpid" >/dev/null
+  callgrind_control -d "$target" >/dev/null
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
+  # KEEP=DIR keeps the profile for callgrind_annotate
+  [[ -n ${KEEP:-} ]] && cp "$work/callgrind.out.$target.1" "$KEEP/callgrind.${url##*:}.out" || true
   local ir
-  ir=$(grep -h "^summary" "$work"/callgrind.out.*.1 | awk '{s+=$2} END {print s}')
+  ir=$(grep -h "^summary" "$work/callgrind.out.$target.1" | awk '{s+=$2} END {print s}')
   echo $((ir / N))
 }
 
 cat >"$work/r.yaml" <<YAML
 database: sqlite:///$work/r.db
-admin_listen: 127.0.0.1:19001
-proxy_listen: 127.0.0.1:19080, 127.0.0.1:19443 ssl
+admin_listen: 127.0.0.1:$((PORTS + 1))
+proxy_listen: 127.0.0.1:$((PORTS + 80)), 127.0.0.1:$((PORTS + 443)) ssl
 ssl_cert: $work/cert.pem
 ssl_cert_key: $work/key.pem
 prefix: $work/prefix
@@ -75,29 +105,43 @@ db_update_frequency: ${POLL:-60}
 cluster_heartbeat: ${POLL:-60}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
-SETUP='curl -sf -o /dev/null -X PUT 127.0.0.1:19001/services/o --data url=http://127.0.0.1:19999
-       curl -sf -o /dev/null -X PUT 127.0.0.1:19001/routes/o --data "paths[]=/m" --data "paths[]=/w" --data service.name=o
-       for p in ${noops//,/}; do curl -sf -o /dev/null 127.0.0.1:19001/routes/o/plugins --data name=$p || exit 1; done
-       [[ $(curl -s 127.0.0.1:19001/routes/o/plugins | grep -o "\"name\":\"noop" | wc -l) == "$PLUGINS" ]] || { echo "the no-op plugins are not on the route" >&2; exit 1; }
-       for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:19443/w) == 200 ]] && break; sleep 0.2; done'
+ca_id=0d5a3b4e-0c1f-4c55-9a43-4c1b9f2d7a01 cert_id=6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0
+# ROUTES=N: N-1 more prefix routes (/r1/ ... ), all longer than /m, so Kong's order puts every
+# one of them before the route the requests take (imported before the node starts)
+{
+  printf '_format_version: "3.0"\nservices:\n- name: o\n  url: http://127.0.0.1:%d\n  routes:\n' \
+    $((PORTS + 999))
+  printf '  - name: o\n    paths: [/m, /w]\n'
+  [[ -n $noops ]] && printf '    plugins: [%s]\n' "$(sed -E 's/([a-z0-9]+)/{name: \1}/g' <<<"$noops")"
+  for i in $(seq 1 $((${ROUTES:-1} - 1))); do printf '  - name: r%d\n    paths: [/r%d/]\n' "$i" "$i"; done
+  printf -- '- name: d\n  url: https://localhost:%d\n  tls_verify: true\n' $((PORTS + 998))
+  printf '  ca_certificates: [%s]\n  client_certificate: %s\n' "$ca_id" "$cert_id"
+  printf '  routes:\n  - name: d\n    paths: [/tls]\n'
+  printf 'ca_certificates:\n- id: %s\n  cert: |\n' "$ca_id"; sed 's/^/    /' "$work/cert.pem"
+  printf 'certificates:\n- id: %s\n  cert: |\n' "$cert_id"; sed 's/^/    /' "$work/cert.pem"
+  printf '  key: |\n'; sed 's/^/    /' "$work/key.pem"
+} >"$work/kong.yml"
+"$here/.venv/bin/ramparts" config db_import -c "$work/r.yaml" "$work/kong.yml" >/dev/null
+SETUP='for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:$((PORTS + 443))$prefix/w) == 200 ]] && break; sleep 0.2; done'
 ramparts=- pyref_count=- leanref_count=-
 wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
 if wanted ramparts; then
-  ramparts=$(count https://127.0.0.1:19443 "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
+  ramparts=$(WORKERS_URL=http://127.0.0.1:$((PORTS + 1))/ count "https://127.0.0.1:$((PORTS + 443))$prefix" "$py" "$here/.venv/bin/ramparts" start -c "$work/r.yaml")
 fi
 SETUP=
 export GW_CERT=$work/cert.pem GW_KEY=$work/key.pem GW_CA=$work/cert.pem \
   GW_UPSTREAM_CLIENT_CERT=$work/cert.pem GW_UPSTREAM_CLIENT_KEY=$work/key.pem \
-  GW_UPSTREAM_HTTP=http://127.0.0.1:19999 GW_CLIENT_CA=$work/cert.pem
+  GW_UPSTREAM_HTTP=http://127.0.0.1:$((PORTS + 999)) GW_CLIENT_CA=$work/cert.pem \
+  GW_UPSTREAM_HTTPS=https://127.0.0.1:$((PORTS + 998)) GW_UPSTREAM_TLS_NAME=localhost
 if wanted pyref; then
-  pyref_count=$(GW_TLS_PORT=19543 count https://127.0.0.1:19543 "$py" "$pyref")
+  pyref_count=$(GW_TLS_PORT=$((PORTS + 543)) count "https://127.0.0.1:$((PORTS + 543))$prefix" "$py" "$pyref")
 fi
 if wanted leanref; then
-  leanref_count=$(GW_TLS_PORT=19643 GW_MTLS_PORT=19644 count https://127.0.0.1:19643 "$py" "$leanref")
+  leanref_count=$(GW_TLS_PORT=$((PORTS + 643)) GW_MTLS_PORT=$((PORTS + 644)) count "https://127.0.0.1:$((PORTS + 643))$prefix" "$py" "$leanref")
 fi
 ratio() { [[ $1 == - || $2 == - ]] && echo - || awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 cat >"$out" <<MD
-## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl)
+## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl; scenario ${SCENARIO:-a}, ${ROUTES:-1} routes)
 
 | proxy | instructions / request | ÷ leanref | ÷ pyref |
 |---|---:|---:|---:|

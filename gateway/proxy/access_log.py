@@ -1,9 +1,9 @@
 """The proxy's access log: one line per request, nginx's ``combined`` format with Kong's
 request id and the client-certificate verdict appended (or one JSON object per line), written
-by a thread so a slow disk never blocks the event loop. The thread writes what has queued up,
-then naps ``FLUSH_INTERVAL``: under load the loop's ``put`` never has a waiting thread to wake
-(a wake-up and a GIL hand-off per request cost more than formatting the line), and an idle log
-still writes at once."""
+by a thread so a slow disk never blocks the event loop. The thread formats and writes what
+has queued up, then naps ``FLUSH_INTERVAL``: under load the loop's ``put`` never has a
+waiting thread to wake (a wake-up and a GIL hand-off per request cost more than formatting
+the line), and an idle log still writes at once."""
 
 from __future__ import annotations
 
@@ -68,9 +68,10 @@ def combined(e: Entry) -> str:
     "$http_referer" "$http_user_agent"`` plus the request id and ``$ssl_client_verify``,
     quoted."""
     request = f"{e.method} {e.target} HTTP/{e.version}"
-    return (f"{e.client_ip} - - [{local_time(e.when)}] {_quoted(request)} {e.status} "
-            f"{e.sent} {_quoted(e.referer)} {_quoted(e.user_agent)} {_quoted(e.request_id)} "
-            f"{_quoted(e.client_verify)}")
+    quoted = _quoted
+    return (f"{e.client_ip} - - [{local_time(e.when)}] {quoted(request)} {e.status} "
+            f"{e.sent} {quoted(e.referer)} {quoted(e.user_agent)} \"{e.request_id}\" "
+            f"{quoted(e.client_verify)}")  # the request id is ours: hex digits
 
 
 def as_json(e: Entry, worker: int | None = None) -> str:
@@ -94,34 +95,35 @@ FORMATS: dict[str, Callable[[Entry], str]] = {"combined": combined, "json": as_j
 
 
 class AccessLog:
-    """Lines are formatted on the loop (cheap) and written by one daemon thread."""
+    """Entries are queued by the loop; one daemon thread formats and writes them (the
+    loop's share of a request's line is one ``put``)."""
 
     def __init__(self, stream: TextIO, fmt: str = "combined", worker: int | None = None
                  ) -> None:
         self.stream = stream
         self.format: Callable[[Entry], str] = FORMATS[fmt] if fmt != "json" or worker is None \
             else functools.partial(as_json, worker=worker)
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write, name="access-log", daemon=True)
         self._thread.start()
 
     def __call__(self, entry: Entry) -> None:
-        self._queue.put(self.format(entry))
+        self._queue.put(entry)
 
     def _write(self) -> None:
         while True:
-            line = self._queue.get()
-            if line is None:
+            entry = self._queue.get()
+            if entry is None:
                 break
-            lines = [line]
+            lines = [self.format(entry)]
             while not self._queue.empty():  # a burst goes out in one write
                 more = self._queue.get()
                 if more is None:
                     self._flush(lines)
                     return
-                lines.append(more)
+                lines.append(self.format(more))
             self._flush(lines)
-            time.sleep(FLUSH_INTERVAL)  # lines queue up meanwhile, waking nobody
+            time.sleep(FLUSH_INTERVAL)  # entries queue up meanwhile, waking nobody
 
     def _flush(self, lines: list[str]) -> None:
         self.stream.write("\n".join(lines) + "\n")

@@ -23,12 +23,14 @@ import httptools
 from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
 from gateway.proxy.body import ClientGone, RequestBody
+from gateway.proxy.forwarding import Hop
 from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
 
 log = logging.getLogger("ramparts.proxy")
 
+_NO_HOP = Hop("", "http", 0)
 HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
 LOW_WATER = 64 * 1024
 
@@ -81,6 +83,10 @@ class Downstream(asyncio.Protocol):
         self.live = live
         self.stats = stats
         self.limits = limits
+        # read for every header line
+        self._line_max = limits.large_client_header_buffers
+        self._head_max = limits.client_header_buffer_total
+        self._count_max = limits.max_headers
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()  # protocols are made on the loop
         self.parser = httptools.HttpRequestParser(self)
@@ -88,9 +94,13 @@ class Downstream(asyncio.Protocol):
         self.server_port = 0
         self.ssl_object: ssl.SSLObject | None = None
         self.scheme = "http"  # "https" on a TLS connection (read several times per request)
+        self.hop = _NO_HOP  # the forwarding headers' facts, encoded once
+        self.last_host: tuple[bytes, str] = (b"", "")  # Host as sent -> as routed
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # serves the connection's requests
+        self._serving = False  # a request is queued or being answered
+        self._wake: asyncio.Future[None] | None = None  # the task waits for a request
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -134,6 +144,7 @@ class Downstream(asyncio.Protocol):
         self.server_port = int(sock[1]) if sock else 0
         self.ssl_object = self.transport.get_extra_info("ssl_object")
         self.scheme = "https" if self.ssl_object is not None else "http"
+        self.hop = Hop(self.client_ip, self.scheme, self.server_port)
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -147,6 +158,9 @@ class Downstream(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.set_result(None)  # the serving task ends
         gone = ClientGone("the client went away")
         for _, body in self._queue:
             if body is not None:
@@ -203,7 +217,7 @@ class Downstream(asyncio.Protocol):
         # a client that half-closes after its request still gets the answer; one that stops
         # in the middle of a request has left
         self._half_closed = True
-        return self._task is not None and self._parsing is None
+        return self._serving and self._parsing is None
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -227,20 +241,19 @@ class Downstream(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.limits.large_client_header_buffers:
+        if len(self._url) > self._line_max:
             raise _Refused(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4
+        headers = self._headers
         self._head_size += size
-        if size > self.limits.large_client_header_buffers or \
-                self._head_size > self.limits.client_header_buffer_total or \
-                len(self._headers) >= self.limits.max_headers:
+        if size > self._line_max or self._head_size > self._head_max or \
+                len(headers) >= self._count_max:
             raise _Refused(431)
-        self._headers.append((name, value))
+        headers.append((name, value))
         lower = name.lower()
-        if lower not in self._index:
-            self._index[lower] = value
+        self._index.setdefault(lower, value)
         if lower == b"host":
             self._hosts += 1
 
@@ -266,8 +279,8 @@ class Downstream(asyncio.Protocol):
         self._parsing = body
         self._queue.append((head, body))
         self._disarm()
-        if self._task is None:
-            self._task = self.loop.create_task(self._serve())
+        if not self._serving:
+            self._start()
         else:  # pipelined: answers go in order, so parse no further for now
             self._pause("pipeline")
 
@@ -281,17 +294,25 @@ class Downstream(asyncio.Protocol):
             self._parsing = None
 
     # ------------------------------------------------------------------ running exchanges
+    # One task per connection, not per request: between keep-alive requests it waits on
+    # ``_wake``, which the next request head (or the connection's end) resolves.
+    def _start(self) -> None:
+        self._serving = True
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
+        elif self._task is None:
+            self._task = self.loop.create_task(self._serve())
+
     async def _serve(self) -> None:
         try:
-            while self._queue and not self.closed:
+            while not self.closed:
+                if not self._queue:
+                    await self._next_request()
+                    continue
                 head, body = self._queue.popleft()
-                self.current = body
-                self._keep_alive = head.keep_alive
-                self._responding = False
-                self.status_sent = 0
-                self.bytes_sent = 0
-                self.stats.total_requests += 1
-                self.stats.requests_active += 1
+                self._begin_exchange(head, body)
                 try:
                     await self.handler(self, head, body)
                 except Exception:
@@ -301,20 +322,39 @@ class Downstream(asyncio.Protocol):
                     self.stats.requests_active -= 1
                     self.current = None
                     self.source = None
-                if head.upgrade:  # switched protocols (and closed) or refused: not reused
-                    self._keep_alive = False
-                if body is not None and not body.complete and not self.closed:
-                    # the rest of the body would be read as the next request
-                    self._keep_alive = False
-                if not self._keep_alive or (self._half_closed and not self._queue):
+                if not self._reusable(head, body):
                     self.close()
                     return
         finally:
             self._task = None
-        if not self.closed:
-            self._resume("pipeline")
-            if not self._queue and self._parsing is None:
-                self._arm(self.limits.keepalive_timeout)
+            self._serving = False
+            self._wake = None
+
+    def _begin_exchange(self, head: http1.RequestHead, body: RequestBody | None) -> None:
+        self.current = body
+        self._keep_alive = head.keep_alive
+        self._responding = False
+        self.status_sent = 0
+        self.bytes_sent = 0
+        self.stats.total_requests += 1
+        self.stats.requests_active += 1
+
+    def _reusable(self, head: http1.RequestHead, body: RequestBody | None) -> bool:
+        if head.upgrade:  # switched protocols (and closed) or refused: not reused
+            return False
+        if body is not None and not body.complete and not self.closed:
+            return False  # the rest of the body would be read as the next request
+        return self._keep_alive and not (self._half_closed and not self._queue)
+
+    def _next_request(self) -> asyncio.Future[None]:
+        """Every request answered: read on (a pipelined request may be parsed right away,
+        even from within ``resume_reading``), the keep-alive timeout runs."""
+        self._serving = False
+        wake = self._wake = self.loop.create_future()
+        self._resume("pipeline")
+        if not self._queue and self._parsing is None and not self._serving:
+            self._arm(self.limits.keepalive_timeout)
+        return wake
 
     # ------------------------------------------------------------------ flow control
     def body_buffered(self, size: int) -> None:
@@ -366,7 +406,7 @@ class Downstream(asyncio.Protocol):
         self._timed_out()
 
     def _timed_out(self) -> None:
-        if self._task is None:  # waiting for a head (or idle): nginx closes without a word
+        if not self._serving:  # waiting for a head (or idle): nginx closes without a word
             self.close()
 
     # ------------------------------------------------------------------ TLS facts
@@ -441,7 +481,7 @@ class Downstream(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """Between requests: nothing parsed, nothing running (safe to close at shutdown)."""
-        return self._task is None and not self._queue and self._parsing is None
+        return not self._serving and not self._queue and self._parsing is None
 
     def keep_alive(self, keep: bool) -> None:
         if not keep:
@@ -462,7 +502,7 @@ class Downstream(asyncio.Protocol):
     def _refuse(self, status: int) -> None:
         """A request that cannot be parsed: nginx's answer, then the connection closes."""
         self._disarm()
-        if self.closed or self._responding or self._task is not None:
+        if self.closed or self._responding or self._serving:
             self.abort()
             return
         body = b"%d %s\n" % (status, http1.REASONS.get(status, b""))

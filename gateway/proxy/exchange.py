@@ -128,7 +128,10 @@ class Exchange:
         if proxy.health_path and path == proxy.health_path:
             return health_reply(proxy.started)
         raw_host = authority if authority is not None else head.header(b"host") or b""
-        self.host = _strip_port(raw_host.decode("latin-1")).lower().rstrip(".")
+        seen = conn.last_host  # a keep-alive client names the same host again and again
+        if seen[0] != raw_host:
+            seen = conn.last_host = (raw_host, _host(raw_host))
+        self.host = seen[1]
         return None
 
     async def gate(self) -> Reply | None:
@@ -192,14 +195,16 @@ class Exchange:
         # never sees `..` that a prefix route would not (the router adds nothing to this)
         self.route_request = Request(method=head.method, host=self.host, port=conn.server_port,
                                      raw_path=normalize(self.path), headers=headers,
-                                     scheme=conn.scheme, sni=conn.sni)
+                                     scheme=conn.scheme,
+                                     sni=conn.sni if router.uses_snis else None)
         match = router.match(self.route_request)
         if match is None:
             return self.error(404, "no Route matched with those values")
         self.match = match
         route = match.route
-        blocked = snapshot.unrunnable.get(route.id) or snapshot.unrunnable.get("*")
-        if blocked is not None:
+        unrunnable = snapshot.unrunnable  # nearly always empty
+        blocked = unrunnable and (unrunnable.get(route.id) or unrunnable.get("*"))
+        if blocked:
             log.error("route %s: plugin '%s' is configured but this version cannot run it; "
                       "refusing the request rather than skipping the plugin",
                       route.name or route.id, blocked)
@@ -253,6 +258,11 @@ def _client_verify(ex: Exchange) -> str | None:
         return "NONE"
     error = tls.get("client_cert_error")
     return "SUCCESS" if error is None else f"FAILED:{error}"
+
+
+def _host(raw: bytes) -> str:
+    """The host routes match: without port, lower case, without a trailing dot."""
+    return _strip_port(raw.decode("latin-1")).lower().rstrip(".")
 
 
 def _strip_port(host: str) -> str:

@@ -44,12 +44,11 @@ class Forward:
             uri += b"?" + self.ex.query
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         base = upstream_headers(head.headers, Forwarded(
-            client_ip=conn.client_ip, scheme=conn.scheme, host=self.ex.host,
-            port=conn.server_port, path=self.ex.path, prefix=stripped, version=head.version,
-            request_id=self.ex.request_id), self.ex.proxy.headers)
+            hop=conn.hop, host=self.ex.host, path=self.ex.path, prefix=stripped,
+            version=head.version, request_id=self.ex.request_id), self.ex.proxy.headers)
         if self.ex.kong is not None:
             base = self.ex.kong.upstream_headers(base)
-        if http1.is_websocket(head):  # hop-by-hop, but asked of the upstream on purpose
+        if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         chunked = False
         if self.ex.body is not None:
@@ -255,8 +254,8 @@ class _Relay:
         self.status = status
         conn = ex.conn
         if status == 101:
-            out += [(b"connection", b"upgrade"),
-                    (b"upgrade", _find(headers, b"upgrade") or b"websocket")]
+            upgrade = self.origin.upgrade if self.origin is not None else None
+            out += [(b"connection", b"upgrade"), (b"upgrade", upgrade or b"websocket")]
         conn.start_response(status, out, length, has_body, ex.head.version)
         body = ex.body
         if body is not None and not body.finished:
@@ -280,11 +279,3 @@ class _Relay:
             self.ex.conn.send(after.body_filter(b"", True))
         self.ex.conn.end_response()
 
-
-
-
-def _find(headers: http1.Headers, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None

@@ -62,18 +62,33 @@ def header_policy(headers: Iterable[str], upstream: Iterable[str]) -> HeaderPoli
 DEFAULT_POLICY = HeaderPolicy()
 
 
+class Hop:
+    """One client connection's share of the forwarding headers, encoded once for all its
+    requests (a keep-alive connection sends many)."""
+
+    __slots__ = ("ip", "port", "proto", "real_ip", "xff")
+
+    def __init__(self, client_ip: str, scheme: str, port: int) -> None:
+        self.ip = client_ip.encode()
+        self.xff = (b"X-Forwarded-For", self.ip)
+        self.proto = (b"X-Forwarded-Proto", scheme.encode())
+        self.port = (b"X-Forwarded-Port", str(port).encode())
+        self.real_ip = (b"X-Real-IP", self.ip)
+
+
 @dataclass(slots=True)  # made per request: not frozen, whose __init__ is slower
 class Forwarded:
     """The facts of one request the forwarding headers are made of."""
 
-    client_ip: str
-    scheme: str
+    hop: Hop           # the connection's
     host: str          # the request's host, without port
-    port: int          # the listener's port
     path: str          # the request path as received (X-Forwarded-Path)
     prefix: str | None  # the stripped prefix, when strip_path removed one
     version: str       # the client's HTTP version
     request_id: str
+
+
+_VIA_BY_VERSION = {v: v.encode() + b" " + VIA for v in ("1.0", "1.1")}
 
 
 def upstream_headers(client: Headers, facts: Forwarded,
@@ -83,33 +98,34 @@ def upstream_headers(client: Headers, facts: Forwarded,
     xff: list[bytes] = []
     via: list[bytes] = []
     out: Headers = []
-    lowered: list[bytes] = []  # of ``out``, for the rare second pass below
     connection: list[bytes] = []
-    for name, value in client:  # one pass, each name lower-cased once
-        lower = name.lower()
-        if lower == b"x-forwarded-for":
-            xff.append(value)
+    for pair in client:  # one pass, each name lower-cased once
+        lower = pair[0].lower()
+        if lower not in _NOT_FORWARDED:
+            out.append(pair)
+        elif lower == b"x-forwarded-for":
+            xff.append(pair[1])
         elif lower == b"via":
-            via.append(value)
-        elif lower not in HOP_BY_HOP and lower not in OWN_REQUEST:
-            out.append((name, value))
-            lowered.append(lower)
+            via.append(pair[1])
         elif lower == b"connection":
-            connection.append(value)
+            connection.append(pair[1])
     listed = _listed(connection)  # names the client's Connection lists are this hop's only
-    if listed:
-        out = [pair for pair, lower in zip(out, lowered, strict=True) if lower not in listed]
-    ip = facts.client_ip.encode()
-    out.append((b"X-Forwarded-For", b", ".join([*xff, ip])))
-    out.append((b"X-Forwarded-Proto", facts.scheme.encode()))
-    out.append((b"X-Forwarded-Host", facts.host.encode("latin-1")))
-    out.append((b"X-Forwarded-Port", b"%d" % facts.port))
-    out.append((b"X-Forwarded-Path", facts.path.encode("latin-1")))
+    if listed:  # rare: a second pass
+        out = [pair for pair in out if pair[0].lower() not in listed]
+    hop = facts.hop
+    out += (
+        (b"X-Forwarded-For", b", ".join([*xff, hop.ip])) if xff else hop.xff,
+        hop.proto,
+        (b"X-Forwarded-Host", facts.host.encode("latin-1")),
+        hop.port,
+        (b"X-Forwarded-Path", facts.path.encode("latin-1")),
+    )
     if facts.prefix:
         out.append((b"X-Forwarded-Prefix", facts.prefix.encode("latin-1")))
-    out.append((b"X-Real-IP", ip))
+    out.append(hop.real_ip)
     if policy.via:
-        out.append((b"Via", b", ".join([*via, facts.version.encode() + b" " + VIA])))
+        own = _VIA_BY_VERSION.get(facts.version) or facts.version.encode() + b" " + VIA
+        out.append((b"Via", b", ".join([*via, own]) if via else own))
     elif via:
         out.append((b"Via", b", ".join(via)))  # the client's hops still pass
     if policy.upstream_request_id:
@@ -117,43 +133,72 @@ def upstream_headers(client: Headers, facts: Forwarded,
     return out
 
 
-def downstream_headers(upstream: Headers, *, upstream_ms: int, proxy_ms: int,
+_NOT_FORWARDED = HOP_BY_HOP | OWN_REQUEST  # and X-Forwarded-For, Via: appended to
+
+
+def split_response(upstream: Headers) -> tuple[Headers, bytes | None, bool, bytes | None]:
+    """An upstream response's headers in one pass, each name lower-cased once:
+    ``(end-to-end headers, Content-Length, chunked, Upgrade)``. Hop-by-hop headers, those its
+    ``Connection`` lists and the framing are not end-to-end; a Transfer-Encoding voids the
+    length (the last Content-Length counts otherwise)."""
+    out: Headers = []
+    connection: list[bytes] = []
+    length = upgrade = None
+    chunked = False
+    for pair in upstream:
+        lower = pair[0].lower()
+        if lower not in _RESPONSE_HOP:
+            out.append(pair)
+        elif lower == b"content-length":
+            length = pair[1]
+        elif lower == b"transfer-encoding":
+            chunked = True
+        elif lower == b"connection":
+            connection.append(pair[1])
+        elif lower == b"upgrade" and upgrade is None:
+            upgrade = pair[1]
+    listed = _listed(connection)
+    if listed:  # rare: a second pass
+        out = [pair for pair in out if pair[0].lower() not in listed]
+    return out, None if chunked else length, chunked, upgrade
+
+
+_RESPONSE_HOP = HOP_BY_HOP | {b"content-length"}  # framing is the writer's
+
+
+def downstream_headers(end_to_end: Headers, *, upstream_ms: int, proxy_ms: int,
                        request_id: str, set_cookie: bytes | None,
                        policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
-    """The upstream's response headers for the client: hop-by-hop ones (and those its
-    ``Connection`` lists) removed, framing left to the writer, Kong's own added."""
-    out: Headers = []
-    lowered: list[bytes] = []
-    connection: list[bytes] = []
-    for name, value in upstream:  # one pass, each name lower-cased once
-        lower = name.lower()
-        if lower not in HOP_BY_HOP and lower != b"content-length":
-            out.append((name, value))
-            lowered.append(lower)
-        elif lower == b"connection":
-            connection.append(value)
-    listed = _listed(connection)
-    if listed:
-        out = [pair for pair, lower in zip(out, lowered, strict=True) if lower not in listed]
+    """The client's response headers: the upstream's end-to-end ones (``split_response``),
+    Kong's own added (to the same list, which is the caller's to give away)."""
+    out = end_to_end
     if set_cookie is not None:
         out.append((b"set-cookie", set_cookie))
     if policy.via:
-        out.append((b"via", VIA_HEADER))
+        out.append(_VIA_PAIR)
     if policy.upstream_latency:
-        out.append((b"x-kong-upstream-latency", b"%d" % upstream_ms))
+        out.append((b"x-kong-upstream-latency", str(upstream_ms).encode()))
     if policy.proxy_latency:
-        out.append((b"x-kong-proxy-latency", b"%d" % proxy_ms))
+        out.append((b"x-kong-proxy-latency", str(proxy_ms).encode()))
     if policy.request_id:
         out.append((b"x-kong-request-id", request_id.encode()))
     return out
 
 
+_VIA_PAIR = (b"via", VIA_HEADER)
+# Connection values that list nothing beyond hop-by-hop names (nearly every response's)
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
 def _listed(values: list[bytes]) -> frozenset[bytes]:
     """The names ``Connection`` values list, less the hop-by-hop ones dropped anyway
     (``keep-alive``, ``upgrade``...): usually nothing is left, and no second pass is needed."""
-    if not values:
-        return frozenset()
+    if not values or (len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION):
+        return _NOTHING
     return connection_tokens([(b"connection", v) for v in values]) - HOP_BY_HOP
+
+
+_NOTHING: frozenset[bytes] = frozenset()
 
 
 def own_reply_headers(headers: Headers, policy: HeaderPolicy) -> Headers:

@@ -87,15 +87,26 @@ def split_target(target: bytes) -> tuple[bytes | None, bytes, bytes]:
     return authority, path, query
 
 
+# `name: value` lines joined, not %-formatted one by one: formatting parses its template for
+# every header, and heads are written twice per request
+_LINE = b": ".join
+_STATUS_LINES: dict[int, bytes] = {code: b"HTTP/1.1 %d %s" % (code, reason)
+                                   for code, reason in REASONS.items()}
+
+
 def response_head(status: int, headers: Headers) -> bytes:
     """A status line and header block; framing headers are the caller's to include."""
-    lines = b"".join([b"%s: %s\r\n" % pair for pair in headers])
-    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, REASONS.get(status, b"Unknown"), lines)
+    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown" % status
+    if not headers:
+        return line + b"\r\n\r\n"
+    return b"\r\n".join([line, *map(_LINE, headers), b"\r\n"])
 
 
 def request_head(method: str, target: bytes, headers: Headers) -> bytes:
-    lines = b"".join([b"%s: %s\r\n" % pair for pair in headers])
-    return b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode("ascii"), target, lines)
+    line = b"%s %s HTTP/1.1" % (method.encode("ascii"), target)
+    if not headers:
+        return line + b"\r\n\r\n"
+    return b"\r\n".join([line, *map(_LINE, headers), b"\r\n"])
 
 
 def chunk(data: bytes) -> bytes:

@@ -201,15 +201,59 @@ class Router:
         self._matchers = tuple(matchers)
         # requests need their headers decoded only if some route looks at them
         self.uses_headers = any(m.headers for m in matchers)
+        self.uses_regex = any(m.regexes for m in matchers)  # else no escaped form is needed
+        self.uses_snis = any(m.snis for m in matchers)  # else the SNI is not looked up
+        self._index = _PrefixIndex(self._matchers) if len(matchers) > INDEX_FROM else None
 
     def __len__(self) -> int:
         return len(self._matchers)
 
     def match(self, req: Request) -> Match | None:
-        escaped = normalize_escapes(req.raw_path)
         full = normalize(req.raw_path)
-        for matcher in self._matchers:
+        escaped = normalize_escapes(req.raw_path) if self.uses_regex else full
+        index = self._index
+        for matcher in self._matchers if index is None else index.candidates(full):
             found = matcher.match(req, full, escaped)
             if found is not None:
                 return found
         return None
+
+
+INDEX_FROM = 16  # matchers; below this a scan costs less than the index's lookups
+
+
+class _PrefixIndex:
+    """The matchers a path can match, in Kong's order, without trying every prefix route.
+
+    A prefix matcher can only match a path that starts with one of its prefixes, so the
+    candidates are the matchers filed under ``path[:n]`` for each prefix length ``n`` in
+    use, plus every matcher without prefixes (regex paths, no paths); merged by position in
+    the sorted list, they are tried exactly as the full scan would try them."""
+
+    __slots__ = ("_always", "_by_prefix", "_lengths", "_matchers")
+
+    def __init__(self, matchers: tuple[_Matcher, ...]) -> None:
+        self._matchers = matchers
+        self._by_prefix: dict[str, list[int]] = {}
+        always: list[int] = []
+        for position, matcher in enumerate(matchers):
+            if not matcher.prefixes:
+                always.append(position)
+            for prefix in matcher.prefixes:
+                self._by_prefix.setdefault(prefix, []).append(position)
+        self._always = tuple(always)
+        self._lengths = tuple(sorted({len(p) for p in self._by_prefix}))
+
+    def candidates(self, path: str) -> list[_Matcher]:
+        found: list[int] = list(self._always)
+        size = len(path)
+        by_prefix = self._by_prefix
+        for length in self._lengths:
+            if length > size:
+                break
+            positions = by_prefix.get(path[:length])
+            if positions is not None:
+                found.extend(positions)
+        found.sort()
+        matchers = self._matchers
+        return [matchers[i] for i in found]

@@ -18,6 +18,7 @@ from typing import Protocol, cast
 import httptools
 
 from gateway.proxy import http1
+from gateway.proxy.forwarding import split_response
 from gateway.proxy.retry import Kind
 from gateway.proxy.tunnel import Tunnel
 from gateway.tls.client import describe_failure, is_tls_failure
@@ -35,6 +36,8 @@ class UpstreamError(Exception):
 
 
 class Relay(Protocol):
+    """``head`` gets the end-to-end headers (``split_response``); the framing is told."""
+
     def head(self, status: int, headers: http1.Headers, length: int | None,
              has_body: bool) -> None: ...
     def body(self, data: bytes) -> None: ...
@@ -76,6 +79,7 @@ class OriginConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.tunnel: Tunnel | None = None
         self.upgraded: bytes | None = None  # after a 101: the bytes behind its head
+        self.upgrade: bytes | None = None  # the response's Upgrade header
 
     # ------------------------------------------------------------------ exchange API
     def begin(self, relay: Relay, method: str, read_timeout: float) -> asyncio.Future[None]:
@@ -231,14 +235,14 @@ class OriginConnection(asyncio.Protocol):
         self._status = status
         has_body = http1.response_has_body(status, self._method)
         length = None
-        raw_length, chunked = _framing(self._headers)
+        headers, raw_length, chunked, self.upgrade = split_response(self._headers)
         if (has_body or self._method == "HEAD") and raw_length is not None:
             length = int(raw_length)
         self._started = True
         self._until_close = has_body and length is None and not chunked
         self._wake_drain()
         if self._relay is not None:
-            self._relay.head(status, self._headers, length, has_body)
+            self._relay.head(status, headers, length, has_body)
         if self._method == "HEAD":
             raise _HeadDone()
 
@@ -312,19 +316,6 @@ class OriginConnection(asyncio.Protocol):
 
 class PoolHooks(Protocol):
     def lost(self, conn: OriginConnection) -> None: ...
-
-
-def _framing(headers: http1.Headers) -> tuple[bytes | None, bool]:
-    """``(Content-Length, has Transfer-Encoding)`` in one pass; a Transfer-Encoding voids the
-    length (the last Content-Length counts otherwise)."""
-    length = None
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"transfer-encoding":
-            return None, True
-        if lower == b"content-length":
-            length = value
-    return length, False
 
 
 async def dial(hooks: PoolHooks, host: str, port: int, context: ssl.SSLContext | None,

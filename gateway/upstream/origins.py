@@ -16,14 +16,16 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.tls.client import ClientProfile
 from gateway.upstream.origin import OriginConnection, dial
 
 
-@dataclass(frozen=True, slots=True)
-class OriginKey:
+class OriginKey(NamedTuple):
+    """A tuple: looked up once per request, and a tuple hashes in C (a dataclass's hash is
+    a Python call)."""
+
     profile: ClientProfile | None  # None: plain HTTP
     host: str
     port: int

@@ -164,3 +164,25 @@ async def test_connections_beyond_worker_connections_are_closed() -> None:
     finally:
         await plane.stop(grace=1)
         sock.close()
+
+
+def serving_tasks() -> int:
+    return sum(1 for task in asyncio.all_tasks()
+               if getattr(task.get_coro(), "__qualname__", "") == "Downstream._serve")
+
+
+async def test_one_task_serves_a_keep_alive_connection_and_ends_with_it(port: int) -> None:
+    """Between keep-alive requests the connection's task waits for the next one (not one
+    task per request); when the client leaves, the task ends."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for i in range(3):
+        writer.write(b"GET /k%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+        await asyncio.wait_for(reader.readuntil(b"GET /k%d 0" % i), 5)
+        assert serving_tasks() == 1
+    writer.close()
+    await writer.wait_closed()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while serving_tasks() and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert serving_tasks() == 0

@@ -6,14 +6,16 @@ import pytest
 
 from gateway.proxy.forwarding import (
     Forwarded,
+    Hop,
     downstream_headers,
     header_policy,
     own_reply_headers,
+    split_response,
     upstream_headers,
 )
 
-FACTS = Forwarded(client_ip="10.1.1.1", scheme="https", host="site.test", port=8443,
-                  path="/api/x", prefix="/api", version="1.1", request_id="r1")
+FACTS = Forwarded(hop=Hop("10.1.1.1", "https", 8443), host="site.test", path="/api/x",
+                  prefix="/api", version="1.1", request_id="r1")
 
 
 def test_upstream_headers() -> None:
@@ -37,12 +39,29 @@ def test_downstream_headers() -> None:
     upstream = [(b"Content-Type", b"text/plain"), (b"Connection", b"close, X-Hop"),
                 (b"X-Hop", b"1"), (b"Transfer-Encoding", b"chunked"),
                 (b"Content-Length", b"9"), (b"Set-Cookie", b"a=1")]
-    out = downstream_headers(upstream, upstream_ms=7, proxy_ms=1, request_id="r1",
+    end_to_end, length, chunked, upgrade = split_response(upstream)
+    assert (length, chunked, upgrade) == (None, True, None)  # chunking voids the length
+    out = downstream_headers(end_to_end, upstream_ms=7, proxy_ms=1, request_id="r1",
                              set_cookie=b"lb=x; Path=/")
     assert out == [(b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"),
                    (b"set-cookie", b"lb=x; Path=/"), (b"via", b"1.1 ramparts/0.1.0"),
                    (b"x-kong-upstream-latency", b"7"), (b"x-kong-proxy-latency", b"1"),
                    (b"x-kong-request-id", b"r1")]
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ([(b"Content-Length", b"5"), (b"Connection", b"keep-alive"), (b"X-A", b"1")],
+     ([(b"X-A", b"1")], b"5", False, None)),
+    ([(b"content-length", b"5"), (b"content-length", b"6")], ([], b"6", False, None)),
+    ([(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), (b"upgrade", b"h2c")],
+     ([], None, False, b"websocket")),
+    ([(b"X-Hop", b"1"), (b"CONNECTION", b"Keep-Alive, x-hop"), (b"X-B", b"2")],
+     ([(b"X-B", b"2")], None, False, None)),
+])
+def test_split_response(headers: list[tuple[bytes, bytes]],
+                        expected: tuple[object, ...]) -> None:
+    """Framing, Upgrade and hop-by-hop headers out of an upstream response in one pass."""
+    assert split_response(headers) == expected
 
 
 @pytest.mark.parametrize(("tokens", "on"), [

@@ -175,3 +175,23 @@ def test_normalised_path_is_matched() -> None:
 def test_upstream_uri_joins(base: str | None, route_path: str, req: str, strip: bool,
                             upstream: str) -> None:
     assert upstream_uri(base, req, route_path, strip) == upstream
+
+
+@pytest.mark.parametrize(("path", "host", "expected"), [
+    ("/api/users/1", "example.com", "long"),  # longest prefix, among 200 other prefixes
+    ("/api/v2/x", "example.com", "regex"),     # a regex path beats plain prefixes
+    ("/apix", "example.com", "short"),          # prefixes stay textual
+    ("/r7/x", "example.com", "r7"),
+    ("/r7", "example.com", "root"),            # /r7/ does not match: the catch-all does
+    ("/r170/a/../b", "example.com", "r170"),   # normalised before the lookup
+    ("/api", "h.example", "hosted"),            # a plain host outranks paths alone
+    ("/nothing", "example.com", "root"),
+])
+def test_many_routes_keep_kongs_order(path: str, host: str, expected: str) -> None:
+    """With many routes the router looks prefixes up instead of trying every route; the
+    answer must be the one Kong's order gives."""
+    routes = [route(f"r{i}", paths=[f"/r{i}/"]) for i in range(200)]
+    routes += [route("short", paths=["/api"]), route("long", paths=["/api/users"]),
+               route("regex", paths=[r"~/api/v\d+"]), route("root", paths=["/"]),
+               route("hosted", hosts=["h.example"])]
+    assert matched(routes, path, host=host) == expected
