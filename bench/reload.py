@@ -39,7 +39,6 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.workers.worker import settle_heap  # noqa: E402
 from gateway import registry  # noqa: E402
 from gateway.db import migrate, tables  # noqa: E402
 from gateway.db.load import load_all  # noqa: E402
@@ -50,6 +49,7 @@ from gateway.snapshot import Holder, build_snapshot  # noqa: E402
 from gateway.tls.contexts import ServerPolicy  # noqa: E402
 from gateway.tls.defaults import generated_pairs  # noqa: E402
 from gateway.tls.store import TLSTerminator  # noqa: E402
+from gateway.workers.worker import settle_heap  # noqa: E402
 from tests.e2e.proc import Running, free_port, launch, ready, wait_for  # noqa: E402
 from tests.pki import ec_pair, ec_pairs  # noqa: E402
 
