@@ -1,4 +1,5 @@
-"""Connection and request counters, shared by the servers of one process (``GET /status``)."""
+"""Connection and request counters of one process; the workers publish theirs on the status
+board, which ``GET /status`` sums (``gateway/workers/board.py``)."""
 
 from __future__ import annotations
 

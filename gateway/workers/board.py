@@ -22,8 +22,8 @@ PUBLISH_INTERVAL = 0.5  # seconds between a child's periodic writes
 ENTRIES = 4 * 65  # four per worker slot and the Admin API's (old, new and draining ones)
 ERROR_BYTES = 240
 # seq, pid, role, state, five counters, applied version, applied at, failed version, written
-# at, then the configuration error's text
-_HEAD = struct.Struct("<QqqqqqqqqqdqdH")
+# at, failed TLS handshakes, then the configuration error's text
+_HEAD = struct.Struct("<QqqqqqqqqqdqdqH")
 _SLOT = struct.Struct(f"<{_HEAD.size}s{ERROR_BYTES}s")
 SIZE = _SLOT.size
 
@@ -48,6 +48,7 @@ class Entry:
     failed_version: int = -1
     written_at: float = 0.0
     error: str = ""
+    tls_handshakes_failed: int = 0
 
 
 class Board:
@@ -72,7 +73,7 @@ class Board:
                           entry.connections_active, entry.connections_handled,
                           entry.requests_active, entry.total_requests, entry.applied_version,
                           entry.applied_at, entry.failed_version, entry.written_at,
-                          len(error))
+                          entry.tls_handshakes_failed, len(error))
         self._map[offset + 8:offset + SIZE] = _SLOT.pack(head, error)[8:]
         struct.pack_into("<Q", self._map, offset, (seq + 1 | 1) + 1)  # even: consistent
 
@@ -107,6 +108,7 @@ class Board:
 def _decode(raw: bytes) -> Entry:
     head, error = _SLOT.unpack(raw)
     (_, pid, role, state, accepted, active, handled, requests_active, total, version,
-     applied_at, failed, written_at, length) = _HEAD.unpack(head)
+     applied_at, failed, written_at, handshakes_failed, length) = _HEAD.unpack(head)
     return Entry(pid, role, state, accepted, active, handled, requests_active, total, version,
-                 applied_at, failed, written_at, error[:length].decode("utf-8", "replace"))
+                 applied_at, failed, written_at, error[:length].decode("utf-8", "replace"),
+                 handshakes_failed)

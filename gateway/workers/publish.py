@@ -39,7 +39,7 @@ class Publisher:
         self.board.write(self.entry, Entry(
             os.getpid(), self.role, self.state, s.connections_accepted, s.connections_active,
             s.connections_handled, s.requests_active, s.total_requests, version, applied_at,
-            failed, time.time(), error))
+            failed, time.time(), error, s.tls_handshakes_failed))
 
     def set_state(self, state: int) -> None:
         self.state = state

@@ -19,6 +19,7 @@ def server_status(entries: Iterable[Entry]) -> dict[str, int]:
         total.connections_handled += e.connections_handled
         total.requests_active += e.requests_active
         total.total_requests += e.total_requests
+        total.tls_handshakes_failed += e.tls_handshakes_failed
     return total.as_status()
 
 

@@ -128,3 +128,9 @@ def tls_upstream(chain: str, key: str, client_ca: str | None = None,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def every_worker_applied(gw: Node) -> bool:
+    """/status: the lowest version any worker serves is the stored one."""
+    status = gw.call("GET", "/status").json()
+    return bool(status.get("applied_configuration_version") == status["configuration_version"])

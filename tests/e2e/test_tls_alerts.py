@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.workers.board import PUBLISH_INTERVAL
 from tests.e2e.gateway import Node, node
 from tests.e2e.proc import get_json, wait_for
 
@@ -44,6 +45,9 @@ def failures(gw: Node, reason: str) -> int:
 
 
 def failed_count(gw: Node) -> int:
+    """The node's count, once the worker published what it counted so far (its status board
+    entry is written every 0.5 s)."""
+    time.sleep(PUBLISH_INTERVAL + 0.2)
     return int(get_json(gw.running.admin + "/status")["server"]["tls_handshakes_failed"])
 
 

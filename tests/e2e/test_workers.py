@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.gateway import Node, node
+from tests.e2e.gateway import Node, every_worker_applied, node
 from tests.e2e.proc import RAMPARTS, Running, free_port, get_json, ready, wait_for
 from tests.e2e.raw import RawUpstream
 
@@ -125,12 +125,6 @@ def route(gw: Node, port: int, path: str = "/slow") -> None:
     r = gw.call("PUT", f"/routes/{name}", json={"paths": [path], "service": {"name": name}})
     assert r.status_code == 200, r.text
     wait_for(partial(every_worker_applied, gw), 60, "the route on every worker")
-
-
-def every_worker_applied(gw: Node) -> bool:
-    """/status: the lowest version any worker serves is the stored one."""
-    status = gw.call("GET", "/status").json()
-    return bool(status.get("applied_configuration_version") == status["configuration_version"])
 
 
 def health_route(gw: Node) -> None:

@@ -24,10 +24,11 @@ def board() -> Iterator[Board]:
 
 def test_an_entry_reads_back_whole(board: Board) -> None:
     entry = Entry(1234, ROLE_WORKER, READY, 5, 2, 3, 1, 9, 42, 1.5, 43, 2.5,
-                  "configuration version 43 cannot be built: é" * 10)
+                  "configuration version 43 cannot be built: é" * 10, tls_handshakes_failed=6)
     board.write(7, entry)
     got = board.read(7)
     assert got is not None and got.pid == 1234 and got.applied_version == 42
+    assert got.tls_handshakes_failed == 6
     assert got.error == entry.error.encode()[:240].decode("utf-8", "replace")
     assert board.entries() == {7: got}
     board.clear(7)
@@ -64,9 +65,11 @@ def test_the_node_serves_the_lowest_version_any_worker_serves() -> None:
 
 def test_counters_are_the_sum_over_the_processes() -> None:
     entries = [worker(1, 1, connections_accepted=3, connections_active=2, total_requests=10,
-                      requests_active=1),
+                      requests_active=1, tls_handshakes_failed=2),
+               worker(3, 1, tls_handshakes_failed=1),
                Entry(2, ROLE_ADMIN, READY, connections_accepted=1, connections_active=1,
                      total_requests=4)]
     status = server_status(entries)
     assert status["connections_accepted"] == 4 and status["connections_active"] == 3
     assert status["total_requests"] == 14 and status["connections_writing"] == 1
+    assert status["tls_handshakes_failed"] == 3  # the workers' TLS listeners refused 3
