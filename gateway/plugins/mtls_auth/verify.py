@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import ssl
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -26,6 +27,7 @@ from gateway.plugins.mtls_auth.dirname import SanPart, directory_pairs
 _STORES: OrderedDict[tuple[object, ...], Trust] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_STORES = 256
+_MAX_VERDICTS = 4096  # per trust store; then it starts over
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per cached set
@@ -34,6 +36,11 @@ class Trust:
     # SHA-256 of a CA certificate (DER) -> its ca_certificates id and the certificate, so a
     # verified chain's anchor and issuer are named without converting them back
     anchors: Mapping[bytes, tuple[str, x509.Certificate]]
+    # chains this store verified, by the SHA-256 of the chain as sent: each verdict with the
+    # moment its chain's first certificate expires. The only thing in OpenSSL's verdict that
+    # changes with time is validity (revocation is checked per request, apart), so until
+    # then a new connection showing the same chain needs no second verification
+    verified: dict[bytes, tuple[Verdict, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,45 +107,67 @@ def _der(pem: str) -> bytes:
         return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
 
 
-def verify(trust: Trust, chain_pem: Sequence[str]) -> Verdict:
-    """``chain_pem``: the client's chain as sent, leaf first.
-
-    Once per connection, so every step counts: each certificate is decoded once (PEM to DER
-    by base64, then parsed by cryptography and, for OpenSSL's verifier, by pyOpenSSL), the
-    chain is verified once (``get_verified_chain`` verifies; ``verify_certificate`` before it
-    would verify twice), and the anchor and issuer are named by the SHA-256 of their DER."""
+def verify(trust: Trust, chain_pem: Sequence[str], now: float | None = None) -> Verdict:
+    """``chain_pem``: the client's chain as sent, leaf first. A chain this trust store
+    verified before is answered from ``trust.verified`` until its first certificate expires
+    (``now``: the wall clock OpenSSL checks validity against, for tests)."""
     try:
         ders = [_der(p) for p in chain_pem]
+    except ValueError as exc:
+        return Verdict(f"unparsable certificate: {exc}")
+    key = hashlib.sha256(b"".join(ders)).digest()  # DER is self-delimiting
+    moment = time.time() if now is None else now
+    known = trust.verified.get(key)
+    if known is not None and moment < known[1]:
+        return known[0]
+    verdict, until = _verify(trust, ders)
+    if verdict.ok:
+        if len(trust.verified) >= _MAX_VERDICTS:
+            trust.verified.clear()
+        trust.verified[key] = (verdict, until)
+    return verdict
+
+
+def _verify(trust: Trust, ders: Sequence[bytes]) -> tuple[Verdict, float]:
+    """The verdict and when it expires. Every step counts: each certificate is parsed once
+    by cryptography and once by pyOpenSSL (for OpenSSL's verifier), the chain is verified
+    once (``get_verified_chain`` verifies; ``verify_certificate`` before it verified twice),
+    and the anchor and issuer are named by the SHA-256 of their DER, not converted back."""
+    try:
         certs = [x509.load_der_x509_certificate(d) for d in ders]
         ossl = [crypto.load_certificate(crypto.FILETYPE_ASN1, d) for d in ders]
     except (ValueError, crypto.Error) as exc:
-        return Verdict(f"unparsable certificate: {exc}")
+        return Verdict(f"unparsable certificate: {exc}"), 0.0
     leaf = certs[0]
     try:
         verified = crypto.X509StoreContext(trust.store, ossl[0], ossl[1:]).get_verified_chain()
     except crypto.X509StoreContextError as exc:
-        return Verdict(str(exc), leaf=leaf)
+        return Verdict(str(exc), leaf=leaf), 0.0
     problem = _eku_problem(leaf)
     if problem is not None:
-        return Verdict(problem, leaf=leaf)
+        return Verdict(problem, leaf=leaf), 0.0
     sent = {_sha256(d): c for d, c in zip(ders, certs, strict=True)}
-    digests = [_sha256(crypto.dump_certificate(crypto.FILETYPE_ASN1, v)) for v in verified]
-    anchor = trust.anchors.get(digests[-1])
+    digests = [_sha256(ders[0])] + [
+        _sha256(crypto.dump_certificate(crypto.FILETYPE_ASN1, v)) for v in verified[1:]]
+    members = [_member(trust, sent, d) for d in digests]
+    issuer = members[1][1] if len(members) > 1 else None
     parts = san_parts(leaf)
     names, cn = _names(parts, leaf)
-    issuer = issuer_ca = None
-    key, sources = b"", False
-    if len(verified) > 1:
-        known = trust.anchors.get(digests[1])
-        issuer = known[1] if known is not None else sent.get(digests[1])
-        if issuer is None:  # not expected: OpenSSL builds chains from these two sources
-            issuer = verified[1].to_cryptography()
-        issuer_ca = known[0] if known is not None else None
-        key = digests[0] + digests[1]
-        sources = bool(ocsp.responders(leaf) or crl.distribution_points(leaf))
-    return Verdict(None, anchor[0] if anchor else None, leaf, names, cn,
-                   leaf.subject.rfc4514_string(), issuer, issuer_ca, key, sources,
-                   parts if any(not isinstance(p, str) for p in parts) else ())
+    until = min(c.not_valid_after_utc.timestamp() for _, c in members)
+    return Verdict(
+        None, members[-1][0], leaf, names, cn, leaf.subject.rfc4514_string(), issuer,
+        members[1][0] if issuer is not None else None,
+        digests[0] + digests[1] if issuer is not None else b"",
+        issuer is not None and bool(ocsp.responders(leaf) or crl.distribution_points(leaf)),
+        parts if any(not isinstance(p, str) for p in parts) else ()), until
+
+
+def _member(trust: Trust, sent: Mapping[bytes, x509.Certificate], digest: bytes
+            ) -> tuple[str | None, x509.Certificate]:
+    """A verified chain's member: its ca_certificates id if it is one, and the certificate
+    (OpenSSL builds chains only from the store and from what the client sent)."""
+    known = trust.anchors.get(digest)
+    return (known[0], known[1]) if known is not None else (None, sent[digest])
 
 
 def _eku_problem(leaf: x509.Certificate) -> str | None:
