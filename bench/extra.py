@@ -258,7 +258,7 @@ def verification_cost(pki: Path, cpu: str, n: int = 2000) -> tuple[float, float,
             return 1e6 * (time.process_time() - t0) / n
         bare = cost(lambda: crypto.X509StoreContext(store, leaf).verify_certificate())
         def unseen() -> object:
-            trust.verified.clear()
+            verify.VERIFIED.clear()
             return verify.verify(trust, [leaf_pem])
         ours = cost(unseen)
         seen = cost(lambda: verify.verify(trust, [leaf_pem]))

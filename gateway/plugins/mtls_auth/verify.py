@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -27,7 +27,15 @@ from gateway.plugins.mtls_auth.dirname import SanPart, directory_pairs
 _STORES: OrderedDict[tuple[object, ...], Trust] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_STORES = 256
-_MAX_VERDICTS = 4096  # per trust store; then it starts over
+
+
+# Chains verified, by trust store and the SHA-256 of the chain as sent: each verdict with the
+# moment its chain's first certificate expires. The only thing in OpenSSL's verdict that
+# changes with time is validity (revocation is checked per request, apart), so until then a
+# new connection showing the same chain needs no second verification. Per process, bounded
+# (then it starts over), only chains that verified.
+VERIFIED: dict[tuple[Trust, bytes], tuple[Verdict, float]] = {}
+_MAX_VERIFIED = 4096
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per cached set
@@ -36,11 +44,6 @@ class Trust:
     # SHA-256 of a CA certificate (DER) -> its ca_certificates id and the certificate, so a
     # verified chain's anchor and issuer are named without converting them back
     anchors: Mapping[bytes, tuple[str, x509.Certificate]]
-    # chains this store verified, by the SHA-256 of the chain as sent: each verdict with the
-    # moment its chain's first certificate expires. The only thing in OpenSSL's verdict that
-    # changes with time is validity (revocation is checked per request, apart), so until
-    # then a new connection showing the same chain needs no second verification
-    verified: dict[bytes, tuple[Verdict, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +112,22 @@ def _der(pem: str) -> bytes:
 
 def verify(trust: Trust, chain_pem: Sequence[str], now: float | None = None) -> Verdict:
     """``chain_pem``: the client's chain as sent, leaf first. A chain this trust store
-    verified before is answered from ``trust.verified`` until its first certificate expires
+    verified before is answered from ``VERIFIED`` until its first certificate expires
     (``now``: the wall clock OpenSSL checks validity against, for tests)."""
     try:
         ders = [_der(p) for p in chain_pem]
     except ValueError as exc:
         return Verdict(f"unparsable certificate: {exc}")
-    key = hashlib.sha256(b"".join(ders)).digest()  # DER is self-delimiting
+    key = (trust, hashlib.sha256(b"".join(ders)).digest())  # DER is self-delimiting
     moment = time.time() if now is None else now
-    known = trust.verified.get(key)
+    known = VERIFIED.get(key)
     if known is not None and moment < known[1]:
         return known[0]
     verdict, until = _verify(trust, ders)
     if verdict.ok:
-        if len(trust.verified) >= _MAX_VERDICTS:
-            trust.verified.clear()
-        trust.verified[key] = (verdict, until)
+        if len(VERIFIED) >= _MAX_VERIFIED:
+            VERIFIED.clear()
+        VERIFIED[key] = (verdict, until)
     return verdict
 
 

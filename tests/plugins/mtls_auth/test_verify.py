@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.plugins.mtls_auth import verify as verify_module
 from gateway.plugins.mtls_auth.verify import subject_names, trust_for, verify
 from tests.pki import Pki
 
@@ -112,3 +113,11 @@ def test_failed_chains_are_verified_each_time() -> None:
     chain = [pem(issue("leaf", OTHER)[0])]
     first = verify(trust, chain)
     assert not first.ok and verify(trust, chain) is not first
+
+
+def test_the_verified_chains_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify_module, "_MAX_VERIFIED", 3)
+    trust = trust_for([("r", pem(ROOT[0]))], False)
+    for _ in range(10):
+        assert verify(trust, [pem(issue("leaf", ROOT)[0])]).ok
+        assert len(verify_module.VERIFIED) <= 3
