@@ -61,12 +61,14 @@ class MtlsAuthHandler(Handler):
         self.strict = mode == "STRICT"
         self.revocation = None if mode == "SKIP" else revocation.Options.of(config)
         self.consumer_by = tuple(config.get("consumer_by") or ())
+        self.anonymous = config.get("anonymous")  # read per request: looked up once here
+        self.forward = bool(config.get("forward_client_cert"))
         self._known_trust: tuple[Directory, Trust] | None = None
 
     def access(self, kong: Kong) -> Awaitable[None] | None:
         """Synchronous unless a revocation answer has to be fetched."""
         _strip(kong)
-        if self.config.get("anonymous") and kong.client.credential is not None:
+        if self.anonymous and kong.client.credential is not None:
             return None  # an earlier auth plugin already authenticated (logical OR)
         db = kong.db or EMPTY_DIRECTORY
         try:
@@ -90,7 +92,7 @@ class MtlsAuthHandler(Handler):
             self._failed(kong, db, failure)
             return
         kong.ctx["client_verify"] = "SUCCESS"
-        if self.config.get("forward_client_cert") and verdict.leaf is not None:
+        if self.forward and verdict.leaf is not None:
             _forward(kong, verdict.leaf)
 
     def _failed(self, kong: Kong, db: Directory, failure: Failure) -> None:
@@ -237,17 +239,21 @@ def _strip(kong: Kong) -> None:
             request.set_headers.pop(name, None)
 
 
+_CONSUMER_KEYS = tuple(n.lower().encode() for n in CONSUMER_HEADERS)
+
+
 def _consumer_headers(kong: Kong, consumer: Consumer, anonymous: bool) -> None:
+    # per request: the header names are encoded once, here at import, not per call
     request = kong.service_request
-    for name, value in (("X-Consumer-ID", consumer.id),
-                        ("X-Consumer-Custom-ID", consumer.custom_id),
-                        ("X-Consumer-Username", consumer.username),
-                        ("X-Anonymous-Consumer", "true" if anonymous else None)):
+    values = (consumer.id, consumer.custom_id, consumer.username, None,
+              "true" if anonymous else None)  # CONSUMER_HEADERS' order; no credential id
+    for key, value in zip(_CONSUMER_KEYS, values, strict=True):
         if value:
-            request.set_header(name, value)
+            request.set_headers[key] = value.encode("latin-1")
+            request.cleared.discard(key)
         else:
-            request.clear_header(name)
-    request.clear_header("X-Credential-Identifier")
+            request.set_headers.pop(key, None)
+            request.cleared.add(key)
 
 
 def _cert_headers(kong: Kong, verdict: Verdict) -> None:

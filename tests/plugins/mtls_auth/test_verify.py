@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.plugins.mtls_auth import verify as verify_module
 from gateway.plugins.mtls_auth.verify import subject_names, trust_for, verify
 from tests.pki import Pki
 
@@ -87,3 +88,36 @@ def test_subject_names_are_sans_then_cn() -> None:
     leaf, _ = issue("kongclient", ROOT, san=[x509.DNSName("example.test"),
                                              x509.RFC822Name("a@b.test")])
     assert subject_names(leaf) == (("example.test", "a@b.test", "kongclient"), "kongclient")
+
+
+def test_a_chain_verified_once_is_not_verified_again_until_it_expires() -> None:
+    # a new connection showing the same chain to the same trust store gets the same verdict
+    # without a second verification (issue 11: at most one per new connection), but never
+    # past the moment its first certificate expires
+    trust = trust_for([("r", pem(ROOT[0]))], False)
+    leaf = issue("leaf", INTER, days=(-1, 2))[0]
+    chain = [pem(leaf), pem(INTER[0])]
+    first = verify(trust, chain)
+    assert first.ok and first.anchor == "r" and first.issuer == INTER[0]
+    assert verify(trust, chain) is first
+    expires = leaf.not_valid_after_utc.timestamp()
+    assert verify(trust, chain, now=expires - 1) is first
+    later = verify(trust, chain, now=expires)      # the cached verdict no longer holds
+    assert later is not first and later.ok         # (OpenSSL's clock still says valid)
+    other = trust_for([("r", pem(ROOT[0]))], True)  # another store verifies for itself
+    assert verify(other, chain) is not later
+
+
+def test_failed_chains_are_verified_each_time() -> None:
+    trust = trust_for([("r", pem(ROOT[0]))], False)
+    chain = [pem(issue("leaf", OTHER)[0])]
+    first = verify(trust, chain)
+    assert not first.ok and verify(trust, chain) is not first
+
+
+def test_the_verified_chains_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify_module, "_MAX_VERIFIED", 3)
+    trust = trust_for([("r", pem(ROOT[0]))], False)
+    for _ in range(10):
+        assert verify(trust, [pem(issue("leaf", ROOT)[0])]).ok
+        assert len(verify_module.VERIFIED) <= 3
