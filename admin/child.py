@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 import uvloop
@@ -18,6 +19,9 @@ from gateway.workers.handoff import HandoffError, from_environment
 
 
 def main() -> int:
+    # SIGHUP is the supervisor's (it replaces the children one at a time); a terminal's
+    # hang-up reaches the whole process group, so a child must not die of it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = argparse.ArgumentParser(prog="admin.child")
     args.add_argument("-c", "--conf")
     conf = args.parse_args().conf

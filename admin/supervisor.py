@@ -49,6 +49,7 @@ TICK = 0.05            # seconds between looks at the children
 READY_WITHIN = 120.0   # a new child not serving by then failed to start
 QUIT_WITHIN = 5.0      # after SIGQUIT, children still alive are killed
 DRAIN_SLACK = 10.0     # beyond drain_timeout, for a child's own clean-up
+DRAIN = signal.SIGUSR1  # to a child: drain (gateway/server.py: Lifecycle)
 PER_SLOT = 4           # board entries per slot: processes of one slot alive at once
 KEPT = ("proxy_listeners", "admin_listeners", "database")  # need a full restart
 
@@ -166,9 +167,12 @@ class Supervisor:
         command = [sys.executable, "-m", "admin.child", *(["-c", self.conf] if self.conf
                                                           else [])]
         try:
-            # its own process group: a terminal's Ctrl-C reaches the supervisor only, which
-            # then drains its children exactly once
-            proc = subprocess.Popen(command, pass_fds=[self.board.fd, *fds], process_group=0,
+            # the supervisor's process group, as nginx's workers: whoever measures or stops
+            # the node by its group (a terminal's Ctrl-C, a service manager, the bench
+            # harness's CPU count) sees every process; children ignore SIGHUP (the
+            # supervisor's to act on), and the drain the supervisor passes on is SIGUSR1,
+            # which never cuts a child a group signal already set draining
+            proc = subprocess.Popen(command, pass_fds=[self.board.fd, *fds],
                                     env=handoff.child_environment(os.environ, env))
         finally:
             if secret_fd is not None:
@@ -244,7 +248,7 @@ class Supervisor:
     def retire(self, slot: Slot, child: Child) -> None:
         """Drain ``child``: it stops accepting, finishes its requests and exits."""
         child.retiring = True
-        child.proc.send_signal(signal.SIGTERM)
+        child.proc.send_signal(DRAIN)
         self.retired.append((slot, child))
 
     def reap_retired(self) -> None:
@@ -297,7 +301,7 @@ class Supervisor:
         self.stopping = True
         for slot in self.all_slots():
             slot.restart_at = None
-        sig = signal.SIGQUIT if at_once else signal.SIGTERM
+        sig = signal.SIGQUIT if at_once else DRAIN
         log.info("%s: %d process(es)", "stopping now" if at_once else
                  f"draining (drain_timeout {self.settings.drain_seconds:g} s)",
                  len(self.children()))

@@ -124,9 +124,12 @@ class Lifecycle:
     """Serve until told to stop, then drain. SIGTERM or SIGINT (or the supervisor going
     away) drains: listeners close, requests in flight get ``drain`` seconds, then whatever
     is left (long-lived streams, tunnels) is cut. A second SIGTERM/SIGINT, or SIGQUIT, cuts
-    everything at once. The data planes are already serving when ``run`` is called."""
+    everything at once. SIGUSR1 is the supervisor's "drain": it never cuts, so a child that
+    a terminal's Ctrl-C or a process-group SIGTERM already reached (children share the
+    supervisor's process group, as nginx's workers do) is not cut by the supervisor passing
+    the same stop on. The data planes are already serving when ``run`` is called."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
 
     def __init__(self, servers: list[tuple[Server, list[socket.socket]]],
                  planes: tuple[DataPlane, ...] = (), drain: float = 30.0) -> None:
@@ -154,6 +157,8 @@ class Lifecycle:
         self.draining.set()
 
     def _signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGUSR1 and self.draining.is_set():
+            return  # the supervisor's drain, already under way
         self.stop(at_once=sig == signal.SIGQUIT)
 
     async def run(self) -> None:

@@ -63,13 +63,13 @@ class Node:
 
 
 @contextlib.contextmanager
-def node(workdir: Path, database: str, env: dict[str, str] | None = None, **settings: Any
-         ) -> Iterator[Node]:
+def node(workdir: Path, database: str, env: dict[str, str] | None = None,
+         session: bool = False, **settings: Any) -> Iterator[Node]:
     http_port, https_port = free_port(), free_port()
     base = {"database": database,
             "proxy_listen": f"127.0.0.1:{http_port}, 127.0.0.1:{https_port} ssl",
             "prefix": str(workdir / "prefix"), "log_level": "info"}
-    with ramparts(workdir, {**base, **settings}, env=env) as running:
+    with ramparts(workdir, {**base, **settings}, env=env, session=session) as running:
         yield Node(running, http_port, https_port)
 
 

@@ -69,9 +69,10 @@ class Running:
 
 
 def launch(workdir: Path, settings: dict[str, Any], env: dict[str, str] | None = None,
-           pass_fds: tuple[int, ...] = ()) -> Running:
+           pass_fds: tuple[int, ...] = (), session: bool = False) -> Running:
     """``ramparts start -c <settings>`` in ``workdir``, without waiting for it; ``pass_fds``
-    are inherited (as the worker supervisor hands a worker its pipes)."""
+    are inherited (as the worker supervisor hands a worker its pipes); ``session``: in a
+    session (and process group) of its own, for a test that signals the whole group."""
     port = free_port()
     # loopback only, on free ports, unless the test says otherwise
     settings = {"admin_listen": f"127.0.0.1:{port}", "prefix": str(workdir / "prefix"),
@@ -84,7 +85,8 @@ def launch(workdir: Path, settings: dict[str, Any], env: dict[str, str] | None =
     with log.open("wb") as out:
         proc = subprocess.Popen([RAMPARTS, "start", "-c", str(conf)], cwd=workdir,
                                 stdout=out, stderr=subprocess.STDOUT,
-                                env={**clean_env, **(env or {})}, pass_fds=pass_fds)
+                                env={**clean_env, **(env or {})}, pass_fds=pass_fds,
+                                start_new_session=session)
     return Running(proc, f"http://127.0.0.1:{port}", log)
 
 
@@ -97,10 +99,10 @@ def ready(node: Running, timeout: float = 60) -> None:
 
 @contextlib.contextmanager
 def ramparts(workdir: Path, settings: dict[str, Any], timeout: float = 60,
-             env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
-             ) -> Iterator[Running]:
+             env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = (),
+             session: bool = False) -> Iterator[Running]:
     """A running node; yields once ``/status`` answers, stops it (SIGTERM) afterwards."""
-    node = launch(workdir, settings, env, pass_fds)
+    node = launch(workdir, settings, env, pass_fds, session)
     try:
         ready(node, timeout)
         yield node

@@ -37,7 +37,7 @@ def sslscan(port: int) -> dict[str, Any]:
 
 
 def scan_with(tmp_path: Path, tls: dict[str, Any] | None) -> dict[str, Any]:
-    settings = {} if tls is None else {"tls": tls}
+    settings: dict[str, Any] = {} if tls is None else {"tls": tls}
     with node(tmp_path, f"sqlite:///{tmp_path}/r.db", **settings) as gw:
         return sslscan(gw.https_port)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -221,9 +222,13 @@ def children(pid: int) -> set[int]:
     return {int(p) for p in out.stdout.split()}
 
 
-def test_sigterm_drains_a_slow_request_to_completion(tmp_path: Path) -> None:
+@pytest.mark.parametrize("to", ["supervisor", "group"])
+def test_sigterm_drains_a_slow_request_to_completion(tmp_path: Path, to: str) -> None:
+    """SIGTERM to the supervisor's pid, or to its whole process group (a terminal's Ctrl-C,
+    a service manager): each child then sees the signal and the supervisor's drain too, and
+    must still finish the request rather than take the second stop as "at once"."""
     up = SlowUpstream(delay=2.0)
-    with two_workers(tmp_path) as gw:
+    with two_workers(tmp_path, session=to == "group") as gw:
         route(gw, up.port)
         wait_for(lambda: gw.proxy("/slow").status_code == 200, 30, "the slow route")
         answers: list[httpx.Response | Exception] = []
@@ -238,7 +243,10 @@ def test_sigterm_drains_a_slow_request_to_completion(tmp_path: Path) -> None:
         client = threading.Thread(target=slow_request)
         client.start()
         wait_for(lambda: up.hits > hits, 30, "the request at the upstream")
-        gw.running.proc.send_signal(signal.SIGTERM)
+        if to == "group":
+            os.killpg(gw.running.proc.pid, signal.SIGTERM)
+        else:
+            gw.running.proc.send_signal(signal.SIGTERM)
         client.join(timeout=60)
         code = gw.running.proc.wait(timeout=60)
         assert code == 0, gw.running.output()[-2000:]
