@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,24 @@ def upstream(name: str = "upstream", port: int | None = None, host: str = "127.0
         proc.wait(timeout=10)
 
 
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SETTLE = 5.0
+
+
+def settle(client: httpx.Client) -> None:
+    deadline = time.monotonic() + SETTLE
+    while time.monotonic() < deadline:
+        try:
+            status = client.get("/status").json()
+        except (httpx.HTTPError, ValueError):
+            return
+        stored = status.get("configuration_version")
+        if stored is None or status.get("configuration_error") or \
+                status.get("applied_configuration_version") == stored:
+            return
+        time.sleep(0.02)
+
+
 @dataclass
 class Node:
     running: Running
@@ -54,8 +73,15 @@ class Node:
         return httpx.Client(base_url=self.running.admin, timeout=10)
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An Admin API call; a write that succeeded returns once the node's workers serve
+        it (they poll the database in their own processes, as Kong's workers do), so the
+        next proxied request sees it. Bounded: a version that cannot be built, or a node
+        without versions (DB-less), stops the wait after at most ``SETTLE`` seconds."""
         with self.admin as client:
-            return client.request(method, path, **kwargs)
+            response = client.request(method, path, **kwargs)
+            if method.upper() in WRITES and response.status_code < 300:
+                settle(client)
+            return response
 
     def proxy(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.http_port}{path}",

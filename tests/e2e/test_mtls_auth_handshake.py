@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.gateway import Node, node, upstream
+from tests.e2e.gateway import Node, every_worker_applied, node, upstream
 from tests.e2e.proc import wait_for
 from tests.pki import Pki
 
@@ -95,6 +95,8 @@ def test_without_the_bridge_every_handshake_asks_and_openssl_verifies(
             return int(code or 0), body
 
         mine = ("--cert", "client.crt", "--key", "client.key")
+        # the route answered 200 before its plugin existed: wait for the plugin's version
+        wait_for(lambda: every_worker_applied(gw), 10, "the plugin live on the worker")
         wait_for(lambda: answer(*mine)[0] == 200, 10, "a 200 for a trusted client")
         code, body = answer()
         assert (code, json.loads(body)) == (
