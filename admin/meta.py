@@ -68,6 +68,13 @@ class NodeInfo:
             return [os.getpid()]
         return view.worker_pids(self.board.entries().values())
 
+    async def wake_workers(self) -> None:
+        """A write was committed: every worker reloads now rather than at its next poll."""
+        if self.board is None or self.run_dir is None:
+            return
+        entries = [i for i, e in self.board.entries().items() if e.role == ROLE_WORKER]
+        await asyncio.gather(*(control.wake(control_path(self.run_dir, i)) for i in entries))
+
     async def upstream_health(self, upstream_id: str) -> control.HealthView | None:
         """What the node's balancers think of an upstream's targets."""
         if self.board is None or self.run_dir is None:

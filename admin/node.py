@@ -67,6 +67,11 @@ async def run_admin(settings: Settings, reg: registry.Registry, ctx: ChildContex
         return 1
     board = Board(ctx.board_fd)
     node = NodeInfo(settings=settings, node_id=ctx.node_id, board=board, run_dir=ctx.run_dir)
+
+    def wake_workers() -> None:  # a committed write: SQLite has no NOTIFY to wake them
+        spawn(node.wake_workers(), "wake-workers")
+
+    store.on_commit.append(wake_workers)
     publisher = Publisher(board, ctx.entry, ROLE_ADMIN, node.stats)
     try:
         lifecycle = Lifecycle(admin_servers(store, node, ctx.sockets), (),

@@ -90,6 +90,10 @@ class Reloader:
         self.rows = RowCache()
         self.parts = Reuse()  # and what the previous build derived from them
 
+    def wake(self) -> None:
+        """Look for a new version now (a write was committed elsewhere on this node)."""
+        self._wake.set()
+
     def refresh(self) -> None:
         """Rebuild at the next wake-up although the version did not move (the keyring
         changed: rows this node could not decrypt may now be served)."""

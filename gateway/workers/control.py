@@ -1,7 +1,9 @@
-"""The workers' health view for the Admin API process: each worker answers, on a Unix socket
-in the node's private run directory, what its balancer thinks of an upstream's targets
-(passive health is learnt from the traffic that worker proxied). One JSON line each way; asked
-only by ``GET /upstreams/{id}/health``, never on the request path."""
+"""What the Admin API process asks of the workers, on a Unix socket per worker in the node's
+private run directory: what its balancer thinks of an upstream's targets (passive health is
+learnt from the traffic that worker proxied), and "wake up": the Admin API just committed a
+write, so the worker reloads now instead of at its next poll (SQLite has no NOTIFY; in one
+process the store's commit hook woke the reloader directly). One JSON line each way; never on
+the request path."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.upstream.balancer import Balancer, Balancers
@@ -45,10 +47,13 @@ def merge(views: Iterable[HealthView]) -> HealthView | None:
                       targets)
 
 
-async def serve(path: str, balancers: Balancers) -> asyncio.Server:
+async def serve(path: str, balancers: Balancers, wake: Callable[[], None]) -> asyncio.Server:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = json.loads(await reader.readline())
+            if request.get("wake"):
+                wake()
+                return
             balancer = balancers.get(str(request["upstream"]))
             view = None if balancer is None else view_of(balancer)
             reply = None if view is None else {"checks_on": view.checks_on,
@@ -80,3 +85,16 @@ async def ask(path: str, upstream_id: str) -> HealthView | None:
                 return HealthView(bool(reply["checks_on"]), bool(reply["available"]),
                                   {str(k): str(v) for k, v in reply["targets"].items()})
     return None
+
+
+async def wake(path: str) -> None:
+    """Tell one worker a write was committed (a worker that does not listen is left to its
+    poll)."""
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(ASK_TIMEOUT):
+            _, writer = await asyncio.open_unix_connection(path)
+            try:
+                writer.write(b'{"wake": true}\n')
+                await writer.drain()
+            finally:
+                writer.close()

@@ -167,7 +167,8 @@ async def _serve_until_stopped(settings: Settings, reg: registry.Registry, ctx: 
     await serve(plane, ctx.sockets, terminator)
     lifecycle = Lifecycle([], (plane,), settings.drain_seconds)
     lifecycle.on_drain.append(lambda: publisher.set_state(DRAINING))
-    queries = await control.serve(control_path(ctx.run_dir, ctx.entry), balancers)
+    queries = await control.serve(control_path(ctx.run_dir, ctx.entry), balancers,
+                                  reloader.wake)
     spawn(reloader.run(), "reloader")
     heartbeat.start()
     spawn(watch_parent(lifecycle), "parent-watch")

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.gateway import Node, every_worker_applied, node
+from tests.e2e.gateway import Node, every_worker_applied, node, upstream
 from tests.e2e.proc import RAMPARTS, Running, free_port, get_json, ready, wait_for
 from tests.e2e.raw import RawUpstream
 
@@ -418,3 +418,19 @@ def test_dbless_configuration_posted_once_reaches_every_worker(tmp_path: Path) -
         assert gw.proxy("/a").status_code == 404
         status = gw.call("GET", "/status").json()
         assert "database" not in status and len(status["configuration_hash"]) == 32
+
+
+def test_a_write_wakes_every_worker_at_once(tmp_path: Path) -> None:
+    """The Admin API process tells the workers about a committed write: with SQLite (no
+    NOTIFY) and a one-minute poll, a new route still serves on both workers within seconds.
+    """
+    with upstream("woken") as port, two_workers(tmp_path, db_update_frequency=60) as gw:
+        started = time.monotonic()
+        assert gw.call("PUT", "/services/woken",
+                       json={"url": f"http://127.0.0.1:{port}"}).status_code == 200
+        assert gw.call("PUT", "/routes/woken", json={"paths": ["/woken"],
+                                                     "service": {"name": "woken"}}
+                       ).status_code == 200
+        wait_for(partial(every_worker_applied, gw), 20, "the route on every worker")
+        assert time.monotonic() - started < 20  # the poll alone would take up to 60 s
+        assert all(gw.proxy("/woken").status_code == 200 for _ in range(10))
