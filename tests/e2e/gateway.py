@@ -160,3 +160,26 @@ def every_worker_applied(gw: Node) -> bool:
     """/status: the lowest version any worker serves is the stored one."""
     status = gw.call("GET", "/status").json()
     return bool(status.get("applied_configuration_version") == status["configuration_version"])
+
+
+def asks_for_a_certificate(port: int, servername: str) -> bool:
+    """A handshake on ``servername`` carries a CertificateRequest (``openssl s_client -msg``)."""
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-msg",
+                          "-servername", servername], input=b"", capture_output=True,
+                         timeout=15)
+    return "CertificateRequest" in out.stdout.decode(errors="replace")
+
+
+def mtls_auth_on_sni(gw: Node, ca_pem: str, upstream_port: int, sni: str, path: str) -> None:
+    """Seed 003's set-up on a route restricted to ``sni``: a CA, a service, an https route
+    with ``snis``, mtls-auth trusting the CA; returns once handshakes on ``sni`` ask."""
+    ca = gw.call("POST", "/ca_certificates", json={"cert": ca_pem})
+    assert ca.status_code == 201, ca.text
+    gw.call("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{upstream_port}"})
+    route = gw.call("POST", "/services/s/routes", json={
+        "name": "r", "protocols": ["https"], "snis": [sni], "paths": [path]})
+    assert route.status_code == 201, route.text
+    plugin = gw.call("POST", "/routes/r/plugins", json={
+        "name": "mtls-auth", "config": {"ca_certificates": [ca.json()["id"]]}})
+    assert plugin.status_code == 201, plugin.text
+    wait_for(lambda: asks_for_a_certificate(gw.https_port, sni), 10, f"mtls-auth on {sni}")

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.gateway import Node, node, upstream
-from tests.e2e.proc import wait_for
+from tests.e2e.gateway import Node, mtls_auth_on_sni, node, upstream
 from tests.pki import Pki
 
 pytestmark = pytest.mark.e2e
@@ -48,19 +47,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Node]:
     work = tmp_path_factory.mktemp("mtls-resumption")
     with node(work, f"sqlite:///{work}/r.db", tls={"min_version": "TLS12"}) as running, \
             upstream("echo") as up:
-        ca = running.call("POST", "/ca_certificates", json={"cert": pki.read("s003/ca.crt")})
-        assert ca.status_code == 201, ca.text
-        running.call("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{up}"})
-        route = running.call("POST", "/services/s/routes", json={
-            "name": "r", "protocols": ["https"], "snis": ["mtls.test"], "paths": ["/m"]})
-        assert route.status_code == 201, route.text
-        plugin = running.call("POST", "/routes/r/plugins", json={
-            "name": "mtls-auth", "config": {"ca_certificates": [ca.json()["id"]]}})
-        assert plugin.status_code == 201, plugin.text
-        wait_for(lambda: "CertificateRequest" in subprocess.run(
-            ["openssl", "s_client", "-connect", f"127.0.0.1:{running.https_port}", "-msg",
-             "-servername", "mtls.test"], input=b"", capture_output=True, timeout=15
-        ).stdout.decode(errors="replace"), 10, "mtls-auth on mtls.test")
+        mtls_auth_on_sni(running, pki.read("s003/ca.crt"), up, "mtls.test", "/m")
         yield running
 
 

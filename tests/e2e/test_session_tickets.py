@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gateway.tls.tickets import SECRET_FD_ENV, new_secret, secret_pipe
-from tests.e2e.gateway import Node, served_subject, upstream
+from tests.e2e.gateway import Node, mtls_auth_on_sni, served_subject, upstream
 from tests.e2e.proc import free_port, launch, ramparts, wait_for
 from tests.pki import Pki, self_signed
 
@@ -113,10 +113,6 @@ def serves(port: int, name: str) -> bool:
     return served_subject(port, name) == f"CN={name}"
 
 
-def asks(port: int) -> bool:
-    return "CertificateRequest" in s_client(port, "-msg", servername="mtls.test")
-
-
 def test_no_resumption_on_an_mtls_auth_sni(pair: tuple[Node, Node, Node], tmp_path: Path,
                                           pki: Pki) -> None:
     """A ticket from an SNI without mtls-auth, presented where mtls-auth asks for a
@@ -125,16 +121,7 @@ def test_no_resumption_on_an_mtls_auth_sni(pair: tuple[Node, Node, Node], tmp_pa
     a, b, _ = pair
     with upstream("echo") as up:
         for gw in (a, b):
-            ca = gw.call("POST", "/ca_certificates", json={"cert": pki.read("s003/ca.crt")})
-            assert ca.status_code == 201, ca.text
-            gw.call("POST", "/services", json={"name": "s", "url": f"http://127.0.0.1:{up}"})
-            r = gw.call("POST", "/services/s/routes", json={
-                "name": "r", "protocols": ["https"], "snis": ["mtls.test"], "paths": ["/"]})
-            assert r.status_code == 201, r.text
-            r = gw.call("POST", "/routes/r/plugins", json={
-                "name": "mtls-auth", "config": {"ca_certificates": [ca.json()["id"]]}})
-            assert r.status_code == 201, r.text
-            wait_for(partial(asks, gw.https_port), 10, "a CertificateRequest")
+            mtls_auth_on_sni(gw, pki.read("s003/ca.crt"), up, "mtls.test", "/")
         for version in ("-tls1_3", "-tls1_2"):
             sess = ticket(a.https_port, tmp_path / f"plain{version}.sess", version)
             assert resumes(b.https_port, sess, version)
