@@ -193,10 +193,12 @@ class Reloader:
         self._failed_version = None
         self.failure = None
         self._run_after_swap(snapshot)
-        log.info("configuration version %d live (%d routes, %d SNIs) in %.0f ms (rows read "
-                 "anew: %d, reused: %d; rebuilt: %s)", snapshot.version, len(snapshot.router),
-                 len(snapshot.certs.names), (time.monotonic() - started) * 1000,
-                 self.rows.converted, self.rows.reused, ", ".join(self.parts.rebuilt) or "none")
+        log.info("configuration version %d live (%d routes, %d SNIs) in %.0f ms (rows read: "
+                 "%d, opened anew: %d, reused: %d; tables read whole: %s; rebuilt: %s)",
+                 snapshot.version, len(snapshot.router), len(snapshot.certs.names),
+                 (time.monotonic() - started) * 1000, self.rows.read_rows,
+                 self.rows.converted, self.rows.reused, ", ".join(self.rows.whole) or "none",
+                 ", ".join(self.parts.rebuilt) or "none")
         return True
 
     def _failed(self, version: int, exc: Exception) -> None:

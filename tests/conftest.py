@@ -90,6 +90,26 @@ async def wipe(store: Store) -> None:
 
 
 @pytest_asyncio.fixture
+async def empty(db_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A second, empty, migrated database of the same kind (a test may change its schema)."""
+    name = None
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path}/empty.db"
+    else:
+        name = f"ramparts_empty_{secrets.token_hex(4)}"
+        await _pg(f'CREATE DATABASE "{name}"')
+        url = pg_url(name)
+    st = Store(url, registry.build())
+    await migrate.upgrade(st.engine)
+    try:
+        yield st
+    finally:
+        await st.close()
+        if name is not None:
+            await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest_asyncio.fixture
 async def admin(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     await wipe(store)
     node = NodeInfo(settings=load(env={}), node_id=str(uuid.uuid4()))

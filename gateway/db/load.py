@@ -8,8 +8,9 @@ import logging
 from collections.abc import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db import tables
+from gateway.db import changes, tables
 from gateway.db.dao import Dao, Row
 from gateway.db.rowcache import RowCache
 from gateway.db.store import Store, read_version, row_mapping
@@ -26,7 +27,9 @@ SNAPSHOT_ENTITIES = ("services", "routes", "certificates", "snis", "plugins",
 async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
                    cache: RowCache | None = None) -> Loaded:
     """With a ``cache`` (one per reloader), rows unchanged since its previous load are
-    reused instead of converted and decrypted again (``gateway/db/rowcache.py``)."""
+    reused instead of converted and decrypted again (``gateway/db/rowcache.py``), and where
+    the change log allows only the changed rows are read (``gateway/db/changes.py``)."""
+    mark = cache.mark if cache is not None else None
     if cache is not None:
         cache.begin()
     async with store.read() as conn:
@@ -34,18 +37,35 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
             version = await read_version(conn)
+            epoch = await changes.epoch(conn) if cache is not None else None
+            log_since = await _log_since(conn, mark, epoch, version)
             rows = {}
             for name in names:
                 dao = store.dao(name)
-                if cache is not None:
+                if cache is None:
+                    result = await conn.execute(sa.select(tables.table(name)))
+                    rows[name] = opened(dao, (dao.to_json(row_mapping(r))
+                                              for r in result.all()))
+                elif log_since is None:
                     rows[name] = await cache.read(conn, dao, open_one)
-                    continue
-                result = await conn.execute(sa.select(tables.table(name)))
-                rows[name] = opened(dao, (dao.to_json(row_mapping(r)) for r in result.all()))
+                else:
+                    rows[name] = await cache.follow(conn, dao, log_since, open_one)
             marks = await conn.execute(sa.select(tables.target_health))
             rows["target_health"] = [{"target_id": str(r.target_id), "healthy": r.healthy,
                                       "stamp": r.stamp} for r in marks.all()]
+    if cache is not None and epoch is not None:
+        cache.mark = changes.Mark(epoch, version)
     return Loaded(version=version, rows=rows)
+
+
+async def _log_since(conn: AsyncConnection, mark: changes.Mark | None, epoch: int | None,
+                     version: int) -> changes.Since | None:
+    """The change log since the cache's mark, or None when it cannot be trusted: no cache
+    yet, no change log, another epoch (migrated down and up), an older version (a restored
+    database, a replica behind the primary the cache read)."""
+    if mark is None or epoch is None or epoch != mark.epoch or version < mark.version:
+        return None
+    return await changes.since(conn, mark)
 
 
 def opened(dao: Dao, rows: Iterable[Row]) -> list[Row]:

@@ -11,18 +11,27 @@ one-certificate change converts and decrypts one row instead of 10,000.
 The fingerprint is Python's 64-bit hash of the raw row (randomised per process): a changed
 row is taken for unchanged with probability 2**-64; the full raw rows are not kept because
 with 100,000 certificates they would double the memory the rows take.
+
+With the change log (migration 0007, ``gateway/db/changes.py``) a reload does not even read
+the unchanged rows: ``follow`` reads the rows written since the version the cache holds and
+drops the deleted ones. A count of the table's rows checks the result; any doubt (a table the
+cache never read whole, rows it could not open, a count that differs) reads the table whole.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.db import changes
 from gateway.db.dao import Dao, Row
 from gateway.db.store import row_mapping
+
+log = logging.getLogger("ramparts.reload")
 
 # a stored row -> (the row to serve, whether it may be reused), or None: left out (the
 # rows that cannot be opened are neither served nor cached: the next load tries again)
@@ -45,36 +54,93 @@ def _hashable(value: Any) -> Any:
 
 
 class RowCache:
-    """Per table: id -> (fingerprint, opened row) from the previous load. Owned by one
-    reloader; ``clear`` when the way rows are opened changes (the keyring)."""
+    """Per table: id -> (fingerprint, opened row) from the previous load, and the ids of rows
+    left out or served as stand-ins (read again next time). Owned by one reloader; ``clear``
+    when the way rows are opened changes (the keyring)."""
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[Any, tuple[int, Row]]] = {}
+        self._absent: dict[str, set[Any]] = {}
+        self.mark: changes.Mark | None = None  # the version the cached rows are exactly
         self.reused = 0  # rows reused by the last load (the benchmark reports it)
         self.converted = 0
+        self.read_rows = 0  # rows the last load read from the database
+        self.whole: list[str] = []  # tables the last load read whole
 
     def clear(self) -> None:
         self._tables.clear()
+        self._absent.clear()
+        self.mark = None
 
     def begin(self) -> None:
-        self.reused = self.converted = 0
+        """A load starts: until it completes, the cache is at no known version."""
+        self.reused = self.converted = self.read_rows = 0
+        self.whole = []
+        self.mark = None
 
     async def read(self, conn: AsyncConnection, dao: Dao, open_row: Opener) -> list[Row]:
         table = dao.table
         keys = list(table.primary_key.columns)
+        self.whole.append(dao.entity.name)
         if len(keys) != 1:  # not an entity table: nothing to key rows by
             rows = (await conn.execute(sa.select(table))).all()
+            self.read_rows += len(rows)
             return [o[0] for o in (open_row(dao, dao.to_json(row_mapping(r))) for r in rows)
                     if o is not None]
-        position = list(table.columns).index(keys[0])
         result = await conn.exec_driver_sql(_raw_select(conn, table))
         # the driver's column types, as a typed select hands them to the processors
         coltypes = [d[1] for d in result.cursor.description] if result.cursor else None
-        raw = result.all()
         previous = self._tables.get(dao.entity.name, {})
-        convert = _converter(conn.dialect, table, coltypes)
         kept: dict[Any, tuple[int, Row]] = {}
+        absent: set[Any] = set()
+        out, _ = self._merge(conn.dialect, dao, result.all(), coltypes, previous, kept,
+                             absent, open_row)
+        self._tables[dao.entity.name] = kept
+        self._absent[dao.entity.name] = absent
+        return out
+
+    async def follow(self, conn: AsyncConnection, dao: Dao, log_since: changes.Since,
+                     open_row: Opener) -> list[Row]:
+        """The table at the load's version from the cached rows and the change log."""
+        name, table = dao.entity.name, dao.table
+        previous = self._tables.get(name)
+        if previous is None or self._absent.get(name) or name not in log_since.tracked:
+            return await self.read(conn, dao, open_row)
+        kept = previous
+        if name in log_since.deleted or name in log_since.changed:
+            kept = dict(previous)
+            for ident in log_since.deleted.get(name, ()):
+                kept.pop(ident, None)
+        absent: set[Any] = set()
+        stand_ins: list[Row] = []
+        if name in log_since.changed:
+            raw, coltypes = await changes.changed_rows(conn, table, log_since.mark.version)
+            position = _id_position(table)
+            for r in raw:  # a changed row moves to the end (the build sorts what it needs)
+                kept.pop(r[position], None)
+            self.reused += len(kept)
+            _, stand_ins = self._merge(conn.dialect, dao, raw, coltypes, {}, kept, absent,
+                                       open_row)
+        else:
+            self.reused += len(kept)
+        if await changes.count(conn, table) != len(kept) + len(absent):
+            log.warning("%s: the change log and the table disagree; reading it whole", name)
+            return await self.read(conn, dao, open_row)
+        self._tables[name] = kept
+        self._absent[name] = absent
+        return [row for _, row in kept.values()] + stand_ins
+
+    def _merge(self, dialect: sa.Dialect, dao: Dao, raw: Sequence[Sequence[Any]],
+               coltypes: list[Any] | None, previous: dict[Any, tuple[int, Row]],
+               kept: dict[Any, tuple[int, Row]], absent: set[Any], open_row: Opener
+               ) -> tuple[list[Row], list[Row]]:
+        """Raw rows into ``kept`` (reused by fingerprint from ``previous`` or opened anew).
+        Returns the rows to serve in order, and those of them not kept (stand-ins)."""
+        position = _id_position(dao.table)
+        convert = _converter(dialect, dao.table, coltypes)
         out: list[Row] = []
+        stand_ins: list[Row] = []
+        self.read_rows += len(raw)
         for r in raw:
             ident, fp = r[position], fingerprint(r)
             hit = previous.get(ident)
@@ -85,13 +151,20 @@ class RowCache:
                 continue
             opened = open_row(dao, dao.to_json(convert(r)))
             if opened is None:
+                absent.add(ident)
                 continue
             out.append(opened[0])
             self.converted += 1
             if opened[1]:
                 kept[ident] = (fp, opened[0])
-        self._tables[dao.entity.name] = kept
-        return out
+            else:
+                absent.add(ident)
+                stand_ins.append(opened[0])
+        return out, stand_ins
+
+
+def _id_position(table: sa.Table) -> int:
+    return list(table.columns).index(next(iter(table.primary_key.columns)))
 
 
 def _converter(dialect: sa.Dialect, table: sa.Table, coltypes: list[Any] | None

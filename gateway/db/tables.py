@@ -37,6 +37,16 @@ meta = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
+# The change log (migration 0007): per configuration row, the config version of the last write
+# that touched it, deletes kept as tombstones. Written by triggers only; read by reloads.
+changes = sa.Table(
+    "ramparts_changes", metadata,
+    sa.Column("entity_name", sa.Text, primary_key=True),
+    sa.Column("entity_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False, index=True),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+)
+
 # One row per (entity, tag): makes `?tags=` filters and `GET /tags` plain indexed queries.
 tags = sa.Table(
     "tags", metadata,

@@ -5,47 +5,22 @@ from __future__ import annotations
 
 import copy
 import re
-import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 import yaml
 
-from gateway import keyring, registry
-from gateway.db import migrate, tables
+from gateway import keyring
+from gateway.db import tables
 from gateway.db.store import Store
 from gateway.declarative import dbio, diff, render
 from gateway.declarative.parse import parse_text
 from gateway.errors import InvalidDeclarativeConfig
-from tests.conftest import _pg, pg_url
 from tests.pki import Pki
 
 STAMP = re.compile(r"^(\s*-?\s*)(created_at|updated_at): .*$", re.MULTILINE)
-
-
-@pytest_asyncio.fixture
-async def empty(db_url: str, tmp_path: Path) -> AsyncIterator[Store]:
-    """A second, empty database of the same kind."""
-    name = None
-    if db_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path}/empty.db"
-    else:
-        name = f"ramparts_decl_{secrets.token_hex(4)}"
-        await _pg(f'CREATE DATABASE "{name}"')
-        url = pg_url(name)
-    st = Store(url, registry.build())
-    await migrate.upgrade(st.engine)
-    try:
-        yield st
-    finally:
-        await st.close()
-        if name is not None:
-            await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def build_through_admin(admin: httpx.AsyncClient, pki: Pki) -> None:
