@@ -43,14 +43,31 @@ def map_secrets(record: RecordSchema, values: Mapping[str, Any], fn: SecretFn,
                 plugins: PluginSchemas, prefix: str = "") -> dict[str, Any]:
     """A copy of ``values`` with ``fn`` applied to every secret string (``DROP``: the whole
     field is left out)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        spec = record.by_name.get(key)
-        new = value if spec is None else _map_field(spec, values, value, fn, plugins,
-                                                    prefix + key)
-        if new is not DROP:
+    out = dict(values)
+    for key in _secret_keys(record):  # the other fields are copied as they are
+        if key not in values:
+            continue
+        new = _map_field(record.by_name[key], values, values[key], fn, plugins, prefix + key)
+        if new is DROP:
+            del out[key]
+        else:
             out[key] = new
     return out
+
+
+# record -> the fields a walk visits (the record kept: its id cannot be reused while cached)
+_SECRET_KEYS: dict[int, tuple[RecordSchema, tuple[str, ...]]] = {}
+
+
+def _secret_keys(record: RecordSchema) -> tuple[str, ...]:
+    """The fields that may hold a secret: a certificate row has one of eight, and a load of
+    10,000 rows walks only that one."""
+    hit = _SECRET_KEYS.get(id(record))
+    if hit is None:
+        keys = tuple(f.name for f in record.fields
+                     if _spec_has_secrets(f) or f.has(m.PluginConfig))
+        hit = _SECRET_KEYS[id(record)] = (record, keys)
+    return hit[1]
 
 
 def _map_field(spec: FieldSpec, row: Mapping[str, Any], value: Any, fn: SecretFn,

@@ -189,7 +189,19 @@ def build_chains(rows: Iterable[Row], routes: Mapping[str, str | None],
         instance = Instance(row.id, row.name, handler(row.config), frozenset(row.protocols),
                             phases)
         instances.setdefault(row.name, []).append((row, instance))
-    by_route = {rid: _chain(instances, handlers, rid, sid) for rid, sid in routes.items()}
+    # a route no plugin names has its service's chain: built once per service and shared
+    # (10,000 routes without their own plugins: a handful of chains, not 10,000)
+    named = {row.route for found in instances.values() for row, _ in found}
+    shared: dict[str | None, Chain] = {}
+    by_route = {}
+    for rid, sid in routes.items():
+        if rid in named:
+            by_route[rid] = _chain(instances, handlers, rid, sid)
+        else:
+            chain = shared.get(sid)
+            if chain is None:
+                chain = shared[sid] = _chain(instances, handlers, rid, sid)
+            by_route[rid] = chain
     glob = _chain(instances, handlers, None, None)
     return Chains(by_route=MappingProxyType(by_route), glob=glob,
                   any=bool(glob.phases) or any(c.phases for c in by_route.values()))

@@ -3,11 +3,14 @@ unchanged rows come back as the very objects of the previous load (nothing re-co
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
 from gateway.db.load import load_all
-from gateway.db.rowcache import RowCache
+from gateway.db.rowcache import RowCache, _hex_uuid
 from gateway.db.store import Store
 from tests.conftest import wipe
 from tests.pki import ec_pair
@@ -79,3 +82,9 @@ async def test_every_column_type_converts_as_a_typed_read_does(store: Store) -> 
     await same_as_fresh(store, cache)
     await same_as_fresh(store, cache)
     assert cache.converted == 0
+
+
+@pytest.mark.parametrize("value", [uuid.uuid4().hex, uuid.uuid4().hex.upper(),
+                                   str(uuid.uuid4()), "{" + str(uuid.uuid4()) + "}"])
+def test_sqlite_uuids_convert_as_sqlalchemy_does(value: str) -> None:
+    assert _hex_uuid(value) == str(uuid.UUID(value))

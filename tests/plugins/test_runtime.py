@@ -79,6 +79,18 @@ def test_lookup_order(route: str, consumer: str | None, expected: str) -> None:
     assert instance is not None and instance.id == expected
 
 
+def test_routes_without_their_own_plugins_share_their_services_chain() -> None:
+    """One chain per service, not per route (10,000 routes: memory and build time)."""
+    built = build_chains(ROWS, {"r1": "s1", "r2": "s1", "r4": "s1", "r3": None, "r5": None},
+                         HANDLERS)
+    assert built.for_route("r2") is built.for_route("r4")
+    assert built.for_route("r3") is built.for_route("r5")
+    assert built.for_route("r1") is not built.for_route("r2")  # r1 has plugins of its own
+    assert built.for_route("r2") is not built.for_route("r3")
+    picked = built.for_route("r4").slots[0].pick(None, "http")
+    assert picked is not None and picked.id == "service"
+
+
 def test_consumer_wins_over_route_only_when_scoped_with_it() -> None:
     rows = [row("limit", "route", route="r1"), row("limit", "consumer", consumer="c1")]
     slot = chains(rows).for_route("r1").slots[0]
