@@ -38,6 +38,7 @@ class Since:
     tracked: frozenset[str]
     changed: set[str] = field(default_factory=set)
     deleted: dict[str, list[Any]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # rows per table (the check)
 
 
 async def epoch(conn: AsyncConnection) -> int | None:
@@ -48,8 +49,13 @@ async def epoch(conn: AsyncConnection) -> int | None:
     return None if value is None else int(value)
 
 
-async def since(conn: AsyncConnection, mark: Mark) -> Since:
+async def since(conn: AsyncConnection, mark: Mark, names: Sequence[str]) -> Since:
+    """The log since ``mark``, and the row count of each of ``names`` (one query)."""
     out = Since(mark=mark, tracked=await _tracked(conn))
+    quote = conn.dialect.identifier_preparer.quote
+    counts = ", ".join(f"(SELECT count(*) FROM {quote(name)})" for name in names)
+    out.counts = dict(zip(names, (await conn.execute(sa.text(f"SELECT {counts}"))).one(),
+                          strict=True))
     ident = "CAST(entity_id AS uuid)" if conn.dialect.name == "postgresql" else "entity_id"
     rows = await conn.execute(sa.text(
         f"SELECT entity_name, {ident}, deleted FROM ramparts_changes WHERE version > :v"),
@@ -75,10 +81,6 @@ async def changed_rows(conn: AsyncConnection, table: sa.Table, version: int
         {"name": table.name, "v": version})
     coltypes = [d[1] for d in result.cursor.description] if result.cursor else None
     return result.all(), coltypes
-
-
-async def count(conn: AsyncConnection, table: sa.Table) -> int:
-    return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
 
 
 async def _tracked(conn: AsyncConnection) -> frozenset[str]:

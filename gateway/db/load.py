@@ -38,7 +38,7 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
         async with conn.begin():
             version = await read_version(conn)
             epoch = await changes.epoch(conn) if cache is not None else None
-            log_since = await _log_since(conn, mark, epoch, version)
+            log_since = await _log_since(conn, mark, epoch, version, names)
             rows = {}
             for name in names:
                 dao = store.dao(name)
@@ -59,13 +59,13 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
 
 
 async def _log_since(conn: AsyncConnection, mark: changes.Mark | None, epoch: int | None,
-                     version: int) -> changes.Since | None:
+                     version: int, names: tuple[str, ...]) -> changes.Since | None:
     """The change log since the cache's mark, or None when it cannot be trusted: no cache
     yet, no change log, another epoch (migrated down and up), an older version (a restored
     database, a replica behind the primary the cache read)."""
     if mark is None or epoch is None or epoch != mark.epoch or version < mark.version:
         return None
-    return await changes.since(conn, mark)
+    return await changes.since(conn, mark, names)
 
 
 def opened(dao: Dao, rows: Iterable[Row]) -> list[Row]:

@@ -124,7 +124,7 @@ class RowCache:
                                        open_row)
         else:
             self.reused += len(kept)
-        if await changes.count(conn, table) != len(kept) + len(absent):
+        if log_since.counts.get(name) != len(kept) + len(absent):
             log.warning("%s: the change log and the table disagree; reading it whole", name)
             return await self.read(conn, dao, open_row)
         self._tables[name] = kept
