@@ -21,6 +21,7 @@ class Reuse:
     def __init__(self) -> None:
         self._parts: dict[str, tuple[tuple[Rows, ...], object]] = {}
         self._records: dict[str, dict[Any, tuple[object, object]]] = {}
+        self._lists: dict[str, tuple[Rows, list[Any]]] = {}  # the last rows -> records
         self.rebuilt: list[str] = []  # the parts the last build made anew (logs, benchmark)
 
     def begin(self) -> None:
@@ -39,7 +40,11 @@ class Reuse:
     def records(self, name: str, rows: Rows, make: Callable[[Mapping[str, Any]], T]
                 ) -> list[T]:
         """One record per row, in order; a row seen last time (same object) keeps its
-        record. Records of rows that are gone are dropped."""
+        record. Records of rows that are gone are dropped. The very same list of rows as
+        last time (a table the reload did not change) costs one identity check."""
+        last = self._lists.get(name)
+        if last is not None and last[0] is rows:
+            return cast(list[T], last[1])
         old = self._records.get(name, {})
         new: dict[Any, tuple[object, object]] = {}
         out: list[T] = []
@@ -50,6 +55,7 @@ class Reuse:
             new[row["id"]] = hit  # the old pair itself: no garbage per unchanged row
             out.append(cast(T, hit[1]))
         self._records[name] = new
+        self._lists[name] = (rows, out)
         return out
 
 
@@ -57,6 +63,8 @@ def _same(old: tuple[Rows, ...], new: tuple[Rows, ...]) -> bool:
     if len(old) != len(new):
         return False
     for a, b in zip(old, new, strict=True):
+        if a is b:  # the same list: a table the reload did not change
+            continue
         if len(a) != len(b) or any(x is not y for x, y in zip(a, b, strict=True)):
             return False
     return True

@@ -55,6 +55,15 @@ def rows(n: int, certs: list[tuple[str, str]]) -> dict[str, list[dict[str, Any]]
     }
 
 
+def test_the_same_list_of_rows_is_one_identity_check() -> None:
+    reuse, made = Reuse(), []
+    rows = [A, B]
+    one = reuse.records("t", rows, made.append)
+    assert reuse.records("t", rows, made.append) is one and len(made) == 2
+    assert reuse.part("p", (rows,), lambda: "first") == "first"
+    assert reuse.part("p", (rows,), lambda: "second") == "first"
+
+
 def test_one_certificate_changed_rebuilds_the_index_not_the_router() -> None:
     certs = [ec_pair(f"h{i}.test") for i in range(3)]
     first_rows = rows(3, certs)

@@ -45,6 +45,9 @@ changes = sa.Table(
     sa.Column("entity_id", sa.Text, primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False, index=True),
     sa.Column("deleted", sa.Boolean, nullable=False),
+    # a table's changes since a version: SQLite, without statistics, would otherwise walk
+    # the primary key's entries for that table (100,000 certificates: 0.3 s per reload)
+    sa.Index(None, "entity_name", "version"),
 )
 
 # One row per (entity, tag): makes `?tags=` filters and `GET /tags` plain indexed queries.

@@ -72,6 +72,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("entity_name", "entity_id", name=op.f("pk_ramparts_changes")),
     )
     op.create_index(op.f("ix_ramparts_changes_version"), "ramparts_changes", ["version"])
+    op.create_index(op.f("ix_ramparts_changes_entity_name_version"), "ramparts_changes",
+                    ["entity_name", "version"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_FUNCTION)
         for table in TRACKED:
@@ -97,5 +99,7 @@ def downgrade() -> None:
         for table in TRACKED:
             for event in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER IF EXISTS ramparts_changed_{table}_{event}")
+    op.drop_index(op.f("ix_ramparts_changes_entity_name_version"),
+                  table_name="ramparts_changes")
     op.drop_index(op.f("ix_ramparts_changes_version"), table_name="ramparts_changes")
     op.drop_table("ramparts_changes")

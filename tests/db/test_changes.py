@@ -58,9 +58,13 @@ async def test_one_changed_certificate_is_the_only_row_read(store: Store) -> Non
     assert await follows(store, cache) == 0  # nothing changed: nothing read
 
     cert, key = ec_pair("c3.test")
+    before = await load_all(store, cache=cache)
     await store.dao("certificates").update(made[3]["id"], {"cert": cert, "key": key})
     assert await follows(store, cache) == 1
     assert cache.converted == 1 and cache.reused == 23
+    after = await load_all(store, cache=cache)
+    assert after.rows["snis"] is before.rows["snis"]  # an unchanged table: the same list
+    assert after.rows["certificates"] is not before.rows["certificates"]
 
 
 async def test_deletes_and_cascades_propagate(store: Store) -> None:
