@@ -56,7 +56,7 @@ def rows(n: int, certs: list[tuple[str, str]]) -> dict[str, list[dict[str, Any]]
 
 
 def test_the_same_list_of_rows_is_one_identity_check() -> None:
-    reuse, made = Reuse(), []
+    reuse, made = Reuse(), list[object]()
     rows = [A, B]
     one = reuse.records("t", rows, made.append)
     assert reuse.records("t", rows, made.append) is one and len(made) == 2

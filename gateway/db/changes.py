@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.db import tables
 
 EPOCH_KEY = "change_epoch"  # written by migration 0007's upgrade, new at each upgrade
+HORIZON_KEY = "change_horizon"  # tombstones up to this version have been pruned
+KEEP_VERSIONS = 10_000  # tombstones are kept this many versions back
+PRUNE_EVERY = 1_000  # versions between two prunings (each in a write transaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +44,33 @@ class Since:
     counts: dict[str, int] = field(default_factory=dict)  # rows per table (the check)
 
 
-async def epoch(conn: AsyncConnection) -> int | None:
-    """None on a database without the change log (not migrated to 0007: read everything)."""
+async def state(conn: AsyncConnection) -> tuple[int | None, int]:
+    """The epoch (None on a database without the change log: not migrated to 0007, read
+    everything) and the pruning horizon (a cache older than it reads everything)."""
     meta = tables.meta
-    value = (await conn.execute(sa.select(meta.c.value).where(meta.c.key == EPOCH_KEY))
-             ).scalar_one_or_none()
-    return None if value is None else int(value)
+    result = await conn.execute(sa.select(meta.c.key, meta.c.value).where(
+        meta.c.key.in_((EPOCH_KEY, HORIZON_KEY))))
+    rows = {key: value for key, value in result.all()}
+    epoch = rows.get(EPOCH_KEY)
+    return None if epoch is None else int(epoch), int(rows.get(HORIZON_KEY) or 0)
+
+
+async def prune(conn: AsyncConnection, version: int, keep: int = KEEP_VERSIONS) -> None:
+    """In a write transaction: tombstones more than ``keep`` versions old go, and the
+    horizon moves up to them (a node whose copy is older reads everything once). Live rows'
+    entries stay: they are what a reload reads changed rows by."""
+    if (await state(conn))[0] is None:
+        return  # no change log in this database
+    horizon = version - keep
+    changes, meta = tables.changes, tables.meta
+    await conn.execute(sa.delete(changes).where(changes.c.deleted,
+                                                changes.c.version <= horizon))
+    updated = await conn.execute(sa.update(meta).where(meta.c.key == HORIZON_KEY)
+                                 .values(value=sa.func.max(meta.c.value, horizon)
+                                         if conn.dialect.name == "sqlite"
+                                         else sa.func.greatest(meta.c.value, horizon)))
+    if updated.rowcount == 0:
+        await conn.execute(sa.insert(meta).values(key=HORIZON_KEY, value=max(horizon, 0)))
 
 
 async def since(conn: AsyncConnection, mark: Mark, names: Sequence[str]) -> Since:

@@ -37,8 +37,8 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
             version = await read_version(conn)
-            epoch = await changes.epoch(conn) if cache is not None else None
-            log_since = await _log_since(conn, mark, epoch, version, names)
+            epoch, horizon = await changes.state(conn) if cache is not None else (None, 0)
+            log_since = await _log_since(conn, mark, (epoch, horizon), version, names)
             rows = {}
             for name in names:
                 dao = store.dao(name)
@@ -58,12 +58,15 @@ async def load_all(store: Store, names: tuple[str, ...] = SNAPSHOT_ENTITIES,
     return Loaded(version=version, rows=rows)
 
 
-async def _log_since(conn: AsyncConnection, mark: changes.Mark | None, epoch: int | None,
-                     version: int, names: tuple[str, ...]) -> changes.Since | None:
+async def _log_since(conn: AsyncConnection, mark: changes.Mark | None,
+                     state: tuple[int | None, int], version: int, names: tuple[str, ...]
+                     ) -> changes.Since | None:
     """The change log since the cache's mark, or None when it cannot be trusted: no cache
     yet, no change log, another epoch (migrated down and up), an older version (a restored
-    database, a replica behind the primary the cache read)."""
-    if mark is None or epoch is None or epoch != mark.epoch or version < mark.version:
+    database, a replica behind the primary the cache read), tombstones pruned since."""
+    epoch, horizon = state
+    if mark is None or epoch is None or epoch != mark.epoch or version < mark.version or \
+            mark.version < horizon:
         return None
     return await changes.since(conn, mark, names)
 

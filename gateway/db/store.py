@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.db import tables
+from gateway.db import changes, tables
 from gateway.db.engine import create_engine, dialect_of
 from gateway.errors import DatabaseUnavailable
 from gateway.keyring import Keyring
@@ -96,6 +96,8 @@ class Store:
             version = 1
         if self.dialect == "postgresql":
             await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, str(version))))
+        if version % changes.PRUNE_EVERY == 0:
+            await changes.prune(conn, int(version))
         return int(version)
 
     async def config_version(self) -> int:

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 import yaml
 from alembic import command
 
-from gateway.db import migrate
+from gateway.db import changes, migrate, tables
 from gateway.db.load import SNAPSHOT_ENTITIES, load_all
 from gateway.db.rowcache import RowCache
-from gateway.db.store import Store
+from gateway.db.store import Store, read_version
 from gateway.declarative import dbio
 from gateway.declarative.parse import parse_text
 from gateway.snapshot import Loaded
@@ -184,3 +184,39 @@ async def _alembic(store: Store, action: str, target: str) -> None:
         await conn.commit()
 
 
+
+
+async def test_pruned_tombstones_make_older_copies_read_everything(empty: Store) -> None:
+    services = empty.dao("services")
+    a = await services.insert({"name": "a", "host": "a.test"})
+    old_enough = RowCache()
+    await load_all(empty, cache=old_enough)  # a copy from before the delete
+    await services.delete(a["id"])
+    recent = RowCache()
+    await load_all(empty, cache=recent)
+    await services.insert({"name": "b", "host": "b.test"})
+    async with empty.write() as conn:  # as every PRUNE_EVERY-th write does
+        version = await read_version(conn)
+        await changes.prune(conn, version, keep=2)  # up to the delete (version - 2)
+        tombstones = (await conn.execute(sa.select(tables.changes).where(
+            tables.changes.c.deleted))).all()
+    assert tombstones == []
+    assert await follows(empty, recent) == 1  # newer than the horizon: follows the log
+    loaded = await load_all(empty, cache=old_enough)  # older: reads everything
+    assert set(old_enough.whole) == set(SNAPSHOT_ENTITIES)
+    assert [s["name"] for s in loaded.rows["services"]] == ["b"]
+
+
+async def test_every_thousandth_write_prunes_old_tombstones(empty: Store) -> None:
+    services = empty.dao("services")
+    await services.delete((await services.insert({"name": "a", "host": "a.test"}))["id"])
+    next_version = changes.PRUNE_EVERY + changes.KEEP_VERSIONS
+    async with empty.engine.begin() as conn:
+        await conn.execute(sa.update(tables.meta).where(tables.meta.c.key == "config_version")
+                           .values(value=next_version - 1))
+    await services.insert({"name": "b", "host": "b.test"})
+    async with empty.read() as conn:
+        _, horizon = await changes.state(conn)
+        assert horizon == changes.PRUNE_EVERY  # the tombstones up to it are gone
+        deleted = await conn.execute(sa.select(tables.changes).where(tables.changes.c.deleted))
+        assert deleted.all() == []
