@@ -103,5 +103,5 @@ def test_changes_propagate_through_a_streaming_replica(tmp_path: Path) -> None:
         for path in ("/first", "/second", "/third", "/fourth"):
             assert gw.proxy(path).status_code == 200, path
         stored = gw.call("GET", "/status").json()["configuration_version"]
-        wait_for(lambda: sql(replica.url, "SELECT value FROM ramparts_meta") == stored, 10,
-                 "the replica to catch up")
+        wait_for(lambda: sql(replica.url, "SELECT value FROM ramparts_meta WHERE key = "
+                             "'config_version'") == stored, 10, "the replica to catch up")

@@ -130,7 +130,8 @@ def test_failed_build_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
                          "path_handling, preserve_host, request_buffering, "
                          "response_buffering) VALUES (?, 1, 1, '[\"http\"]', '[\"~/(\"]', "
                          "426, 0, 1, 'v0', 0, 1, 1)", (bad.replace("-", ""),))
-            conn.execute("UPDATE ramparts_meta SET value = value + 1")
+            conn.execute("UPDATE ramparts_meta SET value = value + 1 "
+                         "WHERE key = 'config_version'")
         wait_for(lambda: "cannot be built" in gw.running.output(), 2, "the failed build log")
         status = wait_for(lambda: (s := gw.call("GET", "/status").json()).get(
             "configuration_error") and s, 5, "/status to report the failed build")
