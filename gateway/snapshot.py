@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gateway import gcpause
 from gateway.plugins.directory import EMPTY_DIRECTORY, Directory, build_directory
 from gateway.plugins.mtls_auth.snis import EMPTY_SNIS, SniSet, build_sni_set
 from gateway.plugins.runtime import EMPTY_CHAINS, Chains, Handler, build_chains, row_of
@@ -127,6 +128,12 @@ def build_snapshot(loaded: Loaded, runnable: frozenset[str] = frozenset(),
     runnable for the fail-closed guard. With the ``reuse`` of the previous build (same
     ``runnable``, ``client`` and ``handlers``), parts whose rows are the same objects as
     then are taken over instead of rebuilt."""
+    with gcpause.paused():
+        return _build(loaded, runnable, client, handlers, reuse)
+
+
+def _build(loaded: Loaded, runnable: frozenset[str], client: ClientDefaults | None,
+           handlers: Mapping[str, type[Handler]], reuse: Reuse | None) -> Snapshot:
     rows = loaded.rows
     reuse = reuse if reuse is not None else Reuse()
     reuse.begin()

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import gcpause
 from gateway.db import changes
 from gateway.db.dao import Dao, Row
 from gateway.db.store import row_mapping
@@ -98,8 +99,10 @@ class RowCache:
         previous = self._tables.get(dao.entity.name, {})
         kept: dict[Any, tuple[int, Row]] = {}
         absent: set[Any] = set()
-        out, _ = self._merge(conn.dialect, dao, result.all(), coltypes, previous, kept,
-                             absent, open_row)
+        raw = result.all()
+        with gcpause.paused():  # a synchronous call: the pause ends with the conversion
+            out, _ = self._merge(conn.dialect, dao, raw, coltypes, previous, kept, absent,
+                                 open_row)
         self._tables[dao.entity.name] = kept
         self._absent[dao.entity.name] = absent
         self._served[dao.entity.name] = out
