@@ -19,7 +19,7 @@ from gateway.tls.defaults import generated_pairs
 from gateway.tls.info import tls_info
 from gateway.tls.native import CredentialError, Native
 from gateway.tls.store import CertEntry, CertIndex, TLSTerminator
-from tests.pki import ec_pairs, rsa_key_pem, self_signed
+from tests.pki import ec_pairs, rsa_key_pem, self_signed, weak_rsa_pair
 
 pytestmark = pytest.mark.skipif(libssl.BRIDGE is None, reason="needs the libssl bridge")
 
@@ -99,6 +99,17 @@ def test_the_default_pairs_do_not_stay_next_to_an_sni_certificate(
     assert handshake(tls.listener_context(), "dual.test", client(rsa_only=True))[0] == \
         "CN=dual.test"
     assert handshake(tls.listener_context(), "dual.test")[0] == "CN=c0.test"  # ECDSA first
+
+
+def test_a_certificate_libssl_refuses_falls_back_to_the_default(
+        default_pairs: list[tuple[str, str]]) -> None:
+    """A key too small for the security level parses, but ``SSL_use_cert_and_key`` refuses
+    it inside the handshake: the connection gets the default's pairs back and completes."""
+    cert, key = weak_rsa_pair()
+    index = CertIndex.build([("weak.test", CertEntry(id="weak", cert=cert, key=key))])
+    tls = TLSTerminator(ServerPolicy(), default_pairs, lambda: index)
+    cn, obj = handshake(tls.listener_context(), "weak.test")
+    assert cn.startswith("CN=localhost") and tls_info(obj)["server_cert"] == default_pairs[0][0]
 
 
 class _MallInfo2(ctypes.Structure):
