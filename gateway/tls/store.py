@@ -5,7 +5,7 @@
 picks an entry from the current index and serves it, and an LRU of what serves a certificate
 keyed by content digest, shared by successive snapshots so an unchanged certificate is never
 rebuilt. With the libssl bridge that is a native credential set on the connection itself
-(``native.py``, ~4 KB); without it, one ``SSLContext`` per certificate (~19 KB) switched to.
+(``native.py``, ~6.5 KB); without it, one ``SSLContext`` per certificate (~19 KB) switched to.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ class TLSTerminator:
     """Per-process TLS runtime for the proxy listeners (one policy, one default certificate).
 
     ``cache_size`` (``ssl_context_cache_size``) bounds what is kept per certificate (native
-    credentials, ~4 KB each, or contexts without the bridge, ~19 KB), least recently used
+    credentials, ~6.5 KB each, or contexts without the bridge, ~19 KB), least recently used
     first out; ``eager`` (``ssl_context_eager``) is how many of new certificates a reload
-    builds before its swap, the rest being built on their first handshake (~40 µs for a
-    credential, ~0.5 ms for a context, inside it)."""
+    builds before its swap, the rest being built inside their first handshake (a credential
+    costs about a fifth of a context's ~0.5 ms)."""
 
     def __init__(self, policy: ServerPolicy, default_pairs: list[tuple[str, str]],
                  current_index: Callable[[], CertIndex], cache_size: int = 10_000,
