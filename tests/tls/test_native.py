@@ -19,7 +19,7 @@ from gateway.tls.defaults import generated_pairs
 from gateway.tls.info import tls_info
 from gateway.tls.native import CredentialError, Native
 from gateway.tls.store import CertEntry, CertIndex, TLSTerminator
-from tests.pki import ec_pairs, rsa_key_pem, self_signed, weak_rsa_pair
+from tests.pki import UpstreamPki, ec_pairs, rsa_key_pem, self_signed, weak_rsa_pair
 
 pytestmark = pytest.mark.skipif(libssl.BRIDGE is None, reason="needs the libssl bridge")
 
@@ -99,6 +99,24 @@ def test_the_default_pairs_do_not_stay_next_to_an_sni_certificate(
     assert handshake(tls.listener_context(), "dual.test", client(rsa_only=True))[0] == \
         "CN=dual.test"
     assert handshake(tls.listener_context(), "dual.test")[0] == "CN=c0.test"  # ECDSA first
+
+
+@pytest.mark.parametrize(("cert", "verifies"), [("depth2.chain", True), ("depth2.crt", False)])
+def test_the_chain_is_sent_with_the_leaf(default_pairs: list[tuple[str, str]],
+                                         upki: UpstreamPki, cert: str, verifies: bool) -> None:
+    """Intermediates after the leaf in the certificate's PEM go out with it: a client that
+    trusts only the root verifies the served chain (and not the leaf alone)."""
+    entry = CertEntry(id="chain", cert=upki.read(cert), key=upki.read("depth2.key"))
+    tls = TLSTerminator(ServerPolicy(), default_pairs,
+                        lambda: CertIndex.build([("chain.test", entry)]))
+    peer = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    peer.check_hostname = False
+    peer.load_verify_locations(upki.path("root.crt"))
+    if verifies:
+        assert handshake(tls.listener_context(), "chain.test", peer)[0] == "CN=depth2"
+    else:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(tls.listener_context(), "chain.test", peer)
 
 
 def test_a_certificate_libssl_refuses_falls_back_to_the_default(
