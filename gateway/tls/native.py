@@ -88,6 +88,10 @@ class Native:
             for pair in parsed:
                 self.free(pair)
             raise
+        finally:
+            # built inside a handshake, nothing may stay queued: SSL_get_error reports any
+            # error left in this thread's queue as the handshake's own
+            self.crypto.ERR_clear_error()
         return Credential(self, tuple(parsed), cert)
 
     def _pair(self, cert_pem: str, key_pem: str) -> _Pair:
