@@ -310,8 +310,9 @@ class Settings:
     prefix: str = ".ramparts"  # generated files (default certificates) live here
     health_path: Annotated[str, AllowEmpty()] = "/__health"  # KrakenD's; "" disables it
     db_update_frequency: Annotated[float, Between(0.01, 60)] = 0.1  # config poll (seconds)
-    # per-certificate SSL contexts a proxy process keeps (LRU), and how many a reload builds
-    # before it goes live; the others are built on their first handshake (README: Live
+    # certificates a proxy process keeps ready to serve (LRU: parsed key pairs set per
+    # connection, or one SSL context each without the libssl bridge), and how many a reload
+    # makes ready before it goes live; the others on their first handshake (README: Live
     # configuration, "Many certificates")
     ssl_context_cache_size: Annotated[int, Between(1, 10_000_000)] = 10_000
     ssl_context_eager: Annotated[int, Between(0, 10_000_000)] = 1000

@@ -51,7 +51,9 @@ def tls_info(obj: Any) -> dict[str, Any]:
         error = verify_error(obj)
         verified = error is None
     return {
-        "server_cert": getattr(obj.context, "ramparts_cert", None),
+        # set on the connection when its certificate was installed on it (native.py)
+        "server_cert": getattr(obj, "ramparts_cert", None)
+        or getattr(obj.context, "ramparts_cert", None),
         "client_cert_chain": chain,
         "client_cert_name": client_name,
         "client_cert_error": error,

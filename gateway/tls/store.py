@@ -1,9 +1,11 @@
-"""Certificates by SNI: Kong's lookup order, and the contexts that serve them.
+"""Certificates by SNI: Kong's lookup order, and what serves them on a connection.
 
 ``CertIndex`` is pure data inside the snapshot (names -> certificate entries).
 ``TLSTerminator`` owns the per-process runtime: the listener context whose ``sni_callback``
-picks an entry from the current index, and an LRU of per-certificate contexts keyed by content
-digest, shared by successive snapshots so an unchanged certificate is never rebuilt.
+picks an entry from the current index and serves it, and an LRU of what serves a certificate
+keyed by content digest, shared by successive snapshots so an unchanged certificate is never
+rebuilt. With the libssl bridge that is a native credential set on the connection itself
+(``native.py``, ~6.5 KB); without it, one ``SSLContext`` per certificate (~19 KB) switched to.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from gateway.tls import libssl
+from gateway.tls import libssl, native
 from gateway.tls.contexts import ServerPolicy, server_context
+from gateway.tls.native import Credential
 
 log = logging.getLogger("ramparts.tls")
 
@@ -92,13 +95,17 @@ class CertIndex:
 EMPTY_INDEX = CertIndex(MappingProxyType({}))
 
 
+Served = Credential | ssl.SSLContext  # what the LRU keeps per certificate
+
+
 class TLSTerminator:
     """Per-process TLS runtime for the proxy listeners (one policy, one default certificate).
 
-    ``cache_size`` (``ssl_context_cache_size``) bounds the per-certificate contexts kept, least
-    recently used first out (~19 KB each); ``eager`` (``ssl_context_eager``) is how many
-    contexts of new certificates a reload builds before its swap, the rest being built on
-    their first handshake (~0.5 ms inside it)."""
+    ``cache_size`` (``ssl_context_cache_size``) bounds what is kept per certificate (native
+    credentials, ~6.5 KB each, or contexts without the bridge, ~19 KB), least recently used
+    first out; ``eager`` (``ssl_context_eager``) is how many of new certificates a reload
+    builds before its swap, the rest being built inside their first handshake (a credential
+    costs about a fifth of a context's ~0.5 ms)."""
 
     def __init__(self, policy: ServerPolicy, default_pairs: list[tuple[str, str]],
                  current_index: Callable[[], CertIndex], cache_size: int = 10_000,
@@ -107,11 +114,13 @@ class TLSTerminator:
         self.current_index = current_index
         self.cache_size = cache_size
         self.eager = eager
-        self._cache: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        self._cache: OrderedDict[str, Served] = OrderedDict()
         self._known: set[str] = set()  # digests of the last prepared index
         self._lock = threading.Lock()
         self.default = server_context(policy, default_pairs)
         self.default.ramparts_cert = default_pairs[0][0]  # type: ignore[attr-defined]
+        # None: per-certificate contexts; else every connection keeps the listener's
+        self.native, self._default_credential = native.load(self.default, default_pairs)
         self.default.sni_callback = self._sni_callback
         # the plugins' certificate phase (global instances only): sync, in the handshake
         self.on_hello: Callable[[Any, str | None], None] | None = None
@@ -124,22 +133,24 @@ class TLSTerminator:
     def listener_context(self) -> ssl.SSLContext:
         return self.default
 
-    # ------------------------------------------------------------------ contexts
-    def context_for(self, entry: CertEntry) -> ssl.SSLContext:
+    # ------------------------------------------------------------------ per certificate
+    def served_for(self, entry: CertEntry) -> Served:
         digest = entry.digest
         with self._lock:
-            ctx = self._cache.get(digest)
-            if ctx is not None:
+            served = self._cache.get(digest)
+            if served is not None:
                 self._cache.move_to_end(digest)
-                return ctx
-        ctx = self._build(entry)
+                return served
+        served = self._build(entry)
         with self._lock:
-            self._cache[digest] = ctx
+            self._cache[digest] = served
             while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return ctx
+                self._cache.popitem(last=False)  # freed once no handshake holds it
+        return served
 
-    def _build(self, entry: CertEntry) -> ssl.SSLContext:
+    def _build(self, entry: CertEntry) -> Served:
+        if self.native is not None:
+            return self.native.credential(entry.pairs(), entry.cert)
         ctx = server_context(self.policy, entry.pairs())
         ctx.ramparts_cert = entry.cert  # type: ignore[attr-defined]
         if self._client_cas:
@@ -163,8 +174,8 @@ class TLSTerminator:
         self.default.verify_mode = ssl.CERT_OPTIONAL if cas else ssl.CERT_NONE
 
     def prepare(self, index: CertIndex, budget: float = 0.25) -> int:
-        """Off the event loop, before a swap: drop contexts of certificates the new index no
-        longer has, and build contexts for the certificates that are new since the previous
+        """Off the event loop, before a swap: drop what served certificates the new index no
+        longer has, and build it for the certificates that are new since the previous
         index: at most ``eager`` of them (and of the cache's size), for at most ``budget``
         seconds (~0.5 ms each). Anything left is built on its first handshake, so a reload
         stays fast however many certificates there are. Returns how many were built."""
@@ -180,7 +191,7 @@ class TLSTerminator:
             if time.monotonic() > deadline:
                 break
             try:
-                self.context_for(entry)
+                self.served_for(entry)
                 built += 1
             except (ssl.SSLError, OSError, ValueError) as exc:
                 log.error("certificate %s cannot be served: %s", entry.id, exc)
@@ -209,12 +220,19 @@ class TLSTerminator:
         if entry is None:
             return
         try:
-            ctx = self.context_for(entry)
+            served = self.served_for(entry)  # a local reference: not freed under the install
         except (ssl.SSLError, OSError, ValueError) as exc:
             log.error("certificate %s cannot be served, using the default: %s", entry.id, exc)
             return
-        if ctx is not initial:
-            obj.context = ctx
+        if isinstance(served, Credential):
+            if served.native.install(obj, served):
+                obj.ramparts_cert = served.cert
+            else:  # the connection has no certificate left: the default's again
+                log.error("certificate %s cannot be served, using the default", entry.id)
+                assert self._default_credential is not None  # set with self.native
+                served.native.install(obj, self._default_credential)
+        elif served is not initial:
+            obj.context = served
 
     @property
     def cached(self) -> int:
