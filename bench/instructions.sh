@@ -15,6 +15,7 @@
 #     instead of ECDSA P-256. CURVES="29, 23, 24, 25": ramparts' tls.curve_preferences, as
 #     bench/gateway.sh sets it (X25519 first, like nginx and leanref); unset, its default
 #     P-256/P-384/P-521, which costs curl's X25519-only key share a HelloRetryRequest)
+#   SCENARIO=b_resume bench/instructions.sh (the same, but curl resumes its TLS session)
 #   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
 #   PORTS=23000 bench/instructions.sh       (another port range: runs side by side)
 #   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
@@ -63,6 +64,9 @@ per_request=() kind="keep-alive HTTPS request" curves=
 if [[ ${SCENARIO:-a} == b ]]; then
   per_request=(--no-sessionid -H "Connection: close")
   kind="new-connection HTTPS request (a full handshake, ${KEY:-ec} key, ramparts' groups: ${CURVES:-default})"
+elif [[ ${SCENARIO:-a} == b_resume ]]; then
+  per_request=(-H "Connection: close")
+  kind="new-connection HTTPS request (a resumed session, ramparts' groups: ${CURVES:-default})"
 fi
 [[ -n ${CURVES:-} ]] && curves="tls: {curve_preferences: [$CURVES]}"
 nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
