@@ -74,7 +74,8 @@ class TicketCallback:
 
     def prepared(self, key: TicketKey) -> _PreparedKey:
         hit = self._prepared.get(key.name)
-        if hit is not None and hit.key == key:
+        # the schedule hands out the same object for an epoch: identity is the common case
+        if hit is not None and (hit.key is key or hit.key == key):
             return hit
         if len(self._prepared) >= 8:  # keys rotate: drop the old ones
             self._prepared.clear()
