@@ -7,7 +7,7 @@ and each wrk output. Same layout as the harness: the proxy pinned to CPU 0, wrk 
 origin on CPU 1, every proxy in the same run as its nginx reference, the proxy's CPU µs per
 request from its process group's CPU time (the figure other tenants move least).
 
-Scenarios (SCENARIOS="mtls routes plugins workers idle"; DUR=6 WARM=1 CONNS=50 ROUNDS=3). The
+Scenarios (SCENARIOS="mtls routes plugins workers idle groups"; DUR=6 WARM=1 CONNS=50 ROUNDS=3). The
 proxies of one comparison run at once and are measured in ROUNDS interleaved rounds; the run
 with the median CPU per request stands (a shared machine's load then hits each alike):
   mtls     mtls-auth on the route (seed 003 style: a CA certificate, a consumer credential)
@@ -19,6 +19,9 @@ with the median CPU per request stands (a shared machine's load then hits each a
   plugins  three no-op plugins (bench/plugins/ramparts_plugins/noop*) against none
   workers  `ramparts start --workers 1|2` against nginx `worker_processes 1|2`, unpinned
   idle     memory per idle keep-alive TLS connection: bench/idle.py, for ramparts and nginx
+  groups   a new connection per request with ramparts' default key exchange groups (P-256,
+           P-384, P-521: wrk's X25519-only key share gets a HelloRetryRequest) against the
+           X25519-first order bench/gateway.sh gives the harness
 A scenario whose prerequisite is missing (a plugin, a command option) says so and is skipped.
 """
 
@@ -534,12 +537,41 @@ def _start_idle_target(b: Bench, name: str) -> tuple[subprocess.Popen[bytes], in
     return start_nginx(b, "nginx-idle", conf, [port], b.lay.proxy_cpu), port
 
 
+# ---------------------------------------------------------------- scenario: key exchange groups
+
+X25519_FIRST = [29, 23, 24, 25]  # nginx's and leanref's order, as bench/gateway.sh sets it
+
+
+def scenario_groups(b: Bench) -> str:
+    def ramparts(i: int, settings: Mapping[str, object] | None) -> Started:
+        proc, port = start_ramparts(b, f"ramparts-groups{i}", base_config(b.origin_port),
+                                    b.lay.proxy_cpu, settings)
+        return proc, [(f"groups-{i}", b.new_conn(port))]
+
+    with fleet(b) as f:
+        f.add(lambda: ramparts(0, None))
+        f.add(lambda: ramparts(1, {"tls": {"curve_preferences": X25519_FIRST}}))
+        got = f.measure()
+    default, first = got.get("groups-0"), got.get("groups-1")
+    over = pct_over(default.us_per_req, first.us_per_req) if default and first else "?"
+    return "\n".join([
+        "## Key exchange groups (issue 10): a new connection and a full handshake per request, "
+        "proxy CPU µs per request", "",
+        "wrk (OpenSSL) sends an X25519 key share only. Ramparts' default groups are KrakenD's "
+        "(P-256, P-384, P-521), so each handshake is a HelloRetryRequest: one more round trip "
+        "and a second ClientHello. The harness's ramparts (`bench/gateway.sh`) offers X25519 "
+        "first, as nginx and leanref do.", "",
+        table(["proxy", "default groups (HelloRetryRequest)", "`curve_preferences: [29, 23, 24, "
+               "25]`", "default costs"], [["ramparts", cell(default), cell(first), over]]),
+        *(f"- {n}" for n in f.notes)])
+
+
 # ---------------------------------------------------------------- main
 
 
 SCENARIOS: dict[str, Callable[[Bench], str]] = {
     "mtls": scenario_mtls, "routes": scenario_routes, "plugins": scenario_plugins,
-    "workers": scenario_workers, "idle": scenario_idle}
+    "workers": scenario_workers, "idle": scenario_idle, "groups": scenario_groups}
 
 
 def start_origin(b: Bench) -> None:

@@ -3,6 +3,11 @@
 # Two ramparts processes share one SQLite database: the TLS listener (GW_TLS_PORT, plus
 # GW_HTTP_PORT) and, since the tls policy (enable_mtls) is per process, the mTLS listener
 # (GW_MTLS_PORT). The bench runs this whole process group pinned to one CPU.
+# Key exchange groups as nginx and leanref offer them (X25519 first): wrk's OpenSSL sends an
+# X25519 key share only, so ramparts' default groups (P-256/P-384/P-521, KrakenD's) would
+# cost every handshake a HelloRetryRequest the others never do. bench/extra.py's `groups`
+# scenario measures the default beside this (docs/benchmarks.md, issue 10).
+GROUPS="curve_preferences: [29, 23, 24, 25]"
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/ramparts-bench.XXXXXX)
@@ -15,6 +20,7 @@ ssl_cert: $GW_CERT
 ssl_cert_key: $GW_KEY
 prefix: $work/prefix
 log_level: warn
+tls: {$GROUPS}
 YAML
 cat >"$work/mtls.yaml" <<YAML
 database: sqlite:///$work/bench.db
@@ -24,7 +30,7 @@ ssl_cert: $GW_CERT
 ssl_cert_key: $GW_KEY
 prefix: $work/prefix-mtls
 log_level: warn
-tls: {enable_mtls: true, ca_certs: ["$GW_CLIENT_CA"], disable_system_ca_pool: true}
+tls: {enable_mtls: true, ca_certs: ["$GW_CLIENT_CA"], disable_system_ca_pool: true, $GROUPS}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/tls.yaml" >/dev/null
 "$here/.venv/bin/ramparts" start -c "$work/tls.yaml" &

@@ -10,6 +10,12 @@
 #   PLUGINS=3 PROXIES=ramparts bench/instructions.sh   (ramparts with 1 to 3 no-op plugins on
 #     the route: bench/plugins/ramparts_plugins/noop, noop2, noop3; issue 10's bound is +10 %)
 #   SCENARIO=d bench/instructions.sh        (HTTPS origin asking for a client certificate)
+#   SCENARIO=b bench/instructions.sh        (a new connection and a full TLS handshake per
+#     request: curl --no-sessionid, Connection: close; N=200 is plenty. KEY=rsa: RSA-2048
+#     instead of ECDSA P-256. CURVES="29, 23, 24, 25": ramparts' tls.curve_preferences, as
+#     bench/gateway.sh sets it (X25519 first, like nginx and leanref); unset, its default
+#     P-256/P-384/P-521, which costs curl's X25519-only key share a HelloRetryRequest)
+#   SCENARIO=b_resume bench/instructions.sh (the same, but curl resumes its TLS session)
 #   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
 #   PORTS=23000 bench/instructions.sh       (another port range: runs side by side)
 #   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
@@ -35,7 +41,9 @@ command -v nginx >/dev/null || apt-get install -y nginx >/dev/null
 
 # one self-signed certificate plays every part: the proxies' and the origin's server
 # certificate, the CA that verifies the origin, and the client certificate it requires
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+[[ ${KEY:-ec} == rsa ]] && newkey=(-newkey rsa:2048)
+openssl req -x509 "${newkey[@]}" -nodes -days 30 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cat >"$work/nginx.conf" <<NGINX
@@ -51,6 +59,16 @@ NGINX
 # there (leanref's convention)
 prefix=
 [[ ${SCENARIO:-a} == d ]] && prefix=/tls
+# SCENARIO=b: each request on a new connection, each connection a full handshake
+per_request=() kind="keep-alive HTTPS request" curves=
+if [[ ${SCENARIO:-a} == b ]]; then
+  per_request=(--no-sessionid -H "Connection: close")
+  kind="new-connection HTTPS request (a full handshake, ${KEY:-ec} key, ramparts' groups: ${CURVES:-default})"
+elif [[ ${SCENARIO:-a} == b_resume ]]; then
+  per_request=(-H "Connection: close")
+  kind="new-connection HTTPS request (a resumed session, ramparts' groups: ${CURVES:-default})"
+fi
+[[ -n ${CURVES:-} ]] && curves="tls: {curve_preferences: [$CURVES]}"
 nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
 
 wait_port() { for _ in $(seq 900); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
@@ -69,7 +87,7 @@ count() {
   local vpid=$!; echo "$vpid" >>"$work/pids"  # count runs in a subshell: a file, not an array
   wait_port "$url/" || { cat "$work/proc.log" >&2; return 1; }
   [[ -n ${SETUP:-} ]] && eval "$SETUP"
-  curl -sk -o /dev/null "$url/w[1-200]"
+  curl -sk "${per_request[@]}" -o /dev/null "$url/w[1-200]"
   if [[ $(curl -sk -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
     echo "$url/w is not answered with 200" >&2; return 1  # errors would be counted instead
   fi
@@ -78,7 +96,7 @@ count() {
     target=$(curl -sf "$WORKERS_URL" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pids"]["workers"][0])')
   fi
   callgrind_control -z "$target" >/dev/null
-  curl -sk -o /dev/null "$url/m[1-$N]"
+  curl -sk "${per_request[@]}" -o /dev/null "$url/m[1-$N]"
   callgrind_control -d "$target" >/dev/null
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
   # KEEP=DIR keeps the profile for callgrind_annotate
@@ -103,6 +121,7 @@ plugin_path: $here/bench/plugins
 # see it)
 db_update_frequency: ${POLL:-60}
 cluster_heartbeat: ${POLL:-60}
+$curves
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
 ca_id=0d5a3b4e-0c1f-4c55-9a43-4c1b9f2d7a01 cert_id=6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0
@@ -141,7 +160,7 @@ if wanted leanref; then
 fi
 ratio() { [[ $1 == - || $2 == - ]] && echo - || awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 cat >"$out" <<MD
-## Instructions per keep-alive HTTPS request (callgrind, user space; $N requests, curl; scenario ${SCENARIO:-a}, ${ROUTES:-1} routes)
+## Instructions per $kind (callgrind, user space; $N requests, curl; scenario ${SCENARIO:-a}, ${ROUTES:-1} routes)
 
 | proxy | instructions / request | ÷ leanref | ÷ pyref |
 |---|---:|---:|---:|

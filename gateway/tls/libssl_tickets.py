@@ -24,6 +24,7 @@ _TICKET_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ct
                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 _OSSL_PARAM_UTF8_STRING, _OSSL_PARAM_OCTET_STRING = 4, 5
 _OSSL_PARAM_UNMODIFIED = ctypes.c_size_t(-1).value
+_TLS1_3_VERSION = 0x0304
 
 
 class _OsslParam(ctypes.Structure):
@@ -73,7 +74,8 @@ class TicketCallback:
 
     def prepared(self, key: TicketKey) -> _PreparedKey:
         hit = self._prepared.get(key.name)
-        if hit is not None and hit.key == key:
+        # the schedule hands out the same object for an epoch: identity is the common case
+        if hit is not None and (hit.key is key or hit.key == key):
             return hit
         if len(self._prepared) >= 8:  # keys rotate: drop the old ones
             self._prepared.clear()
@@ -116,7 +118,12 @@ class TicketCallback:
             return 0  # unknown, too old, or refused for this SNI: a full handshake
         key, renew = found
         done = self._init(key, self.bridge.crypto_lib.EVP_DecryptInit_ex, iv, cipher, mac)
-        return done and (2 if renew else 1)  # 2: resume, and send a ticket of today's key
+        # 2: resume, and send fresh tickets. A TLS 1.3 ticket is for one use (RFC 8446
+        # C.4): OpenSSL clients drop it once resumed, so without new tickets (OpenSSL sends
+        # none on 1) a client chaining connections resumed only every other one. nginx
+        # renews in TLS 1.3 alike; TLS 1.2 renews only tickets of an older key.
+        renew = renew or self.bridge.ssl_lib.SSL_version(ssl_ptr) == _TLS1_3_VERSION
+        return done and (2 if renew else 1)
 
     def _init(self, key: TicketKey, init: Any, iv: int, cipher: int, mac: int) -> int:
         ready = self.prepared(key)
@@ -182,6 +189,7 @@ def bind(lib: Any, crypto: Any) -> TicketBridge:
         (lib, "SSL_CTX_set_tlsext_ticket_key_evp_cb", ci, [vp, _TICKET_CB]),
         (lib, "SSL_client_hello_get0_ext", ci, [vp, ctypes.c_uint, ctypes.POINTER(vp),
                                                 ctypes.POINTER(ctypes.c_size_t)]),
+        (lib, "SSL_version", ci, [vp]),
         (crypto, "RAND_bytes", ci, [vp, ci]),
         (crypto, "EVP_aes_256_cbc", vp, []),
         (crypto, "EVP_EncryptInit_ex", ci, [vp, vp, vp, vp, vp]),

@@ -144,18 +144,21 @@ def _server(cert: Path, key: Path, keys: TicketKeys | None,
 
 
 @functools.cache
-def _client() -> ssl.SSLContext:
-    """One client context: Python resumes a session only with the context that made it."""
+def _client(version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> ssl.SSLContext:
+    """One client context per version: Python resumes a session only with the context
+    that made it."""
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    client.maximum_version = version
     return client
 
 
 def _handshake(server: ssl.SSLContext, session: ssl.SSLSession | None = None,
-               name: str = "a.test") -> ssl.SSLSession | None:
-    """One TLS 1.3 connection over memory BIOs; returns the session once a ticket arrived,
-    or None when the given session was not resumed."""
-    client = _client()
+               name: str = "a.test", version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
+               ) -> ssl.SSLSession | None:
+    """One connection over memory BIOs; returns the session once a ticket arrived, or None
+    when the given session was not resumed."""
+    client = _client(version)
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     c = client.wrap_bio(c_in, c_out, server_hostname=name, session=session)
     s = server.wrap_bio(s_in, s_out, server_side=True)
@@ -211,3 +214,19 @@ def test_a_refused_sni_gets_a_full_handshake(tmp_path: Path) -> None:
     session = _handshake(server)
     assert _handshake(server, session, name="mtls.test") is None
     assert _handshake(server, session, name="a.test") is not None
+
+
+@needs_bridge
+@pytest.mark.parametrize(("version", "fresh"), [
+    (ssl.TLSVersion.TLSv1_3, True),   # a ticket is for one use (RFC 8446 C.4), as nginx does
+    (ssl.TLSVersion.TLSv1_2, False),  # a ticket of the current key stays in use
+])
+def test_a_resumed_connection_gets_a_fresh_ticket_in_tls_1_3(
+        tmp_path: Path, version: ssl.TLSVersion, fresh: bool) -> None:
+    self_signed(tmp_path, "s", "a.test", alg="ec")
+    server, _held = _server(tmp_path / "s.crt", tmp_path / "s.key", TicketKeys(SECRET, 3600))
+    first = _handshake(server, version=version)
+    assert first is not None
+    again = _handshake(server, first, version=version)
+    assert again is not None  # resumed
+    assert (again.id != first.id) is fresh
