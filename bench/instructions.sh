@@ -16,6 +16,8 @@
 #     bench/gateway.sh sets it (X25519 first, like nginx and leanref); unset, its default
 #     P-256/P-384/P-521, which costs curl's X25519-only key share a HelloRetryRequest)
 #   SCENARIO=b_resume bench/instructions.sh (the same, but curl resumes its TLS session)
+#   SCENARIO=c bench/instructions.sh        (mTLS at the proxy: `tls: {enable_mtls: true}`,
+#     curl presents a client certificate; leanref's mTLS listener)
 #   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
 #   PORTS=23000 bench/instructions.sh       (another port range: runs side by side)
 #   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
@@ -68,15 +70,22 @@ elif [[ ${SCENARIO:-a} == b_resume ]]; then
   per_request=(-H "Connection: close")
   kind="new-connection HTTPS request (a resumed session, ramparts' groups: ${CURVES:-default})"
 fi
-[[ -n ${CURVES:-} ]] && curves="tls: {curve_preferences: [$CURVES]}"
+# the node's tls block: CURVES and SCENARIO=c's client-certificate policy in one mapping
+tls_opts=()
+[[ -n ${CURVES:-} ]] && tls_opts+=("curve_preferences: [$CURVES]")
+[[ ${SCENARIO:-a} == c ]] && tls_opts+=("enable_mtls: true, ca_certs: [\"$work/cert.pem\"], disable_system_ca_pool: true")
+if (( ${#tls_opts[@]} )); then curves="tls: {$(printf '%s, ' "${tls_opts[@]}" | sed 's/, $//')}"; fi
+# SCENARIO=c: every curl presents the (self-signed) certificate as its client certificate
+ccert=()
+[[ ${SCENARIO:-a} == c ]] && ccert=(--cert "$work/cert.pem" --key "$work/key.pem")
 nginx -c "$work/nginx.conf" & echo $! >>"$work/pids"
 
-wait_port() { for _ in $(seq 900); do curl -sk -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
+wait_port() { for _ in $(seq 900); do curl -sk "${ccert[@]}" -o /dev/null "$1" && return 0; sleep 1; done; return 1; }
 
 # count: run "$@" under callgrind, zero the counters after warm-up, dump after N requests
 count() {
   local url=$1; shift
-  if curl -sk -o /dev/null "$url/"; then  # another run's proxy would be measured instead
+  if curl -sk "${ccert[@]}" -o /dev/null "$url/"; then  # another run's proxy would be measured instead
     echo "$url is taken: choose another PORTS=" >&2; return 1
   fi
   rm -f "$work"/callgrind.out.*
@@ -87,8 +96,8 @@ count() {
   local vpid=$!; echo "$vpid" >>"$work/pids"  # count runs in a subshell: a file, not an array
   wait_port "$url/" || { cat "$work/proc.log" >&2; return 1; }
   [[ -n ${SETUP:-} ]] && eval "$SETUP"
-  curl -sk "${per_request[@]}" -o /dev/null "$url/w[1-200]"
-  if [[ $(curl -sk -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
+  curl -sk "${per_request[@]}" "${ccert[@]}" -o /dev/null "$url/w[1-200]"
+  if [[ $(curl -sk "${ccert[@]}" -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
     echo "$url/w is not answered with 200" >&2; return 1  # errors would be counted instead
   fi
   local target=$vpid
@@ -96,7 +105,7 @@ count() {
     target=$(curl -sf "$WORKERS_URL" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pids"]["workers"][0])')
   fi
   callgrind_control -z "$target" >/dev/null
-  curl -sk "${per_request[@]}" -o /dev/null "$url/m[1-$N]"
+  curl -sk "${per_request[@]}" "${ccert[@]}" -o /dev/null "$url/m[1-$N]"
   callgrind_control -d "$target" >/dev/null
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
   # KEEP=DIR keeps the profile for callgrind_annotate
@@ -141,7 +150,7 @@ ca_id=0d5a3b4e-0c1f-4c55-9a43-4c1b9f2d7a01 cert_id=6f1e2d3c-4b5a-4968-8776-a5b4c
   printf '  key: |\n'; sed 's/^/    /' "$work/key.pem"
 } >"$work/kong.yml"
 "$here/.venv/bin/ramparts" config db_import -c "$work/r.yaml" "$work/kong.yml" >/dev/null
-SETUP='for _ in $(seq 100); do [[ $(curl -sk -o /dev/null -w "%{http_code}" https://127.0.0.1:$((PORTS + 443))$prefix/w) == 200 ]] && break; sleep 0.2; done'
+SETUP='for _ in $(seq 100); do [[ $(curl -sk "${ccert[@]}" -o /dev/null -w "%{http_code}" https://127.0.0.1:$((PORTS + 443))$prefix/w) == 200 ]] && break; sleep 0.2; done'
 ramparts=- pyref_count=- leanref_count=-
 wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
 if wanted ramparts; then
@@ -156,7 +165,9 @@ if wanted pyref; then
   pyref_count=$(GW_TLS_PORT=$((PORTS + 543)) count "https://127.0.0.1:$((PORTS + 543))$prefix" "$py" "$pyref")
 fi
 if wanted leanref; then
-  leanref_count=$(GW_TLS_PORT=$((PORTS + 643)) GW_MTLS_PORT=$((PORTS + 644)) count "https://127.0.0.1:$((PORTS + 643))$prefix" "$py" "$leanref")
+  lport=$((PORTS + 643))
+  [[ ${SCENARIO:-a} == c ]] && lport=$((PORTS + 644))  # leanref's mTLS listener
+  leanref_count=$(GW_TLS_PORT=$((PORTS + 643)) GW_MTLS_PORT=$((PORTS + 644)) count "https://127.0.0.1:$lport$prefix" "$py" "$leanref")
 fi
 ratio() { [[ $1 == - || $2 == - ]] && echo - || awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 cat >"$out" <<MD
