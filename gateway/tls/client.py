@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gateway.tls import libssl
@@ -30,6 +30,18 @@ class ClientProfile:
     tls13_suites: tuple[str, ...] = ()   # empty: OpenSSL's defaults
     tls12_ciphers: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+    # a pool key holds the profile, and every request looks its pool up: the generated
+    # __hash__ would hash all eleven fields in Python each time
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((
+            self.verify, self.depth, self.ca_pem, self.system_ca, self.cert, self.key,
+            self.min_version, self.max_version, self.tls13_suites, self.tls12_ciphers,
+            self.groups)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def label(self) -> str:
