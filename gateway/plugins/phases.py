@@ -86,10 +86,13 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     return tuple(out)
 
 
-def after(chain: Chain, kong: Kong) -> After:
+def after(chain: Chain, kong: Kong) -> After | None:
+    """None when no instance of the request has a phase left (an auth plugin alone)."""
     plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
     if plan is None:
         plan = Plan.of(picked(chain, kong))
+    if not (plan.header_filter or plan.body_filter or plan.log):
+        return None
     return After(plan.header_filter, plan.body_filter, plan.log, kong)
 
 
