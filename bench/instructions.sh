@@ -9,6 +9,9 @@
 #   PROXIES=ramparts bench/instructions.sh   (a subset: ramparts, pyref, leanref)
 #   PLUGINS=3 PROXIES=ramparts bench/instructions.sh   (ramparts with 1 to 3 no-op plugins on
 #     the route: bench/plugins/ramparts_plugins/noop, noop2, noop3; issue 10's bound is +10 %)
+#   PLUGINS=mtls PROXIES=ramparts bench/instructions.sh   (mtls-auth on the route, seed 003's
+#     flow: a CA certificate, curl's client certificate signed by it, a consumer credential
+#     naming its CN; every request rides one connection, so this is issue 11's keep-alive cost)
 #   SCENARIO=d bench/instructions.sh        (HTTPS origin asking for a client certificate)
 #   SCENARIO=b bench/instructions.sh        (a new connection and a full TLS handshake per
 #     request: curl --no-sessionid, Connection: close; N=200 is plenty. KEY=rsa: RSA-2048
@@ -26,6 +29,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
 N=${N:-500}
 PLUGINS=${PLUGINS:-0}
+mtls=
+[[ $PLUGINS == mtls ]] && mtls=1 PLUGINS=0
 noops=$(for i in $(seq "$PLUGINS"); do [[ $i == 1 ]] && printf noop || printf ", noop%s" "$i"; done)
 PORTS=${PORTS:-19000}  # the ports used are PORTS + 1, 80, 443, 543, 643, 644, 999
 py=$here/.venv/bin/python
@@ -48,6 +53,16 @@ newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
 openssl req -x509 "${newkey[@]}" -nodes -days 30 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+client=()
+if [[ -n $mtls ]]; then  # a CA and the client certificate it signs (CN=bench-client)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=bench-ca -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj /CN=bench-client -keyout "$work/client.key" -out "$work/client.csr" 2>/dev/null
+  openssl x509 -req -in "$work/client.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 30 -out "$work/client.pem" 2>/dev/null
+  client=(--cert "$work/client.pem" --key "$work/client.key")
+fi
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
 events { worker_connections 1024; }
@@ -96,8 +111,8 @@ count() {
   local vpid=$!; echo "$vpid" >>"$work/pids"  # count runs in a subshell: a file, not an array
   wait_port "$url/" || { cat "$work/proc.log" >&2; return 1; }
   [[ -n ${SETUP:-} ]] && eval "$SETUP"
-  curl -sk "${per_request[@]}" "${ccert[@]}" -o /dev/null "$url/w[1-200]"
-  if [[ $(curl -sk "${ccert[@]}" -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
+  curl -sk "${per_request[@]}" "${ccert[@]}" "${client[@]}" -o /dev/null "$url/w[1-200]"
+  if [[ $(curl -sk "${ccert[@]}" "${client[@]}" -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
     echo "$url/w is not answered with 200" >&2; return 1  # errors would be counted instead
   fi
   local target=$vpid
@@ -105,7 +120,7 @@ count() {
     target=$(curl -sf "$WORKERS_URL" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pids"]["workers"][0])')
   fi
   callgrind_control -z "$target" >/dev/null
-  curl -sk "${per_request[@]}" "${ccert[@]}" -o /dev/null "$url/m[1-$N]"
+  curl -sk "${per_request[@]}" "${ccert[@]}" "${client[@]}" -o /dev/null "$url/m[1-$N]"
   callgrind_control -d "$target" >/dev/null
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
   # KEEP=DIR keeps the profile for callgrind_annotate
@@ -141,16 +156,23 @@ ca_id=0d5a3b4e-0c1f-4c55-9a43-4c1b9f2d7a01 cert_id=6f1e2d3c-4b5a-4968-8776-a5b4c
     $((PORTS + 999))
   printf '  - name: o\n    paths: [/m, /w]\n'
   [[ -n $noops ]] && printf '    plugins: [%s]\n' "$(sed -E 's/([a-z0-9]+)/{name: \1}/g' <<<"$noops")"
+  mtls_ca=8c1d9e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f
+  [[ -n $mtls ]] && printf '    plugins: [{name: mtls-auth, config: {ca_certificates: [%s]}}]\n' "$mtls_ca"
   for i in $(seq 1 $((${ROUTES:-1} - 1))); do printf '  - name: r%d\n    paths: [/r%d/]\n' "$i" "$i"; done
   printf -- '- name: d\n  url: https://localhost:%d\n  tls_verify: true\n' $((PORTS + 998))
   printf '  ca_certificates: [%s]\n  client_certificate: %s\n' "$ca_id" "$cert_id"
   printf '  routes:\n  - name: d\n    paths: [/tls]\n'
   printf 'ca_certificates:\n- id: %s\n  cert: |\n' "$ca_id"; sed 's/^/    /' "$work/cert.pem"
+  if [[ -n $mtls ]]; then
+    printf -- '- id: %s\n  cert: |\n' "$mtls_ca"; sed 's/^/    /' "$work/ca.pem"
+    printf 'consumers:\n- username: bench-client\n  mtls_auth_credentials:\n'
+    printf '  - subject_name: bench-client\n'
+  fi
   printf 'certificates:\n- id: %s\n  cert: |\n' "$cert_id"; sed 's/^/    /' "$work/cert.pem"
   printf '  key: |\n'; sed 's/^/    /' "$work/key.pem"
 } >"$work/kong.yml"
 "$here/.venv/bin/ramparts" config db_import -c "$work/r.yaml" "$work/kong.yml" >/dev/null
-SETUP='for _ in $(seq 100); do [[ $(curl -sk "${ccert[@]}" -o /dev/null -w "%{http_code}" https://127.0.0.1:$((PORTS + 443))$prefix/w) == 200 ]] && break; sleep 0.2; done'
+SETUP='for _ in $(seq 100); do [[ $(curl -sk "${ccert[@]}" "${client[@]}" -o /dev/null -w "%{http_code}" https://127.0.0.1:$((PORTS + 443))$prefix/w) == 200 ]] && break; sleep 0.2; done'
 ramparts=- pyref_count=- leanref_count=-
 wanted() { [[ " $PROXIES " == *" $1 "* ]]; }
 if wanted ramparts; then
@@ -177,6 +199,6 @@ cat >"$out" <<MD
 |---|---:|---:|---:|
 | leanref | $leanref_count | $(ratio "$leanref_count" "$leanref_count") | $(ratio "$leanref_count" "$pyref_count") |
 | pyref | $pyref_count | $(ratio "$pyref_count" "$leanref_count") | $(ratio "$pyref_count" "$pyref_count") |
-| ramparts${noops:+ + $noops} | $ramparts | $(ratio "$ramparts" "$leanref_count") | $(ratio "$ramparts" "$pyref_count") |
+| ramparts${noops:+ + $noops}${mtls:+ + mtls-auth} | $ramparts | $(ratio "$ramparts" "$leanref_count") | $(ratio "$ramparts" "$pyref_count") |
 MD
 [[ $out == /dev/stdout ]] || cat "$out"

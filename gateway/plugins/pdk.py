@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.plugins.directory import Directory
@@ -97,6 +98,18 @@ class ServiceRequest:
         self.set_headers.pop(key, None)
         self.cleared.add(key)
 
+    def merge(self, set_headers: Mapping[bytes, bytes], cleared: AbstractSet[bytes]) -> None:
+        """Another request's changes (disjoint sets, as this class keeps them) on top of
+        these: a plugin replaying what it did before."""
+        if not self.set_headers and not self.cleared:
+            self.set_headers, self.cleared = dict(set_headers), set(cleared)
+            return
+        for key in cleared:
+            self.set_headers.pop(key, None)
+        self.cleared.difference_update(set_headers)
+        self.cleared.update(cleared)
+        self.set_headers.update(set_headers)
+
     def apply(self, headers: Headers) -> Headers:
         if not self.set_headers and not self.cleared:
             return headers
@@ -108,23 +121,41 @@ class ServiceRequest:
 
 @dataclass(slots=True)
 class ResponseView:
-    """The response head in header_filter (status and headers may be changed there)."""
+    """The response head in header_filter (status and headers may be changed there).
+    ``length`` is the body's ``Content-Length`` when the upstream sent one; it is kept even
+    when body filters run (Kong, like ``body_filter_by_lua``, leaves it to the plugin that
+    changes the body's size to clear it in header_filter)."""
 
     status: int = 0
     headers: Headers = field(default_factory=list)
     source: str = "service"  # "service" | "exit" | "error"
+    length: int | None = None
 
     def get_header(self, name: str) -> str | None:
+        if name.lower() == "content-length":
+            return None if self.length is None else str(self.length)
         value = _find(self.headers, name)
         return value.decode("latin-1") if value is not None else None
 
     def set_header(self, name: str, value: str) -> None:
         key = name.lower().encode("latin-1")
+        if key == b"content-length":
+            self.length = int(value)
+            return
         self.headers = [(n, v) for n, v in self.headers if n.lower() != key]
         self.headers.append((name.encode("latin-1"), value.encode("latin-1")))
 
     def add_header(self, name: str, value: str) -> None:
         self.headers.append((name.encode("latin-1"), value.encode("latin-1")))
+
+    def clear_header(self, name: str) -> None:
+        """Kong's ``kong.response.clear_header``; clearing ``Content-Length`` streams the
+        body chunked (what a body filter that changes its size needs)."""
+        key = name.lower().encode("latin-1")
+        if key == b"content-length":
+            self.length = None
+            return
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != key]
 
     def exit(self, status: int, body: Mapping[str, Any] | str | bytes | None = None,
              headers: Mapping[str, str] | None = None) -> Exit:
@@ -158,19 +189,29 @@ class Hello:
     ssl_object: Any
 
 
+class Source(Protocol):
+    """Where a request's ``kong.request`` and ``kong.client`` come from (the exchange):
+    read only when a plugin first asks for them."""
+
+    def request_view(self) -> RequestView: ...
+    def client_view(self) -> ClientView: ...
+
+
 class Kong:
-    """One request's view for every plugin that runs on it. ``service_request``,
-    ``response`` and ``ctx`` are made on first use: a request whose plugins never touch
-    them does not pay for them."""
+    """One request's view for every plugin that runs on it. ``request``, ``client``,
+    ``service_request``, ``response`` and ``ctx`` are made on first use: a request whose
+    plugins never touch them does not pay for them."""
 
-    __slots__ = ("_ctx", "_response", "_service_request", "client", "db", "protocol",
-                 "request", "route_id", "service_id")
+    __slots__ = ("_client", "_ctx", "_request", "_response", "_service_request", "_source",
+                 "db", "protocol", "route_id", "service_id")
 
-    def __init__(self, request: RequestView, client: ClientView, protocol: str,
-                 route_id: str | None = None, service_id: str | None = None,
-                 db: Directory | None = None) -> None:
-        self.request = request
-        self.client = client
+    def __init__(self, request: RequestView | None = None, client: ClientView | None = None,
+                 protocol: str = "http", route_id: str | None = None,
+                 service_id: str | None = None, db: Directory | None = None,
+                 source: Source | None = None) -> None:
+        self._request = request
+        self._client = client
+        self._source = source  # required unless both views are given
         self.protocol = protocol
         self.route_id = route_id
         self.service_id = service_id
@@ -178,6 +219,20 @@ class Kong:
         self._service_request: ServiceRequest | None = None
         self._response: ResponseView | None = None
         self._ctx: dict[str, Any] | None = None
+
+    @property
+    def request(self) -> RequestView:
+        if self._request is None:
+            assert self._source is not None
+            self._request = self._source.request_view()
+        return self._request
+
+    @property
+    def client(self) -> ClientView:
+        if self._client is None:
+            assert self._source is not None
+            self._client = self._source.client_view()
+        return self._client
 
     @property
     def service_request(self) -> ServiceRequest:
@@ -197,6 +252,10 @@ class Kong:
             self._ctx = {}
         return self._ctx
 
+    def ctx_value(self, key: str) -> Any:
+        """``ctx[key]`` or None, without making ``ctx`` (the access log asks every request)."""
+        return None if self._ctx is None else self._ctx.get(key)
+
     def upstream_headers(self, headers: Headers) -> Headers:
         """``headers`` with the plugins' ``service_request`` changes applied."""
         changes = self._service_request
@@ -204,4 +263,5 @@ class Kong:
 
     @property
     def consumer_id(self) -> str | None:
-        return self.client.consumer.id if self.client.consumer else None
+        client = self._client  # never made: nobody authenticated
+        return client.consumer.id if client is not None and client.consumer else None

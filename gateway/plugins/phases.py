@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -87,10 +86,13 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     return tuple(out)
 
 
-def after(chain: Chain, kong: Kong) -> After:
+def after(chain: Chain, kong: Kong) -> After | None:
+    """None when no instance of the request has a phase left (an auth plugin alone)."""
     plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
     if plan is None:
         plan = Plan.of(picked(chain, kong))
+    if not (plan.header_filter or plan.body_filter or plan.log):
+        return None
     return After(plan.header_filter, plan.body_filter, plan.log, kong)
 
 
@@ -107,14 +109,17 @@ class After:
         self.body = body
         self.log = log
 
-    def header_filter(self, status: int, headers: list[tuple[bytes, bytes]], source: str
-                      ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        response = self.kong.response
-        response.status, response.headers, response.source = status, headers, source
+    def header_filter(self, status: int, headers: list[tuple[bytes, bytes]],
+                      length: int | None, source: str
+                      ) -> tuple[int, list[tuple[bytes, bytes]], int | None]:
+        """``length``: the body's Content-Length, if known; a filter may clear it."""
         kong = self.kong
+        response = kong.response
+        response.status, response.headers, response.source = status, headers, source
+        response.length = length
         for header_filter in self.head:
             header_filter(kong)
-        return response.status, response.headers
+        return response.status, response.headers, response.length
 
     def body_filter(self, chunk: bytes, eof: bool) -> bytes:
         kong = self.kong
@@ -122,22 +127,19 @@ class After:
             chunk = body_filter(kong, chunk, eof)
         return chunk
 
-    def schedule_log(self) -> None:
-        """``log`` runs after the response is sent, off the request's path: on the next
-        loop iteration, once the last write is with the transport."""
-        if self.log:
-            asyncio.get_running_loop().call_soon(_log, self.log, self.kong)
-
-
-def _log(instances: tuple[Instance, ...], kong: Kong) -> None:
-    for instance in instances:
-        try:
-            result = instance.handler.log(kong)
-        except Exception:
-            log.exception("plugin %s: log phase failed", instance.name)
-            continue
-        if result is not None:
-            spawn(_awaited(result), f"log-{instance.name}")
+    def run_log(self) -> None:
+        """``log``, once the response's last write is with the transport (nginx's log
+        phase: after the response, before the connection reads its next request). A
+        handler's awaitable runs as a task of its own, off the connection's path."""
+        kong = self.kong
+        for instance in self.log:
+            try:
+                result = instance.handler.log(kong)
+            except Exception:
+                log.exception("plugin %s: log phase failed", instance.name)
+                continue
+            if result is not None:
+                spawn(_awaited(result), f"log-{instance.name}")
 
 
 async def _awaited(result: Awaitable[None]) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from gateway.errors_proxy import SERVER, Reply, error_reply, health_reply
 from gateway.plugins import phases
 from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
+from gateway.plugins.runtime import Chain
 from gateway.proxy import http1
 from gateway.proxy.access_log import Entry
 from gateway.proxy.body import RequestBody
@@ -28,6 +30,8 @@ from gateway.upstream.balancer import Balancers
 from gateway.upstream.pools import Pools
 
 log = logging.getLogger("ramparts.proxy")
+# the plugins' gate: its answer, or the coroutine to await once a handler returned an awaitable
+Gated = Reply | Coroutine[Any, Any, Reply | None] | None
 
 
 class Proxy:
@@ -57,15 +61,17 @@ class Proxy:
             reply = ex.check()
             if reply is None:
                 if ex.snapshot.plugins.any:
-                    reply = await self._plugins_first(ex)
+                    gated = self._plugins_first(ex)
+                    # synchronous unless a handler returned an awaitable
+                    reply = gated if gated is None or isinstance(gated, Reply) else await gated
                 else:
                     reply = ex.route()
             if reply is not None:
                 ex.answer(reply)
             else:
                 await Forward(ex).run()
-            if ex.after is not None:
-                ex.after.schedule_log()
+            if ex.after is not None and ex.after.log:
+                ex.after.run_log()
         finally:
             if self.access_log is not None:
                 self.access_log(Entry(
@@ -77,16 +83,12 @@ class Proxy:
                     latency_ms=int((time.monotonic() - started) * 1000),
                     client_verify=_client_verify(ex)))
 
-    async def _plugins_first(self, ex: Exchange) -> Reply | None:
+    def _plugins_first(self, ex: Exchange) -> Gated:
         try:
-            return await ex.gate()
-        except Exit as stop:
-            if stop.message is not None:  # Kong's error body with the plugin's message
-                return ex.error(stop.status, stop.message)
-            return Reply(stop.status, [*stop.headers, (b"server", SERVER)], stop.body)
-        except Exception:  # a plugin's bug: Kong's 500, never an unprotected request
-            log.exception("a plugin failed on %s %s", ex.head.method, ex.path)
-            return ex.error(500, "An unexpected error occurred")
+            gated = ex.gate()
+        except Exception as failure:
+            return _stopped(ex, failure)
+        return gated if gated is None or isinstance(gated, Reply) else _later(ex, gated)
 
 
 class Exchange:
@@ -134,40 +136,68 @@ class Exchange:
         self.host = seen[1]
         return None
 
-    async def gate(self) -> Reply | None:
+    def gate(self) -> Gated:
         """Global rewrite plugins, the router and Kong's early answers, then the route's
-        access plugins; a ``kong.response.exit`` raises ``Exit``."""
-        chains = self.snapshot.plugins
-        if chains.glob.has("rewrite") and (
-                pending := phases.start(chains.glob, "rewrite", self._kong())) is not None:
-            await pending
+        access plugins; a ``kong.response.exit`` raises ``Exit``. Synchronous while every
+        handler is: the rest becomes a coroutine only once one returns an awaitable."""
+        glob = self.snapshot.plugins.glob
+        if glob.has("rewrite"):
+            pending = phases.start(glob, "rewrite", self._kong())
+            if pending is not None:
+                return self._rewritten(pending)
+        return self._access()
+
+    async def _rewritten(self, pending: Awaitable[None]) -> Reply | None:
+        await pending
+        gated = self._access()
+        return gated if gated is None or isinstance(gated, Reply) else await gated
+
+    def _access(self) -> Gated:
         reply = self.route()
+        chains = self.snapshot.plugins
         chain = chains.glob if reply is not None else chains.for_route(self.match.route.id)
-        if chain.phases:
-            kong = self._kong()
-            if reply is None:
-                kong.route_id = self.match.route.id
-                kong.service_id = self.match.service.id if self.match.service else None
-                if chain.has("access"):
-                    try:
-                        if (pending := phases.start(chain, "access", kong)) is not None:
-                            await pending
-                    finally:
-                        self.after = phases.after(chain, kong)
-            if self.after is None:
-                self.after = phases.after(chain, kong)
+        if not chain.phases:
+            return reply
+        kong = self._kong()
+        if reply is None:
+            kong.route_id = self.match.route.id
+            kong.service_id = self.match.service.id if self.match.service else None
+            if chain.has("access"):
+                return self._run_access(chain, kong)
+        self.after = phases.after(chain, kong)
         return reply
+
+    def _run_access(self, chain: Chain, kong: Kong) -> Coroutine[Any, Any, None] | None:
+        pending = None
+        try:
+            pending = phases.start(chain, "access", kong)
+        finally:  # an exit or a failure too: the filters and log still run
+            if pending is None:
+                self.after = phases.after(chain, kong)
+        return None if pending is None else self._accessed(chain, kong, pending)
+
+    async def _accessed(self, chain: Chain, kong: Kong, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        finally:
+            self.after = phases.after(chain, kong)
 
     def _kong(self) -> Kong:
         if self.kong is None:
-            conn, head = self.conn, self.head
-            self.kong = Kong(
-                request=RequestView(method=head.method, scheme=conn.scheme, host=self.host,
-                                    port=conn.server_port, path=normalize(self.path),
-                                    query=self.query, headers=head.headers),
-                client=ClientView(ip=conn.client_ip, tls=conn.tls), protocol=conn.scheme,
-                db=self.snapshot.directory)
+            self.kong = Kong(protocol=self.conn.scheme, db=self.snapshot.directory,
+                             source=self)
         return self.kong
+
+    def request_view(self) -> RequestView:
+        """``kong.request``, made when a plugin first reads it."""
+        conn, head = self.conn, self.head
+        return RequestView(method=head.method, scheme=conn.scheme, host=self.host,
+                           port=conn.server_port, path=normalize(self.path),
+                           query=self.query, headers=head.headers)
+
+    def client_view(self) -> ClientView:
+        """``kong.client``, made when a plugin first reads it."""
+        return ClientView(ip=self.conn.client_ip, tls=self.conn.tls)
 
     def answer(self, reply: Reply) -> None:
         """A response the gateway makes up, through the plugins' filters."""
@@ -176,7 +206,10 @@ class Exchange:
             reply = Reply(reply.status, own_reply_headers(reply.headers, policy), reply.body)
         after = self.after
         if after is not None and (after.head or after.body):
-            status, headers = after.header_filter(reply.status, list(reply.headers), "exit")
+            status, headers, _ = after.header_filter(reply.status, list(reply.headers),
+                                                     len(reply.body), "exit")
+            # the whole body is here: its length is what the filters return, whatever
+            # Content-Length says
             reply = Reply(status, headers, after.body_filter(reply.body, True))
         self.conn.reply(reply, self.head)
 
@@ -230,6 +263,24 @@ class Exchange:
                             (b"x-kong-request-id", self.request_id.encode())], b"")
 
     # ------------------------------------------------------------------ attempts
+def _stopped(ex: Exchange, failure: Exception) -> Reply:
+    """A plugin ended the request: its ``kong.response.exit`` answer, or Kong's 500 for a
+    plugin's bug (never an unprotected request)."""
+    if isinstance(failure, Exit):
+        if failure.message is not None:  # Kong's error body with the plugin's message
+            return ex.error(failure.status, failure.message)
+        return Reply(failure.status, [*failure.headers, (b"server", SERVER)], failure.body)
+    log.error("a plugin failed on %s %s", ex.head.method, ex.path, exc_info=failure)
+    return ex.error(500, "An unexpected error occurred")
+
+
+async def _later(ex: Exchange, gated: Coroutine[Any, Any, Reply | None]) -> Reply | None:
+    try:
+        return await gated
+    except Exception as failure:
+        return _stopped(ex, failure)
+
+
 _NO_HEADERS: dict[str, list[str]] = {}  # what the router sees when no route matches on headers
 
 
@@ -249,8 +300,9 @@ def _client_cert_problem(conn: Downstream) -> str | None:
 def _client_verify(ex: Exchange) -> str | None:
     """nginx's ``$ssl_client_verify``, overridden by mtls-auth's verdict when it ran (Kong
     does the same to its serializer's ``request.tls.client_verify``)."""
-    if ex.kong is not None and "client_verify" in ex.kong.ctx:
-        return str(ex.kong.ctx["client_verify"])
+    verdict = ex.kong.ctx_value("client_verify") if ex.kong is not None else None
+    if verdict is not None:
+        return str(verdict)
     tls = ex.conn.tls
     if tls is None:
         return None  # plain HTTP: nginx logs "-"

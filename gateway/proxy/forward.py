@@ -246,11 +246,10 @@ class _Relay:
                                  request_id=ex.request_id, set_cookie=self.set_cookie,
                                  policy=ex.proxy.headers)
         after = ex.after
-        if after is not None:
-            if after.head:
-                status, out = after.header_filter(status, out, "service")
-            if after.body:
-                length = None  # the filters may change the body's size
+        if after is not None and after.head:
+            # Kong's rule: Content-Length stays, body filters or not, unless a header filter
+            # clears it (then the body is chunked)
+            status, out, length = after.header_filter(status, out, length, "service")
         self.status = status
         conn = ex.conn
         if status == 101:

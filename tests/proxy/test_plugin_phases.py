@@ -91,8 +91,21 @@ class Upper(Handler):
         return chunk.upper()
 
 
+class Sign(Handler):
+    """Changes the body's size: clears Content-Length first, as a Kong plugin must."""
+
+    PRIORITY = 10
+
+    def header_filter(self, kong: Kong) -> None:
+        assert kong.response.get_header("Content-Length") is not None  # the upstream's
+        kong.response.clear_header("Content-Length")
+
+    def body_filter(self, kong: Kong, chunk: bytes, eof: bool) -> bytes:
+        return chunk + b"-signed" if eof else chunk
+
+
 HANDLERS: Mapping[str, type[Handler]] = {"trace": Trace, "key-auth": KeyAuth, "tag": Tag,
-                                         "upper": Upper, "broken": Broken}
+                                         "upper": Upper, "sign": Sign, "broken": Broken}
 
 
 def plugin(ident: str, name: str, route: str | None = None, consumer: str | None = None,
@@ -109,7 +122,7 @@ def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
                **stamp}
     routes = [{"id": r, "paths": [f"/{r}"], "protocols": ["http", "https"],
                "service": {"id": "s1"}, **stamp}
-              for r in ("keyed", "open", "upper", "acl", "broken")]
+              for r in ("keyed", "open", "upper", "sign", "acl", "broken")]
     return {"services": [service], "routes": routes, "plugins": [
         plugin("p-trace", "trace"),
         plugin("p-key", "key-auth", route="keyed", key="k"),
@@ -117,6 +130,7 @@ def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
         plugin("p-tag-consumer", "tag", consumer="c1", tag="consumer"),
         plugin("p-tag-service", "tag", service="s1", tag="service"),
         plugin("p-upper", "upper", route="upper"),
+        plugin("p-sign", "sign", route="sign"),
         plugin("p-acl", "acl", route="acl", allow=["x"]),  # configured, no handler
         plugin("p-broken", "broken", route="broken"),
     ]}
@@ -192,7 +206,16 @@ async def test_lookup_falls_back_to_the_service_and_filters_bodies(proxy_port: i
     assert r.status_code == 200 and r.headers["x-tag"] == "service"
     r = await get(proxy_port, "/upper/x", **{"X-Lower": "abc"})
     assert r.status_code == 200 and '"X-LOWER": "ABC"' in r.text  # the body filter ran
-    assert "content-length" not in r.headers  # its size may change: chunked
+
+
+async def test_content_length_stays_unless_a_header_filter_clears_it(proxy_port: int) -> None:
+    # Kong's rule (body_filter_by_lua's): a body filter alone does not drop Content-Length
+    r = await get(proxy_port, "/upper/x")
+    assert r.headers["content-length"] == str(len(r.content))
+    assert "transfer-encoding" not in r.headers
+    r = await get(proxy_port, "/sign/x")  # its size changes: cleared, so chunked
+    assert r.status_code == 200 and r.text.endswith("}-signed")
+    assert "content-length" not in r.headers and r.headers["transfer-encoding"] == "chunked"
 
 
 async def test_a_configured_plugin_without_a_handler_fails_closed(proxy_port: int) -> None:

@@ -3,7 +3,10 @@ plugin's CAs, then name the consumer (credentials, then ``consumer_by``, then
 ``default_consumer``) or the authenticated groups (``skip_consumer_lookup``).
 
 The chain is verified once per connection and trust store (the verdict is kept in the
-connection's TLS facts); consumer lookup reads the snapshot's directory per request.
+connection's TLS facts). What a success does to the request (the consumer, the upstream
+headers, ``client_verify``) depends on the chain, the plugin's config and the snapshot only,
+unless revocation is answered by a cache or a CRL that ages: then it is kept on the
+connection too, and a keep-alive request replays it (``Outcome``).
 Failure details go to the log and ``kong.ctx["client_verify"]``, never to the client.
 """
 
@@ -13,6 +16,8 @@ import base64
 import hashlib
 import logging
 from collections.abc import Awaitable, Coroutine, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
@@ -66,26 +71,37 @@ class MtlsAuthHandler(Handler):
         self._known_trust: tuple[Directory, Trust] | None = None
 
     def access(self, kong: Kong) -> Awaitable[None] | None:
-        """Synchronous unless a revocation answer has to be fetched."""
-        _strip(kong)
-        if self.anonymous and kong.client.credential is not None:
+        """Synchronous unless a revocation answer has to be fetched; on a keep-alive
+        connection this instance accepted before, a replay of that success."""
+        client = kong.client
+        if self.anonymous and client.credential is not None:
+            _strip(kong)
             return None  # an earlier auth plugin already authenticated (logical OR)
         db = kong.db or EMPTY_DIRECTORY
+        tls = client.tls
+        verdicts = tls.get("verdicts") if tls else None
+        if verdicts is not None:
+            known = verdicts.get(self)
+            if known is not None and known.db is db:
+                known.replay(kong)
+                return None
+        _strip(kong)
         try:
             verdict = self._verdict(kong, db)
             if self.revocation is None:
-                self._finish(kong, db, verdict)
+                self._finish(kong, db, verdict, stable=True)
                 return None
-            status, pending = self._revocation(db, verdict)
+            status, pending, stable = self._revocation(db, verdict)
         except Failure as failure:
             self._failed(kong, db, failure)
             return None
         if pending is None:
-            self._revocation_then_finish(kong, db, verdict, status)
+            self._revocation_then_finish(kong, db, verdict, status, stable)
             return None
         return self._fetched_then_finish(kong, db, verdict, pending)
 
-    def _finish(self, kong: Kong, db: Directory, verdict: Verdict) -> None:
+    def _finish(self, kong: Kong, db: Directory, verdict: Verdict, stable: bool) -> None:
+        """``stable``: the revocation answer holds for the connection's life."""
         try:
             self._identify(kong, db, verdict)
         except Failure as failure:
@@ -94,6 +110,10 @@ class MtlsAuthHandler(Handler):
         kong.ctx["client_verify"] = "SUCCESS"
         if self.forward and verdict.leaf is not None:
             _forward(kong, verdict.leaf)
+        tls = kong.client.tls
+        verdicts = tls.get("verdicts") if tls else None
+        if stable and verdicts is not None:  # this connection's next requests replay it
+            verdicts[self] = Outcome.of(kong, db, bool(self.config.get("skip_consumer_lookup")))
 
     def _failed(self, kong: Kong, db: Directory, failure: Failure) -> None:
         kong.ctx["client_verify"] = failure.detail
@@ -102,24 +122,25 @@ class MtlsAuthHandler(Handler):
 
     # ------------------------------------------------------------------ revocation
     def _revocation(self, db: Directory, verdict: Verdict
-                    ) -> tuple[str, Coroutine[Any, Any, str] | None]:
-        """The answer when it is known without I/O, else the fetch to await."""
+                    ) -> tuple[str, Coroutine[Any, Any, str] | None, bool]:
+        """The answer when it is known without I/O, else the fetch to await; and whether
+        the answer holds for the connection's life (no cache entry or CRL that ages)."""
         leaf, issuer = verdict.leaf, verdict.issuer
         if leaf is None or issuer is None:
-            return revocation.UNKNOWN, None  # the leaf is itself a trust anchor
+            return revocation.UNKNOWN, None, True  # the leaf is itself a trust anchor
         uploaded = db.crls.get(verdict.issuer_ca) if verdict.issuer_ca else None
         if uploaded is not None and uploaded.revoked(leaf.serial_number):
-            return revocation.REVOKED, None
+            return revocation.REVOKED, None, False
         key = verdict.revocation_key
         cached = revocation.CHECKER.cached(key)
         if cached is not None:
-            return cached, None
+            return cached, None, False
         if not verdict.revocation_sources:
             fresh = uploaded is not None and uploaded.fresh()
-            return (revocation.GOOD if fresh else revocation.UNKNOWN), None
+            return (revocation.GOOD if fresh else revocation.UNKNOWN), None, uploaded is None
         assert self.revocation is not None
         return revocation.UNKNOWN, revocation.CHECKER.status(key, leaf, issuer,
-                                                             self.revocation)
+                                                             self.revocation), False
 
     async def _fetched_then_finish(self, kong: Kong, db: Directory, verdict: Verdict,
                                    pending: Coroutine[Any, Any, str]) -> None:
@@ -128,10 +149,10 @@ class MtlsAuthHandler(Handler):
             uploaded = db.crls.get(verdict.issuer_ca)
             if uploaded is not None and uploaded.fresh():
                 status = revocation.GOOD  # the uploaded CRL is an answer too
-        self._revocation_then_finish(kong, db, verdict, status)
+        self._revocation_then_finish(kong, db, verdict, status, stable=False)
 
     def _revocation_then_finish(self, kong: Kong, db: Directory, verdict: Verdict,
-                                status: str) -> None:
+                                status: str, stable: bool) -> None:
         if status == revocation.REVOKED:
             self._failed(kong, db, Failure(FAILED, "FAILED:certificate revoked"))
         elif status == revocation.UNKNOWN and self.strict:
@@ -141,7 +162,7 @@ class MtlsAuthHandler(Handler):
             if status == revocation.UNKNOWN:
                 log.info("[mtls-auth] cannot check revocation of %s; IGNORE_CA_ERROR",
                          verdict.dn)
-            self._finish(kong, db, verdict)
+            self._finish(kong, db, verdict, stable)
 
     # ------------------------------------------------------------------ verification
     def _trust(self, kong: Kong, db: Directory) -> Trust:
@@ -230,6 +251,45 @@ class MtlsAuthHandler(Handler):
         _consumer_headers(kong, consumer, anonymous=True)
 
 
+_CONSUMER_KEYS = tuple(n.lower().encode() for n in CONSUMER_HEADERS)
+OWN = STRIPPED | frozenset(_CONSUMER_KEYS)  # every upstream header this plugin sets or clears
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A success, as a keep-alive request on the same connection repeats it: what it did to
+    the request, taken once from the request that verified. Every header in ``OWN`` is set
+    or cleared by the plugin whatever ran before it, so copying their state is the whole
+    effect."""
+
+    db: Directory
+    set_headers: Mapping[bytes, bytes]   # encoded once, per connection
+    cleared: frozenset[bytes]
+    consumer: Consumer | None
+    credential: Mapping[str, Any] | None
+    ctx: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, kong: Kong, db: Directory, groups: bool) -> Outcome:
+        """``groups``: skip_consumer_lookup, where the plugin names groups, not a consumer
+        (the consumer, if any, is an earlier plugin's)."""
+        request, client, ctx = kong.service_request, kong.client, kong.ctx
+        keys = ("client_verify", "authenticated_groups") if groups else ("client_verify",)
+        credential = None if groups or client.credential is None else client.credential
+        return cls(db, MappingProxyType({k: v for k, v in request.set_headers.items()
+                                         if k in OWN}),
+                   frozenset(k for k in request.cleared if k in OWN),
+                   None if groups else client.consumer,
+                   None if credential is None else MappingProxyType(dict(credential)),
+                   MappingProxyType({k: ctx[k] for k in keys if k in ctx}))
+
+    def replay(self, kong: Kong) -> None:
+        kong.service_request.merge(self.set_headers, self.cleared)
+        if self.consumer is not None:
+            kong.client.authenticate(self.consumer, self.credential)
+        kong.ctx.update(self.ctx)
+
+
 def _strip(kong: Kong) -> None:
     """Client copies of the certificate headers never reach the upstream."""
     request = kong.service_request
@@ -237,9 +297,6 @@ def _strip(kong: Kong) -> None:
     if request.set_headers:
         for name in STRIPPED:
             request.set_headers.pop(name, None)
-
-
-_CONSUMER_KEYS = tuple(n.lower().encode() for n in CONSUMER_HEADERS)
 
 
 def _consumer_headers(kong: Kong, consumer: Consumer, anonymous: bool) -> None:

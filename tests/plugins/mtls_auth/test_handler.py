@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from gateway.plugins import phases
-from gateway.plugins.directory import build_directory
+from gateway.plugins.directory import Directory, build_directory
 from gateway.plugins.mtls_auth.handler import MtlsAuthHandler
+from gateway.plugins.mtls_auth.verify import Verdict
 from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
 from gateway.plugins.runtime import Handler, Row, build_chains
 from tests.pki import Pki
@@ -29,13 +30,20 @@ def cred(subject: str, consumer: str, ca: str | None) -> dict[str, Any]:
             "ca_certificate": {"id": ca} if ca else None}
 
 
-def kong(pki: Pki, creds: list[dict[str, Any]], tls: dict[str, Any] | None) -> Kong:
-    db = build_directory({"consumers": consumers(), "mtls_auth_credentials": creds,
-                          "ca_certificates": [{"id": CA_ID, "cert": pki.read("s003/ca.crt")},
-                                              {"id": OTHER_CA,
-                                               "cert": pki.read("s001/rootCA.pem")}]})
+def directory(pki: Pki, creds: list[dict[str, Any]]) -> Directory:
+    return build_directory({"consumers": consumers(), "mtls_auth_credentials": creds,
+                            "ca_certificates": [{"id": CA_ID, "cert": pki.read("s003/ca.crt")},
+                                                {"id": OTHER_CA,
+                                                 "cert": pki.read("s001/rootCA.pem")}]})
+
+
+def kong(pki: Pki, creds: list[dict[str, Any]], tls: dict[str, Any] | None,
+         db: Directory | None = None) -> Kong:
+    """A request; ``db``: the snapshot's directory (a new one, as after a reload, if not
+    given)."""
     return Kong(request=RequestView("GET", "https", "h", 443, "/", b"", []),
-                client=ClientView(ip="127.0.0.1", tls=tls), protocol="https", db=db)
+                client=ClientView(ip="127.0.0.1", tls=tls), protocol="https",
+                db=db or directory(pki, creds))
 
 
 def handler(**config: Any) -> MtlsAuthHandler:
@@ -73,10 +81,31 @@ def test_the_chain_is_verified_once_per_connection(pki: Pki) -> None:
     tls: dict[str, Any] = {"client_cert_chain": [pki.read("s003/client.crt")], "verdicts": {}}
     plugin = handler()
     plugin.access(kong(pki, [], tls))
-    (first,) = tls["verdicts"].values()
-    plugin.access(kong(pki, [], tls))          # a second request on the same connection
-    (second,) = tls["verdicts"].values()
+    (first,) = [v for v in tls["verdicts"].values() if isinstance(v, Verdict)]
+    plugin.access(kong(pki, [], tls))  # the same connection after a reload (a new directory)
+    (second,) = [v for v in tls["verdicts"].values() if isinstance(v, Verdict)]
     assert second is first
+
+
+def test_a_keep_alive_request_replays_the_connection_s_success(pki: Pki) -> None:
+    tls: dict[str, Any] = {"client_cert_chain": [pki.read("s003/client.crt")], "verdicts": {}}
+    db, plugin = directory(pki, []), handler()
+    first = kong(pki, [], tls, db)
+    plugin.access(first)
+    tls["client_cert_chain"] = []  # were the chain looked at again, this would be a 401
+    second = kong(pki, [], tls, db)
+    second.service_request.set_header("X-Client-Cert-DN", "CN=forged")  # an earlier plugin
+    second.service_request.set_header("X-Other", "kept")
+    plugin.access(second)
+    assert second.client.consumer == first.client.consumer is not None
+    assert second.client.credential == first.client.credential
+    assert second.ctx["client_verify"] == "SUCCESS"
+    assert second.service_request.set_headers == {**first.service_request.set_headers,
+                                                  b"x-other": b"kept"}
+    assert second.service_request.cleared == first.service_request.cleared
+    assert b"x-client-cert-dn" in second.service_request.cleared
+    with pytest.raises(Exit):  # another snapshot's directory: the chain is looked at again
+        plugin.access(kong(pki, [], tls))
 
 
 @pytest.mark.parametrize(("tls", "config", "status", "verify"), [

@@ -1,0 +1,61 @@
+"""The PDK objects a handler sees: made on first use, Content-Length as Kong's header
+filters see it, and a plugin's header changes replayed on top of earlier plugins'."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.plugins.pdk import ClientView, Kong, RequestView, ResponseView, ServiceRequest
+
+
+class Exchange:
+    """Where the views come from (the proxy's exchange in production): counts what is made."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def request_view(self) -> RequestView:
+        self.made.append("request")
+        return RequestView("GET", "https", "h", 443, "/", b"", [(b"X-A", b"1")])
+
+    def client_view(self) -> ClientView:
+        self.made.append("client")
+        return ClientView(ip="127.0.0.1", tls=None)
+
+
+def test_request_and_client_are_made_when_a_plugin_first_reads_them() -> None:
+    source = Exchange()
+    kong = Kong(protocol="https", source=source)
+    assert kong.consumer_id is None and kong.ctx_value("client_verify") is None
+    assert source.made == []  # nothing read yet: nothing made
+    assert kong.request.get_header("x-a") == "1" and kong.request.path == "/"
+    assert kong.client.ip == "127.0.0.1" and kong.client.ip == "127.0.0.1"
+    assert source.made == ["request", "client"]  # once each
+
+
+def test_content_length_is_a_header_the_filters_may_read_change_or_clear() -> None:
+    response = ResponseView(200, [(b"content-type", b"text/plain")], "service", 5)
+    assert response.get_header("Content-Length") == "5"
+    response.set_header("Content-Length", "7")
+    assert response.length == 7 and response.headers == [(b"content-type", b"text/plain")]
+    response.clear_header("content-length")
+    response.clear_header("Content-Type")
+    assert response.length is None and response.get_header("content-length") is None
+    assert response.headers == []
+
+
+@pytest.mark.parametrize(("before", "expected_set", "expected_cleared"), [
+    ({}, {b"x-consumer-id": b"u1"}, {b"x-client-cert-dn"}),
+    ({b"x-client-cert-dn": b"forged", b"x-other": b"kept"},
+     {b"x-consumer-id": b"u1", b"x-other": b"kept"}, {b"x-client-cert-dn"}),
+    ({b"x-consumer-id": b"earlier"}, {b"x-consumer-id": b"u1"}, {b"x-client-cert-dn"}),
+])
+def test_merge_is_the_same_as_making_the_changes_again(
+        before: dict[bytes, bytes], expected_set: dict[bytes, bytes],
+        expected_cleared: set[bytes]) -> None:
+    request = ServiceRequest()
+    for name, value in before.items():
+        request.set_header(name.decode(), value.decode())
+    request.clear_header("X-Consumer-ID")  # cleared earlier, set by the replay
+    request.merge({b"x-consumer-id": b"u1"}, frozenset({b"x-client-cert-dn"}))
+    assert request.set_headers == expected_set and request.cleared == expected_cleared
