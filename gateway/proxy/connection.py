@@ -33,6 +33,9 @@ log = logging.getLogger("ramparts.proxy")
 _NO_HOP = Hop("", "http", 0)
 HIGH_WATER = 256 * 1024  # request body bytes buffered before the socket stops being read
 LOW_WATER = 64 * 1024
+# A client that just connected sends its first request within moments; a drain that closed
+# such a connection as idle would fail a request the client had every right to send.
+FIRST_REQUEST_GRACE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ class Downstream(asyncio.Protocol):
         self._out: list[bytes] = []
         self._chunked = False
         self._keep_alive = True
+        self._last_response = False  # told to close after the response (drain): sticky
         self._responding = False
         self.source: Source | None = None
         self.status_sent = 0   # of the current response (for the access log)
@@ -123,6 +127,8 @@ class Downstream(asyncio.Protocol):
         self.closed = False
         self.tunnel: Tunnel | None = None
         self._last: http1.RequestHead | None = None
+        self._in_head = False  # between a request's first byte and its complete head
+        self._born = 0.0
         self._upgrade_tail = b""
         self._half_closed = False
         self.current: RequestBody | None = None
@@ -145,6 +151,7 @@ class Downstream(asyncio.Protocol):
         self.ssl_object = self.transport.get_extra_info("ssl_object")
         self.scheme = "https" if self.ssl_object is not None else "http"
         self.hop = Hop(self.client_ip, self.scheme, self.server_port)
+        self._born = self.loop.time()
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -236,6 +243,7 @@ class Downstream(asyncio.Protocol):
         self._index = {}
         self._hosts = 0
         self._head_size = 0
+        self._in_head = True
         if self._deadline is None or not self._queue:
             self._arm(self.limits.client_header_timeout)
 
@@ -264,6 +272,7 @@ class Downstream(asyncio.Protocol):
                                  headers=self._headers, keep_alive=parser.should_keep_alive(),
                                  upgrade=parser.should_upgrade(), index=self._index,
                                  hosts=self._hosts)
+        self._in_head = False
         if head.method == "CONNECT":
             raise _Refused(405)  # nginx: not a proxy for tunnels
         self._last = head
@@ -332,7 +341,7 @@ class Downstream(asyncio.Protocol):
 
     def _begin_exchange(self, head: http1.RequestHead, body: RequestBody | None) -> None:
         self.current = body
-        self._keep_alive = head.keep_alive
+        self._keep_alive = head.keep_alive and not self._last_response
         self._responding = False
         self.status_sent = 0
         self.bytes_sent = 0
@@ -480,12 +489,17 @@ class Downstream(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        """Between requests: nothing parsed, nothing running (safe to close at shutdown)."""
-        return not self._serving and not self._queue and self._parsing is None
+        """Between requests: no head half read, nothing parsed, nothing running, and past
+        the moment a new connection's first request is on its way (safe to close at
+        shutdown; a connection that is not idle gets its answer with "Connection: close")."""
+        if self._serving or self._queue or self._parsing is not None or self._in_head:
+            return False
+        return self._last is not None or self.loop.time() - self._born >= FIRST_REQUEST_GRACE
 
     def keep_alive(self, keep: bool) -> None:
         if not keep:
             self._keep_alive = False
+            self._last_response = True
 
     def close(self) -> None:
         self.flush()

@@ -186,3 +186,33 @@ async def test_one_task_serves_a_keep_alive_connection_and_ends_with_it(port: in
     while serving_tasks() and loop.time() < deadline:
         await asyncio.sleep(0.01)
     assert serving_tasks() == 0
+
+
+async def test_a_drain_answers_connections_whose_request_is_still_on_its_way() -> None:
+    """A connection accepted just before a drain began, whose request arrives after it
+    began, is answered (with "Connection: close") instead of being closed as idle; so is a
+    request whose head was half sent. A connection that has served a request and sits idle
+    is closed at once."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(echo, ServerStats(), Limits(client_header_timeout=5))
+    await plane.serve([(sock, 16)])
+    fresh = await asyncio.open_connection("127.0.0.1", number)
+    half = await asyncio.open_connection("127.0.0.1", number)
+    half[1].write(b"GET /half HTTP/1.1\r\nHost: a\r\n")
+    served = await asyncio.open_connection("127.0.0.1", number)
+    served[1].write(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert b"GET /first 0" in await served[0].readuntil(b"GET /first 0")
+    await asyncio.sleep(0.05)  # every connection accepted
+    stopping = asyncio.create_task(plane.stop(grace=5))
+    await asyncio.sleep(0.3)  # the drain has looked at them several times
+    assert await served[0].read() == b""  # idle after its request: closed
+    fresh[1].write(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+    half[1].write(b"\r\n")
+    for reader, writer in (fresh, half):
+        raw = await asyncio.wait_for(reader.read(), 5)  # answered, then closed
+        assert raw.startswith(b"HTTP/1.1 200") and b"connection: close" in raw.lower(), raw
+        writer.close()
+    served[1].close()
+    await asyncio.wait_for(stopping, 5)
+    sock.close()
