@@ -7,6 +7,8 @@
 # X25519 key share only, so ramparts' default groups (P-256/P-384/P-521, KrakenD's) would
 # cost every handshake a HelloRetryRequest the others never do. bench/extra.py's `groups`
 # scenario measures the default beside this (docs/benchmarks.md, issue 10).
+# The access log off, as the harness's nginx has it (`access_log off`; leanref and pyref
+# write none): with it on, a keep-alive request costs ~10 % more instructions.
 GROUPS="curve_preferences: [29, 23, 24, 25]"
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,7 @@ ssl_cert: $GW_CERT
 ssl_cert_key: $GW_KEY
 prefix: $work/prefix
 log_level: warn
+proxy_access_log: 'off'
 tls: {$GROUPS}
 YAML
 cat >"$work/mtls.yaml" <<YAML
@@ -30,6 +33,7 @@ ssl_cert: $GW_CERT
 ssl_cert_key: $GW_KEY
 prefix: $work/prefix-mtls
 log_level: warn
+proxy_access_log: 'off'
 tls: {enable_mtls: true, ca_certs: ["$GW_CLIENT_CA"], disable_system_ca_pool: true, $GROUPS}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/tls.yaml" >/dev/null
