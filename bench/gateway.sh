@@ -9,7 +9,7 @@
 # scenario measures the default beside this (docs/benchmarks.md, issue 10).
 # The access log off, as the harness's nginx has it (`access_log off`; leanref and pyref
 # write none): with it on, a keep-alive request costs ~10 % more instructions.
-GROUPS="curve_preferences: [29, 23, 24, 25]"
+TLS_GROUPS="curve_preferences: [29, 23, 24, 25]"
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/ramparts-bench.XXXXXX)
@@ -23,7 +23,7 @@ ssl_cert_key: $GW_KEY
 prefix: $work/prefix
 log_level: warn
 proxy_access_log: 'off'
-tls: {$GROUPS}
+tls: {$TLS_GROUPS}
 YAML
 cat >"$work/mtls.yaml" <<YAML
 database: sqlite:///$work/bench.db
@@ -34,7 +34,7 @@ ssl_cert_key: $GW_KEY
 prefix: $work/prefix-mtls
 log_level: warn
 proxy_access_log: 'off'
-tls: {enable_mtls: true, ca_certs: ["$GW_CLIENT_CA"], disable_system_ca_pool: true, $GROUPS}
+tls: {enable_mtls: true, ca_certs: ["$GW_CLIENT_CA"], disable_system_ca_pool: true, $TLS_GROUPS}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/tls.yaml" >/dev/null
 "$here/.venv/bin/ramparts" start -c "$work/tls.yaml" &
