@@ -10,7 +10,7 @@ per-request storage shared by the plugins of that request.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.plugins.directory import Directory
 
 Headers = list[tuple[bytes, bytes]]
+_NO_CHANGES: tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]] = (frozenset(), ())
 
 
 class Exit(Exception):  # Kong's name: kong.response.exit
@@ -98,25 +99,10 @@ class ServiceRequest:
         self.set_headers.pop(key, None)
         self.cleared.add(key)
 
-    def merge(self, set_headers: Mapping[bytes, bytes], cleared: AbstractSet[bytes]) -> None:
-        """Another request's changes (disjoint sets, as this class keeps them) on top of
-        these: a plugin replaying what it did before."""
-        if not self.set_headers and not self.cleared:
-            self.set_headers, self.cleared = dict(set_headers), set(cleared)
-            return
-        for key in cleared:
-            self.set_headers.pop(key, None)
-        self.cleared.difference_update(set_headers)
-        self.cleared.update(cleared)
-        self.set_headers.update(set_headers)
-
-    def apply(self, headers: Headers) -> Headers:
-        if not self.set_headers and not self.cleared:
-            return headers
-        drop = self.cleared | set(self.set_headers)
-        out = [(n, v) for n, v in headers if n.lower() not in drop]
-        out.extend(self.set_headers.items())
-        return out
+    def changes(self) -> tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]]:
+        """Lower-case names the upstream request leaves out, and the headers it gets last
+        (``gateway.proxy.forwarding.upstream_headers`` applies both in its one pass)."""
+        return self.cleared | self.set_headers.keys(), self.set_headers.items()
 
 
 @dataclass(slots=True)
@@ -189,6 +175,21 @@ class Hello:
     ssl_object: Any
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a connection-scoped access phase (``Plan.replayable``) did to one request, kept
+    on the connection: its next requests on the same chain and snapshot directory get the
+    same consumer, credential, upstream header changes and ``ctx`` without running the
+    plugins again. A connection answers its requests one after another, so the objects are
+    shared, not copied (nothing changes them once access is over; ``ctx`` is copied)."""
+
+    key: object  # the chain that ran, by identity
+    db: Directory | None
+    service_request: ServiceRequest | None
+    client: ClientView | None
+    ctx: Mapping[str, Any] | None
+
+
 class Source(Protocol):
     """Where a request's ``kong.request`` and ``kong.client`` come from (the exchange):
     read only when a plugin first asks for them."""
@@ -203,7 +204,7 @@ class Kong:
     plugins never touch them does not pay for them."""
 
     __slots__ = ("_client", "_ctx", "_request", "_response", "_service_request", "_source",
-                 "db", "protocol", "route_id", "service_id")
+                 "_varies", "db", "protocol", "route_id", "service_id")
 
     def __init__(self, request: RequestView | None = None, client: ClientView | None = None,
                  protocol: str = "http", route_id: str | None = None,
@@ -219,6 +220,28 @@ class Kong:
         self._service_request: ServiceRequest | None = None
         self._response: ResponseView | None = None
         self._ctx: dict[str, Any] | None = None
+        self._varies = False
+
+    @classmethod
+    def replayed(cls, replay: Replay, protocol: str, source: Source) -> Kong:
+        """A keep-alive request that gets what its connection's first request got."""
+        kong = cls(client=replay.client, protocol=protocol, db=replay.db, source=source)
+        kong._service_request = replay.service_request  # never changed after access
+        if replay.ctx is not None:
+            kong._ctx = dict(replay.ctx)
+        return kong
+
+    def recorded(self, key: object) -> Replay | None:
+        """This request's access effect, for the connection's next requests (``key``: the
+        chain that ran); None if a plugin said it varies."""
+        if self._varies:
+            return None
+        return Replay(key, self.db, self._service_request, self._client, self._ctx)
+
+    def varies(self) -> None:
+        """A connection-scoped plugin's answer that may not hold for the connection's next
+        request (it came from a cache that ages): this request's effect is not replayed."""
+        self._varies = True
 
     @property
     def request(self) -> RequestView:
@@ -256,10 +279,10 @@ class Kong:
         """``ctx[key]`` or None, without making ``ctx`` (the access log asks every request)."""
         return None if self._ctx is None else self._ctx.get(key)
 
-    def upstream_headers(self, headers: Headers) -> Headers:
-        """``headers`` with the plugins' ``service_request`` changes applied."""
+    def upstream_changes(self) -> tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]]:
+        """The plugins' ``service_request`` changes, for the forwarding pass."""
         changes = self._service_request
-        return headers if changes is None else changes.apply(headers)
+        return _NO_CHANGES if changes is None else changes.changes()
 
     @property
     def consumer_id(self) -> str | None:

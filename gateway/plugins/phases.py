@@ -76,6 +76,13 @@ def certificate(chains: Chains, ssl_object: Any, server_name: str | None) -> Non
                 instance.handler.certificate(hello)
 
 
+def replayable(chain: Chain, kong: Kong) -> bool:
+    """Whether this request's access effect holds for its connection's next requests
+    (``Plan.replayable``: connection-scoped handlers only, nothing after access)."""
+    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+    return plan is not None and plan.replayable
+
+
 def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     """The instances that run after access (the consumer is known by then), in order."""
     out = []

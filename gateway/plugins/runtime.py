@@ -33,6 +33,12 @@ class Handler:
     PRIORITY: ClassVar[int] = 0
     VERSION: ClassVar[str] = "0.1.0"
     name: ClassVar[str] = ""
+    # True: what ``access`` does to a request depends on the connection (its address and TLS
+    # facts), the config, the snapshot and the earlier plugins only, never on the request
+    # itself; a handler whose answer ages calls ``kong.varies()``. A chain of such handlers
+    # with nothing after access runs once per keep-alive connection, and its later requests
+    # replay the effect (``Plan.replayable``)
+    CONNECTION_SCOPED: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
@@ -106,6 +112,9 @@ class Plan:
     header_filter: tuple[Callable[[Kong], None], ...]
     body_filter: tuple[Callable[[Kong, bytes, bool], bytes], ...]
     log: tuple[Instance, ...]
+    # every access handler is connection-scoped and no phase follows access: a keep-alive
+    # connection's later requests replay its first success (``Kong.recorded``)
+    replayable: bool = False
 
     @classmethod
     def of(cls, instances: Iterable[Instance]) -> Plan:
@@ -114,8 +123,11 @@ class Plan:
         def calls(phase: str) -> tuple[Any, ...]:
             return tuple(getattr(i.handler, phase) for i in found if phase in i.phases)
 
-        return cls(calls("rewrite"), calls("access"), calls("header_filter"),
-                   calls("body_filter"), tuple(i for i in found if "log" in i.phases))
+        access, head, body = calls("access"), calls("header_filter"), calls("body_filter")
+        log = tuple(i for i in found if "log" in i.phases)
+        replayable = bool(access) and not (head or body or log) and all(
+            i.handler.CONNECTION_SCOPED for i in found if "access" in i.phases)
+        return cls(calls("rewrite"), access, head, body, log, replayable)
 
 
 @dataclass(frozen=True, slots=True)

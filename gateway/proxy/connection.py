@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httptools
 
@@ -27,6 +27,9 @@ from gateway.proxy.forwarding import Hop
 from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
+
+if TYPE_CHECKING:
+    from gateway.plugins.pdk import Replay
 
 log = logging.getLogger("ramparts.proxy")
 
@@ -99,6 +102,7 @@ class Downstream(asyncio.Protocol):
         self.scheme = "http"  # "https" on a TLS connection (read several times per request)
         self.hop = _NO_HOP  # the forwarding headers' facts, encoded once
         self.last_host: tuple[bytes, str] = (b"", "")  # Host as sent -> as routed
+        self.replay: Replay | None = None  # a connection-scoped access phase's effect
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
         self._task: asyncio.Task[None] | None = None  # serves the connection's requests

@@ -158,14 +158,24 @@ class Exchange:
         chain = chains.glob if reply is not None else chains.for_route(self.match.route.id)
         if not chain.phases:
             return reply
+        if reply is None and self.kong is None:  # no global rewrite plugin ran
+            replay = self.conn.replay
+            if replay is not None and replay.key is chain and \
+                    replay.db is self.snapshot.directory:
+                self.kong = kong = Kong.replayed(replay, self.conn.scheme, self)
+                self._name_route(kong)
+                return None  # nothing runs after a replayable access phase
         kong = self._kong()
         if reply is None:
-            kong.route_id = self.match.route.id
-            kong.service_id = self.match.service.id if self.match.service else None
+            self._name_route(kong)
             if chain.has("access"):
                 return self._run_access(chain, kong)
         self.after = phases.after(chain, kong)
         return reply
+
+    def _name_route(self, kong: Kong) -> None:
+        kong.route_id = self.match.route.id
+        kong.service_id = self.match.service.id if self.match.service else None
 
     def _run_access(self, chain: Chain, kong: Kong) -> Coroutine[Any, Any, None] | None:
         pending = None
@@ -174,7 +184,11 @@ class Exchange:
         finally:  # an exit or a failure too: the filters and log still run
             if pending is None:
                 self.after = phases.after(chain, kong)
-        return None if pending is None else self._accessed(chain, kong, pending)
+        if pending is not None:
+            return self._accessed(chain, kong, pending)
+        if phases.replayable(chain, kong):  # the connection's next requests replay this one
+            self.conn.replay = kong.recorded(chain)
+        return None
 
     async def _accessed(self, chain: Chain, kong: Kong, pending: Awaitable[None]) -> None:
         try:

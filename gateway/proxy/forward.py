@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
-from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
+from gateway.proxy.forwarding import (
+    NO_CHANGES,
+    Forwarded,
+    downstream_headers,
+    upstream_headers,
+)
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri
@@ -43,11 +48,11 @@ class Forward:
         if b"?" in head.target:
             uri += b"?" + self.ex.query
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
+        kong = self.ex.kong
         base = upstream_headers(head.headers, Forwarded(
             hop=conn.hop, host=self.ex.host, path=self.ex.path, prefix=stripped,
-            version=head.version, request_id=self.ex.request_id), self.ex.proxy.headers)
-        if self.ex.kong is not None:
-            base = self.ex.kong.upstream_headers(base)
+            version=head.version, request_id=self.ex.request_id), self.ex.proxy.headers,
+            NO_CHANGES if kong is None else kong.upstream_changes())
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         chunked = False

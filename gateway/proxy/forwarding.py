@@ -7,6 +7,7 @@ as the client sent it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from gateway import version
@@ -89,19 +90,30 @@ class Forwarded:
 
 
 _VIA_BY_VERSION = {v: v.encode() + b" " + VIA for v in ("1.0", "1.1")}
+_NOT_FORWARDED = HOP_BY_HOP | OWN_REQUEST  # and X-Forwarded-For, Via: appended to
+# what plugins change in the upstream request: lower-case names to leave out, headers to add
+Changes = tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]]
+NO_CHANGES: Changes = (frozenset(), ())
+_OWN_LOWER = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                        b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
+                        b"x-real-ip", b"via", b"x-kong-request-id"})
 
 
 def upstream_headers(client: Headers, facts: Forwarded,
-                     policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
+                     policy: HeaderPolicy = DEFAULT_POLICY,
+                     changes: Changes = NO_CHANGES) -> Headers:
     """Everything but ``Host`` (which depends on the target of each attempt) and the body's
-    framing (which the exchange decides)."""
+    framing (which the exchange decides). ``changes``: the plugins' ``service_request``
+    (names to leave out, headers to add last), applied in the same pass."""
+    drop, add = changes
+    skip = _NOT_FORWARDED | drop if drop else _NOT_FORWARDED
     xff: list[bytes] = []
     via: list[bytes] = []
     out: Headers = []
     connection: list[bytes] = []
     for pair in client:  # one pass, each name lower-cased once
         lower = pair[0].lower()
-        if lower not in _NOT_FORWARDED:
+        if lower not in skip:
             out.append(pair)
         elif lower == b"x-forwarded-for":
             xff.append(pair[1])
@@ -112,14 +124,24 @@ def upstream_headers(client: Headers, facts: Forwarded,
     listed = _listed(connection)  # names the client's Connection lists are this hop's only
     if listed:  # rare: a second pass
         out = [pair for pair in out if pair[0].lower() not in listed]
+    own = _own_headers(facts, policy, xff, via)
+    if drop and not drop.isdisjoint(_OWN_LOWER):  # a plugin clears one of the gateway's
+        own = [pair for pair in own if pair[0].lower() not in drop]
+    out += own
+    out += add
+    return out
+
+
+def _own_headers(facts: Forwarded, policy: HeaderPolicy, xff: list[bytes],
+                 via: list[bytes]) -> Headers:
     hop = facts.hop
-    out += (
+    out: Headers = [
         (b"X-Forwarded-For", b", ".join([*xff, hop.ip])) if xff else hop.xff,
         hop.proto,
         (b"X-Forwarded-Host", facts.host.encode("latin-1")),
         hop.port,
         (b"X-Forwarded-Path", facts.path.encode("latin-1")),
-    )
+    ]
     if facts.prefix:
         out.append((b"X-Forwarded-Prefix", facts.prefix.encode("latin-1")))
     out.append(hop.real_ip)
@@ -131,9 +153,6 @@ def upstream_headers(client: Headers, facts: Forwarded,
     if policy.upstream_request_id:
         out.append((b"X-Kong-Request-Id", facts.request_id.encode()))
     return out
-
-
-_NOT_FORWARDED = HOP_BY_HOP | OWN_REQUEST  # and X-Forwarded-For, Via: appended to
 
 
 def split_response(upstream: Headers) -> tuple[Headers, bytes | None, bool, bytes | None]:

@@ -5,8 +5,10 @@ with a failed handshake)."""
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +59,7 @@ def work(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
     _leaf(d, "future", "api-client", (1, 10))
     _leaf(d, "second", "second-client", (-1, 30))
     _leaf(d, "third", "third-client", (-1, 30))
+    _leaf(d, "fourth", "fourth-client", (-1, 30))
     openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-x509", "-days", "30",
             "-keyout", "self.key", "-out", "self.crt", "-subj", "/CN=api-client")
     return d
@@ -339,3 +342,45 @@ def test_access_log_client_verify(gw: Node, work: Path, up: int, cas: dict[str, 
     assert seen["verify-open"] == "NONE"
     assert seen["verify-bad"].startswith("FAILED:") and len(seen["verify-bad"]) > 7
     assert "expired" in seen["verify-old"], seen["verify-old"]
+
+
+def test_keep_alive_requests_replay_until_the_configuration_changes(
+        gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    """mtls-auth and acl run on a connection's first request; its later requests get the
+    same consumer and headers without running them again (``Plan.replayable``), until a
+    reload: on the same connection, a request after the consumer's group is gone is 403."""
+    r = gw.call("POST", "/consumers", json={"username": "fourth-client"})
+    assert r.status_code == 201, r.text
+    r = gw.call("POST", "/consumers/fourth-client/acls", json={"group": "partners"})
+    assert r.status_code == 201, r.text
+    group = r.json()["id"]
+    path = protect(gw, up, "replayed", {"ca_certificates": [cas["s003"]]},
+                   acl={"allow": ["partners"], "hide_groups_header": False})
+    eventually(gw, work, path, 200, *cert("fourth"))
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.load_cert_chain(work / "fourth.crt", work / "fourth.key")
+    conn = http.client.HTTPSConnection("127.0.0.1", gw.https_port, context=context, timeout=10)
+
+    def get(*forged: tuple[str, str]) -> tuple[int, Any]:
+        conn.request("GET", path, headers=dict(forged))
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    try:
+        for forged in ((), (("X-Consumer-Username", "forged"), ("X-Consumer-Groups", "admin"),
+                            ("X-Client-Cert-DN", "CN=forged"))):
+            status, seen = get(*forged)
+            headers = upstream_headers(seen)
+            assert status == 200 and headers["x-consumer-username"] == "fourth-client"
+            assert headers["x-consumer-groups"] == "partners"
+            assert "x-client-cert-dn" not in headers
+        sock = conn.sock
+        r = gw.call("DELETE", f"/consumers/fourth-client/acls/{group}")
+        assert r.status_code == 204, r.text
+        eventually(gw, work, path, 403, *cert("fourth"))  # applied: a new connection sees it
+        status, body = get()
+        assert conn.sock is sock  # the same connection, not a new one
+        assert status == 403 and body["message"] == BLOCKED
+    finally:
+        conn.close()

@@ -1,11 +1,9 @@
 """The PDK objects a handler sees: made on first use, Content-Length as Kong's header
-filters see it, and a plugin's header changes replayed on top of earlier plugins'."""
+filters see it."""
 
 from __future__ import annotations
 
-import pytest
-
-from gateway.plugins.pdk import ClientView, Kong, RequestView, ResponseView, ServiceRequest
+from gateway.plugins.pdk import ClientView, Kong, RequestView, ResponseView
 
 
 class Exchange:
@@ -42,20 +40,3 @@ def test_content_length_is_a_header_the_filters_may_read_change_or_clear() -> No
     response.clear_header("Content-Type")
     assert response.length is None and response.get_header("content-length") is None
     assert response.headers == []
-
-
-@pytest.mark.parametrize(("before", "expected_set", "expected_cleared"), [
-    ({}, {b"x-consumer-id": b"u1"}, {b"x-client-cert-dn"}),
-    ({b"x-client-cert-dn": b"forged", b"x-other": b"kept"},
-     {b"x-consumer-id": b"u1", b"x-other": b"kept"}, {b"x-client-cert-dn"}),
-    ({b"x-consumer-id": b"earlier"}, {b"x-consumer-id": b"u1"}, {b"x-client-cert-dn"}),
-])
-def test_merge_is_the_same_as_making_the_changes_again(
-        before: dict[bytes, bytes], expected_set: dict[bytes, bytes],
-        expected_cleared: set[bytes]) -> None:
-    request = ServiceRequest()
-    for name, value in before.items():
-        request.set_header(name.decode(), value.decode())
-    request.clear_header("X-Consumer-ID")  # cleared earlier, set by the replay
-    request.merge({b"x-consumer-id": b"u1"}, frozenset({b"x-client-cert-dn"}))
-    assert request.set_headers == expected_set and request.cleared == expected_cleared

@@ -179,3 +179,64 @@ async def test_consumer_scoped_instances_are_picked_when_their_turn_comes(wait: 
     kong = kong_for()
     await phases.run(chain, "access", kong)
     assert kong.ctx["ran"] == ["auth", "consumer"]
+
+
+class Scoped(Handler):
+    """A connection-scoped access phase: names the consumer of the connection's address."""
+
+    PRIORITY = 1500
+    CONNECTION_SCOPED = True
+
+    def access(self, kong: Kong) -> None:
+        kong.client.authenticate(Consumer(id=kong.client.ip), None)
+        kong.service_request.set_header("X-Who", kong.client.ip)
+        kong.ctx["seen"] = True
+        if self.config.get("ages"):
+            kong.varies()
+
+
+class ScopedToo(Scoped):
+    PRIORITY = 1400
+
+
+class ScopedLogs(Scoped):
+    def log(self, kong: Kong) -> None: ...
+
+
+REPLAY_HANDLERS: Mapping[str, type[Handler]] = {
+    "scoped": Scoped, "too": ScopedToo, "logs": ScopedLogs, "auth": Auth, "alpha": Alpha}
+
+
+@pytest.mark.parametrize(("names", "replayable"), [
+    (["scoped"], True),
+    (["scoped", "too"], True),       # mtls-auth then acl
+    (["scoped", "auth"], False),     # an access phase that reads the request
+    (["scoped", "alpha"], False),    # something runs after access: a header filter
+    (["logs"], False),               # or a log phase
+    (["alpha"], False),              # no access phase at all
+])
+def test_which_plans_replay_on_a_keep_alive_connection(names: list[str],
+                                                       replayable: bool) -> None:
+    rows = [row(name, name, route="r1") for name in names]
+    chain = build_chains(rows, {"r1": None}, REPLAY_HANDLERS).for_route("r1")
+    assert phases.replayable(chain, kong_for("https")) is replayable
+
+
+@pytest.mark.parametrize("ages", [False, True])
+def test_a_replayed_request_gets_what_the_first_one_got(ages: bool) -> None:
+    chain = build_chains([row("scoped", "s", route="r1", ages=ages)], {"r1": None},
+                         REPLAY_HANDLERS).for_route("r1")
+    first = kong_for("https")
+    assert phases.start(chain, "access", first) is None
+    replay = first.recorded(chain)
+    if ages:  # an answer from a cache that ages is not replayed
+        assert replay is None
+        return
+    assert replay is not None
+    again = Kong.replayed(replay, "https", source=None)  # type: ignore[arg-type]
+    assert again.consumer_id == "127.0.0.1"
+    drop, add = again.upstream_changes()
+    assert b"x-who" in drop and list(add) == [(b"x-who", b"127.0.0.1")]
+    assert again.ctx_value("seen") is True
+    again.ctx["later"] = 1  # ctx is the request's own
+    assert first.ctx_value("later") is None

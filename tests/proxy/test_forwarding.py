@@ -35,6 +35,25 @@ def test_upstream_headers() -> None:
         (b"Via", b"1.0 edge, 1.1 ramparts/0.1.0"), (b"X-Kong-Request-Id", b"r1")]
 
 
+FORGED, NAME, DN = (b"X-Consumer-ID", b"forged"), (b"X-Name", b"n"), (b"x-client-cert-dn", b"x")
+
+
+@pytest.mark.parametrize(("drop", "add", "kept", "own_dropped"), [
+    # a plugin's header replaces the client's copy, and comes last
+    ({b"x-consumer-id"}, [(b"X-Consumer-ID", b"u1")], [NAME, DN], ()),
+    # cleared: the client's copy never reaches the upstream, nothing is added
+    ({b"x-client-cert-dn"}, [], [FORGED, NAME], ()),
+    # a plugin that clears one of the gateway's own headers removes it too
+    ({b"x-real-ip", b"via"}, [], [FORGED, NAME, DN], (b"X-Real-IP", b"Via")),
+])
+def test_plugins_changes_in_the_same_pass(drop: set[bytes], add: list[tuple[bytes, bytes]],
+                                          kept: list[tuple[bytes, bytes]],
+                                          own_dropped: tuple[bytes, ...]) -> None:
+    own = [pair for pair in upstream_headers([], FACTS) if pair[0] not in own_dropped]
+    out = upstream_headers([FORGED, NAME, DN], FACTS, changes=(frozenset(drop), add))
+    assert out == [*kept, *own, *add]
+
+
 def test_downstream_headers() -> None:
     upstream = [(b"Content-Type", b"text/plain"), (b"Connection", b"close, X-Hop"),
                 (b"X-Hop", b"1"), (b"Transfer-Encoding", b"chunked"),

@@ -20,6 +20,7 @@ class AclHandler(Handler):
     name = "acl"
     PRIORITY = 950
     VERSION = version.__version__
+    CONNECTION_SCOPED = True  # reads the consumer and groups, never the request
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)

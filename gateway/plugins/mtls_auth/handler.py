@@ -4,9 +4,9 @@ plugin's CAs, then name the consumer (credentials, then ``consumer_by``, then
 
 The chain is verified once per connection and trust store (the verdict is kept in the
 connection's TLS facts). What a success does to the request (the consumer, the upstream
-headers, ``client_verify``) depends on the chain, the plugin's config and the snapshot only,
-unless revocation is answered by a cache or a CRL that ages: then it is kept on the
-connection too, and a keep-alive request replays it (``Outcome``).
+headers, ``client_verify``) depends on the chain, the plugin's config and the snapshot only
+(``CONNECTION_SCOPED``: the runtime replays it on the connection's next requests), unless
+revocation is answered by a cache or a CRL that ages (``kong.varies()``).
 Failure details go to the log and ``kong.ctx["client_verify"]``, never to the client.
 """
 
@@ -16,8 +16,6 @@ import base64
 import hashlib
 import logging
 from collections.abc import Awaitable, Coroutine, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
@@ -55,6 +53,7 @@ class MtlsAuthHandler(Handler):
     name = "mtls-auth"
     PRIORITY = 1600
     VERSION = version.__version__
+    CONNECTION_SCOPED = True
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -71,21 +70,11 @@ class MtlsAuthHandler(Handler):
         self._known_trust: tuple[Directory, Trust] | None = None
 
     def access(self, kong: Kong) -> Awaitable[None] | None:
-        """Synchronous unless a revocation answer has to be fetched; on a keep-alive
-        connection this instance accepted before, a replay of that success."""
-        client = kong.client
-        if self.anonymous and client.credential is not None:
-            _strip(kong)
+        """Synchronous unless a revocation answer has to be fetched."""
+        _strip(kong)
+        if self.anonymous and kong.client.credential is not None:
             return None  # an earlier auth plugin already authenticated (logical OR)
         db = kong.db or EMPTY_DIRECTORY
-        tls = client.tls
-        verdicts = tls.get("verdicts") if tls else None
-        if verdicts is not None:
-            known = verdicts.get(self)
-            if known is not None and known.db is db:
-                known.replay(kong)
-                return None
-        _strip(kong)
         try:
             verdict = self._verdict(kong, db)
             if self.revocation is None:
@@ -110,10 +99,8 @@ class MtlsAuthHandler(Handler):
         kong.ctx["client_verify"] = "SUCCESS"
         if self.forward and verdict.leaf is not None:
             _forward(kong, verdict.leaf)
-        tls = kong.client.tls
-        verdicts = tls.get("verdicts") if tls else None
-        if stable and verdicts is not None:  # this connection's next requests replay it
-            verdicts[self] = Outcome.of(kong, db, bool(self.config.get("skip_consumer_lookup")))
+        if not stable:
+            kong.varies()
 
     def _failed(self, kong: Kong, db: Directory, failure: Failure) -> None:
         kong.ctx["client_verify"] = failure.detail
@@ -252,42 +239,6 @@ class MtlsAuthHandler(Handler):
 
 
 _CONSUMER_KEYS = tuple(n.lower().encode() for n in CONSUMER_HEADERS)
-OWN = STRIPPED | frozenset(_CONSUMER_KEYS)  # every upstream header this plugin sets or clears
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A success, as a keep-alive request on the same connection repeats it: what it did to
-    the request, taken once from the request that verified. Every header in ``OWN`` is set
-    or cleared by the plugin whatever ran before it, so copying their state is the whole
-    effect."""
-
-    db: Directory
-    set_headers: Mapping[bytes, bytes]   # encoded once, per connection
-    cleared: frozenset[bytes]
-    consumer: Consumer | None
-    credential: Mapping[str, Any] | None
-    ctx: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, kong: Kong, db: Directory, groups: bool) -> Outcome:
-        """``groups``: skip_consumer_lookup, where the plugin names groups, not a consumer
-        (the consumer, if any, is an earlier plugin's)."""
-        request, client, ctx = kong.service_request, kong.client, kong.ctx
-        keys = ("client_verify", "authenticated_groups") if groups else ("client_verify",)
-        credential = None if groups or client.credential is None else client.credential
-        return cls(db, MappingProxyType({k: v for k, v in request.set_headers.items()
-                                         if k in OWN}),
-                   frozenset(k for k in request.cleared if k in OWN),
-                   None if groups else client.consumer,
-                   None if credential is None else MappingProxyType(dict(credential)),
-                   MappingProxyType({k: ctx[k] for k in keys if k in ctx}))
-
-    def replay(self, kong: Kong) -> None:
-        kong.service_request.merge(self.set_headers, self.cleared)
-        if self.consumer is not None:
-            kong.client.authenticate(self.consumer, self.credential)
-        kong.ctx.update(self.ctx)
 
 
 def _strip(kong: Kong) -> None:
