@@ -10,8 +10,7 @@ per-request storage shared by the plugins of that request.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from gateway.plugins.directory import Directory
 
 Headers = list[tuple[bytes, bytes]]
-_NO_CHANGES: tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]] = (frozenset(), ())
 
 
 class Exit(Exception):  # Kong's name: kong.response.exit
@@ -99,10 +97,24 @@ class ServiceRequest:
         self.set_headers.pop(key, None)
         self.cleared.add(key)
 
-    def changes(self) -> tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]]:
-        """Lower-case names the upstream request leaves out, and the headers it gets last
-        (``gateway.proxy.forwarding.upstream_headers`` applies both in its one pass)."""
-        return self.cleared | self.set_headers.keys(), self.set_headers.items()
+    def changes(self) -> UpstreamChanges:
+        if not self.set_headers and not self.cleared:
+            return NO_CHANGES
+        return UpstreamChanges(frozenset(self.cleared | self.set_headers.keys()),
+                               tuple(self.set_headers.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamChanges:
+    """What the plugins' ``service_request`` does to the upstream request, as the
+    forwarding pass (``gateway.proxy.forwarding.upstream_headers``) applies it: lower-case
+    names left out, headers added last. Made once per request (per connection, replayed)."""
+
+    drop: frozenset[bytes]
+    add: tuple[tuple[bytes, bytes], ...]
+
+
+NO_CHANGES = UpstreamChanges(frozenset(), ())
 
 
 @dataclass(slots=True)
@@ -186,6 +198,7 @@ class Replay:
     key: object  # the chain that ran, by identity
     db: Directory | None
     service_request: ServiceRequest | None
+    changes: UpstreamChanges
     client: ClientView | None
     ctx: Mapping[str, Any] | None
 
@@ -203,8 +216,8 @@ class Kong:
     ``service_request``, ``response`` and ``ctx`` are made on first use: a request whose
     plugins never touch them does not pay for them."""
 
-    __slots__ = ("_client", "_ctx", "_request", "_response", "_service_request", "_source",
-                 "_varies", "db", "protocol", "route_id", "service_id")
+    __slots__ = ("_changes", "_client", "_ctx", "_request", "_response", "_service_request",
+                 "_source", "_varies", "db", "protocol", "route_id", "service_id")
 
     def __init__(self, request: RequestView | None = None, client: ClientView | None = None,
                  protocol: str = "http", route_id: str | None = None,
@@ -220,13 +233,16 @@ class Kong:
         self._service_request: ServiceRequest | None = None
         self._response: ResponseView | None = None
         self._ctx: dict[str, Any] | None = None
+        self._changes: UpstreamChanges | None = None
         self._varies = False
 
     @classmethod
-    def replayed(cls, replay: Replay, protocol: str, source: Source) -> Kong:
+    def replayed(cls, replay: Replay, protocol: str, source: Source, route_id: str,
+                 service_id: str | None) -> Kong:
         """A keep-alive request that gets what its connection's first request got."""
-        kong = cls(client=replay.client, protocol=protocol, db=replay.db, source=source)
+        kong = cls(None, replay.client, protocol, route_id, service_id, replay.db, source)
         kong._service_request = replay.service_request  # never changed after access
+        kong._changes = replay.changes
         if replay.ctx is not None:
             kong._ctx = dict(replay.ctx)
         return kong
@@ -236,7 +252,8 @@ class Kong:
         chain that ran); None if a plugin said it varies."""
         if self._varies:
             return None
-        return Replay(key, self.db, self._service_request, self._client, self._ctx)
+        return Replay(key, self.db, self._service_request, self.upstream_changes(),
+                      self._client, self._ctx)
 
     def varies(self) -> None:
         """A connection-scoped plugin's answer that may not hold for the connection's next
@@ -279,10 +296,14 @@ class Kong:
         """``ctx[key]`` or None, without making ``ctx`` (the access log asks every request)."""
         return None if self._ctx is None else self._ctx.get(key)
 
-    def upstream_changes(self) -> tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]]:
-        """The plugins' ``service_request`` changes, for the forwarding pass."""
-        changes = self._service_request
-        return _NO_CHANGES if changes is None else changes.changes()
+    def upstream_changes(self) -> UpstreamChanges:
+        """The plugins' ``service_request`` changes, for the forwarding pass (made once:
+        access is over when the request goes upstream)."""
+        changes = self._changes
+        if changes is None:
+            request = self._service_request
+            changes = self._changes = NO_CHANGES if request is None else request.changes()
+        return changes
 
     @property
     def consumer_id(self) -> str | None:

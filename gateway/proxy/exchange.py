@@ -141,7 +141,7 @@ class Exchange:
         access plugins; a ``kong.response.exit`` raises ``Exit``. Synchronous while every
         handler is: the rest becomes a coroutine only once one returns an awaitable."""
         glob = self.snapshot.plugins.glob
-        if glob.has("rewrite"):
+        if "rewrite" in glob.phases:
             pending = phases.start(glob, "rewrite", self._kong())
             if pending is not None:
                 return self._rewritten(pending)
@@ -162,8 +162,9 @@ class Exchange:
             replay = self.conn.replay
             if replay is not None and replay.key is chain and \
                     replay.db is self.snapshot.directory:
-                self.kong = kong = Kong.replayed(replay, self.conn.scheme, self)
-                self._name_route(kong)
+                match = self.match
+                self.kong = Kong.replayed(replay, self.conn.scheme, self, match.route.id,
+                                          match.service.id if match.service else None)
                 return None  # nothing runs after a replayable access phase
         kong = self._kong()
         if reply is None:

@@ -8,14 +8,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
-from gateway.proxy.forwarding import (
-    NO_CHANGES,
-    Forwarded,
-    downstream_headers,
-    upstream_headers,
-)
+from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri

@@ -7,10 +7,10 @@ as the client sent it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from gateway import version
+from gateway.plugins.pdk import NO_CHANGES, UpstreamChanges
 from gateway.proxy.http1 import HOP_BY_HOP, Headers, connection_tokens
 
 VIA = f"ramparts/{version.__version__}".encode()
@@ -91,9 +91,9 @@ class Forwarded:
 
 _VIA_BY_VERSION = {v: v.encode() + b" " + VIA for v in ("1.0", "1.1")}
 _NOT_FORWARDED = HOP_BY_HOP | OWN_REQUEST  # and X-Forwarded-For, Via: appended to
-# what plugins change in the upstream request: lower-case names to leave out, headers to add
-Changes = tuple[AbstractSet[bytes], Iterable[tuple[bytes, bytes]]]
-NO_CHANGES: Changes = (frozenset(), ())
+# the names a client's header is not forwarded under, with a plugin's dropped names: a
+# handful of distinct sets (one per combination of plugins), each made once
+_SKIPPED: dict[frozenset[bytes], frozenset[bytes]] = {}
 _OWN_LOWER = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
                         b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix",
                         b"x-real-ip", b"via", b"x-kong-request-id"})
@@ -101,12 +101,12 @@ _OWN_LOWER = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-
 
 def upstream_headers(client: Headers, facts: Forwarded,
                      policy: HeaderPolicy = DEFAULT_POLICY,
-                     changes: Changes = NO_CHANGES) -> Headers:
+                     changes: UpstreamChanges = NO_CHANGES) -> Headers:
     """Everything but ``Host`` (which depends on the target of each attempt) and the body's
     framing (which the exchange decides). ``changes``: the plugins' ``service_request``
     (names to leave out, headers to add last), applied in the same pass."""
-    drop, add = changes
-    skip = _NOT_FORWARDED | drop if drop else _NOT_FORWARDED
+    drop = changes.drop
+    skip = _skipped(drop) if drop else _NOT_FORWARDED
     xff: list[bytes] = []
     via: list[bytes] = []
     out: Headers = []
@@ -128,8 +128,17 @@ def upstream_headers(client: Headers, facts: Forwarded,
     if drop and not drop.isdisjoint(_OWN_LOWER):  # a plugin clears one of the gateway's
         own = [pair for pair in own if pair[0].lower() not in drop]
     out += own
-    out += add
+    out += changes.add
     return out
+
+
+def _skipped(drop: frozenset[bytes]) -> frozenset[bytes]:
+    skip = _SKIPPED.get(drop)
+    if skip is None:
+        if len(_SKIPPED) >= 256:  # bounded, whatever plugins do
+            _SKIPPED.clear()
+        skip = _SKIPPED[drop] = _NOT_FORWARDED | drop
+    return skip
 
 
 def _own_headers(facts: Forwarded, policy: HeaderPolicy, xff: list[bytes],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.plugins.pdk import UpstreamChanges
 from gateway.proxy.forwarding import (
     Forwarded,
     Hop,
@@ -50,7 +51,8 @@ def test_plugins_changes_in_the_same_pass(drop: set[bytes], add: list[tuple[byte
                                           kept: list[tuple[bytes, bytes]],
                                           own_dropped: tuple[bytes, ...]) -> None:
     own = [pair for pair in upstream_headers([], FACTS) if pair[0] not in own_dropped]
-    out = upstream_headers([FORGED, NAME, DN], FACTS, changes=(frozenset(drop), add))
+    changes = UpstreamChanges(frozenset(drop), tuple(add))
+    out = upstream_headers([FORGED, NAME, DN], FACTS, changes=changes)
     assert out == [*kept, *own, *add]
 
 
