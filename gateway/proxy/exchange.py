@@ -82,6 +82,10 @@ class Proxy:
                     user_agent=_text(head.header(b"user-agent")), request_id=request_id,
                     latency_ms=int((time.monotonic() - started) * 1000),
                     client_verify=_client_verify(ex)))
+            # Kong's source is the exchange: left linked, the two are a cycle that only the
+            # garbage collector frees, a collection every few requests (a log task keeps
+            # its Kong, and through it the exchange, for as long as it runs)
+            ex.kong = ex.after = None
 
     def _plugins_first(self, ex: Exchange) -> Gated:
         try:

@@ -6,6 +6,7 @@ response, and the fail-closed guard."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from gateway.plugins.pdk import Consumer, Kong
 from gateway.plugins.runtime import Handler
-from gateway.proxy.exchange import Proxy
+from gateway.proxy.exchange import Exchange, Proxy
 from gateway.proxy.listeners import DataPlane
 from gateway.server import bind
 from gateway.settings.listen import Listener
@@ -231,3 +232,23 @@ async def test_unrouted_requests_see_global_plugins_only(proxy_port: int, path: 
     r = await get(proxy_port, path)
     assert r.status_code == 404 and "x-tag" not in r.headers
     assert EVENTS[:2] == ["rewrite", "header_filter:404"]
+
+
+async def test_an_exchange_is_freed_without_the_collector(proxy_port: int) -> None:
+    # Kong's source is the exchange: were the pair left linked after the request, only the
+    # garbage collector would free them (a collection every few requests with plugins)
+    EVENTS.clear()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept to be read
+    try:
+        for path in ("/open/x", "/upper/x"):
+            assert (await get(proxy_port, path)).status_code == 200
+        await wait_for_event("log")
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage if isinstance(o, (Exchange, Kong))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
