@@ -216,13 +216,16 @@ class Kong:
     ``service_request``, ``response`` and ``ctx`` are made on first use: a request whose
     plugins never touch them does not pay for them."""
 
-    __slots__ = ("_changes", "_client", "_ctx", "_request", "_response", "_service_request",
-                 "_source", "_varies", "db", "protocol", "route_id", "service_id")
+    __slots__ = ("_changes", "_client", "_ctx", "_head", "_request", "_response",
+                 "_service_request", "_source", "_varies", "db", "protocol", "route_id",
+                 "service_id")
 
-    def __init__(self, request: RequestView | None = None, client: ClientView | None = None,
-                 protocol: str = "http", route_id: str | None = None,
-                 service_id: str | None = None, db: Directory | None = None,
-                 source: Source | None = None) -> None:
+    # the exchange passes the first three by position: a call with keywords costs about
+    # a third more (its arguments go through a dict)
+    def __init__(self, protocol: str = "http", db: Directory | None = None,
+                 source: Source | None = None, *, request: RequestView | None = None,
+                 client: ClientView | None = None, route_id: str | None = None,
+                 service_id: str | None = None) -> None:
         self._request = request
         self._client = client
         self._source = source  # required unless both views are given
@@ -232,6 +235,7 @@ class Kong:
         self.db = db  # the snapshot's consumers, credentials and CA certificates
         self._service_request: ServiceRequest | None = None
         self._response: ResponseView | None = None
+        self._head: tuple[int, Headers, str, int | None] | None = None  # see respond
         self._ctx: dict[str, Any] | None = None
         self._changes: UpstreamChanges | None = None
         self._varies = False
@@ -240,7 +244,9 @@ class Kong:
     def replayed(cls, replay: Replay, protocol: str, source: Source, route_id: str,
                  service_id: str | None) -> Kong:
         """A keep-alive request that gets what its connection's first request got."""
-        kong = cls(None, replay.client, protocol, route_id, service_id, replay.db, source)
+        kong = cls(protocol, replay.db, source)  # by position: keywords cost a dict
+        kong._client = replay.client
+        kong.route_id, kong.service_id = route_id, service_id
         kong._service_request = replay.service_request  # never changed after access
         kong._changes = replay.changes
         if replay.ctx is not None:
@@ -283,8 +289,28 @@ class Kong:
     @property
     def response(self) -> ResponseView:
         if self._response is None:
-            self._response = ResponseView()
+            head = self._head
+            self._response = ResponseView() if head is None else ResponseView(*head)
         return self._response
+
+    def respond(self, status: int, headers: Headers, length: int | None, source: str) -> None:
+        """The response head as header_filter starts: ``response`` shows it, made from it
+        only when a plugin asks (a filter that never reads it costs no view)."""
+        response = self._response
+        if response is None:
+            self._head = (status, headers, source, length)
+        else:  # made earlier (in access): it shows this head from now on
+            response.status, response.headers, response.source = status, headers, source
+            response.length = length
+
+    def response_head(self) -> tuple[int, Headers, int | None]:
+        """Status, headers and Content-Length as the header filters left them."""
+        response = self._response
+        if response is not None:
+            return response.status, response.headers, response.length
+        assert self._head is not None, "respond() first"
+        status, headers, _, length = self._head
+        return status, headers, length
 
     @property
     def ctx(self) -> dict[str, Any]:

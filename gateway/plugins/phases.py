@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from gateway.plugins.pdk import Hello, Kong
+from gateway.plugins.pdk import Headers, Hello, Kong
 from gateway.plugins.runtime import Chain, Chains, Instance, Phase, Plan, Slot
 from gateway.tasks import spawn
 
@@ -25,17 +25,21 @@ def start(chain: Chain, phase: str, kong: Kong) -> Awaitable[None] | None:
     """``run`` without a coroutine while every handler is synchronous (the common case):
     an awaitable is returned only once a handler returned one, and the rest of the chain
     runs after it."""
-    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+    plans = chain.plans
+    plan = plans.get(kong.protocol) if plans is not None else None
     if plan is not None:
         return _planned(plan.access if phase == "access" else plan.rewrite, 0, kong)
     return _picked(chain.slots, 0, phase, kong)
 
 
 def _planned(calls: tuple[Phase, ...], first: int, kong: Kong) -> Awaitable[None] | None:
-    for index in range(first, len(calls)):
-        result = calls[index](kong)
+    index = first
+    # iterated, not indexed: the tuple's iterator is cheaper than range() and subscripts
+    for call in calls[first:] if first else calls:
+        index += 1
+        result = call(kong)
         if result is not None:
-            return _then(result, partial(_planned, calls, index + 1, kong))
+            return _then(result, partial(_planned, calls, index, kong))
     return None
 
 
@@ -93,60 +97,46 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     return tuple(out)
 
 
-def after(chain: Chain, kong: Kong) -> After | None:
-    """None when no instance of the request has a phase left (an auth plugin alone)."""
-    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
+def after(chain: Chain, kong: Kong) -> Plan | None:
+    """What runs once access is over (``header_filter``, ``body_filter``, ``log`` below,
+    with the request's Kong); None when no instance of the request has a phase left (an
+    auth plugin alone). A planned chain's plan as it is: nothing is made per request."""
+    plans = chain.plans
+    plan = plans.get(kong.protocol) if plans is not None else None
     if plan is None:
         plan = Plan.of(picked(chain, kong))
     if not (plan.header_filter or plan.body_filter or plan.log):
         return None
-    return After(plan.header_filter, plan.body_filter, plan.log, kong)
+    return plan
 
 
-class After:
-    """The instances of one request that run once access is over, by phase."""
+def header_filter(plan: Plan, kong: Kong, status: int, headers: Headers, length: int | None,
+                  source: str) -> tuple[int, Headers, int | None]:
+    """``length``: the body's Content-Length, if known; a filter may clear it."""
+    kong.respond(status, headers, length, source)
+    for call in plan.header_filter:
+        call(kong)
+    return kong.response_head()
 
-    __slots__ = ("body", "head", "kong", "log")
 
-    def __init__(self, head: tuple[Callable[[Kong], None], ...],
-                 body: tuple[Callable[[Kong, bytes, bool], bytes], ...],
-                 log: tuple[Instance, ...], kong: Kong) -> None:
-        self.kong = kong
-        self.head = head
-        self.body = body
-        self.log = log
+def body_filter(plan: Plan, kong: Kong, chunk: bytes, eof: bool) -> bytes:
+    for call in plan.body_filter:
+        chunk = call(kong, chunk, eof)
+    return chunk
 
-    def header_filter(self, status: int, headers: list[tuple[bytes, bytes]],
-                      length: int | None, source: str
-                      ) -> tuple[int, list[tuple[bytes, bytes]], int | None]:
-        """``length``: the body's Content-Length, if known; a filter may clear it."""
-        kong = self.kong
-        response = kong.response
-        response.status, response.headers, response.source = status, headers, source
-        response.length = length
-        for header_filter in self.head:
-            header_filter(kong)
-        return response.status, response.headers, response.length
 
-    def body_filter(self, chunk: bytes, eof: bool) -> bytes:
-        kong = self.kong
-        for body_filter in self.body:
-            chunk = body_filter(kong, chunk, eof)
-        return chunk
-
-    def run_log(self) -> None:
-        """``log``, once the response's last write is with the transport (nginx's log
-        phase: after the response, before the connection reads its next request). A
-        handler's awaitable runs as a task of its own, off the connection's path."""
-        kong = self.kong
-        for instance in self.log:
-            try:
-                result = instance.handler.log(kong)
-            except Exception:
-                log.exception("plugin %s: log phase failed", instance.name)
-                continue
-            if result is not None:
-                spawn(_awaited(result), f"log-{instance.name}")
+def run_log(plan: Plan, kong: Kong) -> None:
+    """``log``, once the response's last write is with the transport (nginx's log phase:
+    after the response, before the connection reads its next request). A handler's
+    awaitable runs as a task of its own, off the connection's path."""
+    for instance in plan.log:
+        try:
+            result = instance.handler.log(kong)
+        except Exception:
+            log.exception("plugin %s: log phase failed", instance.name)
+            continue
+        if result is not None:
+            spawn(_awaited(result), f"log-{instance.name}")
 
 
 async def _awaited(result: Awaitable[None]) -> None:

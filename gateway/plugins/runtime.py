@@ -139,9 +139,12 @@ class Chain:
     slots: tuple[Slot, ...] = ()
     phases: frozenset[str] = frozenset()
     plans: Mapping[str, Plan] | None = None  # by protocol; None: consumer-scoped instances
+    # ``has(phase)``: the phases' own ``__contains__``, asked twice per request (a method
+    # of this class would be one more Python frame each time)
+    has: Callable[[str], bool] = field(init=False, repr=False, compare=False)
 
-    def has(self, phase: str) -> bool:
-        return phase in self.phases
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has", self.phases.__contains__)
 
 
 EMPTY_CHAIN = Chain()
@@ -215,7 +218,7 @@ def build_chains(rows: Iterable[Row], routes: Mapping[str, str | None],
                 chain = shared[sid] = _chain(instances, handlers, rid, sid)
             by_route[rid] = chain
     glob = _chain(instances, handlers, None, None)
-    return Chains(by_route=MappingProxyType(by_route), glob=glob,
+    return Chains(by_route=by_route, glob=glob,  # a plain dict, as plans above
                   any=bool(glob.phases) or any(c.phases for c in by_route.values()))
 
 
@@ -228,7 +231,9 @@ def _chain(instances: Mapping[str, list[tuple[Row, Instance]]],
     phases = frozenset(p for s in slots for p in s.phases)
     plans = None
     if all(slot.fixed for slot in slots):
-        plans = MappingProxyType({protocol: _plan(slots, protocol) for protocol in PROTOCOLS})
+        # a plain dict, read through Chain's Mapping type: a MappingProxyType's ``get`` is a
+        # method call on the dict behind it, twice per request
+        plans = {protocol: _plan(slots, protocol) for protocol in PROTOCOLS}
     return Chain(tuple(slots), phases, plans)
 
 

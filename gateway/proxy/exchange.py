@@ -16,7 +16,7 @@ from typing import Any
 from gateway.errors_proxy import SERVER, Reply, error_reply, health_reply
 from gateway.plugins import phases
 from gateway.plugins.pdk import ClientView, Exit, Kong, RequestView
-from gateway.plugins.runtime import Chain
+from gateway.plugins.runtime import Chain, Plan
 from gateway.proxy import http1
 from gateway.proxy.access_log import Entry
 from gateway.proxy.body import RequestBody
@@ -70,8 +70,8 @@ class Proxy:
                 ex.answer(reply)
             else:
                 await Forward(ex).run()
-            if ex.after is not None and ex.after.log:
-                ex.after.run_log()
+            if ex.after is not None and ex.after.log and ex.kong is not None:
+                phases.run_log(ex.after, ex.kong)
         finally:
             if self.access_log is not None:
                 self.access_log(Entry(
@@ -110,7 +110,7 @@ class Exchange:
         self.request_id = request_id
         self.started = started
         self.kong: Kong | None = None
-        self.after: phases.After | None = None
+        self.after: Plan | None = None  # what runs after access (phases.after), with kong
 
     def error(self, status: int, message: str, **kwargs: object) -> Reply:
         return error_reply(status, message, self.request_id, self.started,
@@ -203,8 +203,7 @@ class Exchange:
 
     def _kong(self) -> Kong:
         if self.kong is None:
-            self.kong = Kong(protocol=self.conn.scheme, db=self.snapshot.directory,
-                             source=self)
+            self.kong = Kong(self.conn.scheme, self.snapshot.directory, self)
         return self.kong
 
     def request_view(self) -> RequestView:
@@ -223,13 +222,15 @@ class Exchange:
         policy = self.proxy.headers
         if policy is not DEFAULT_POLICY:
             reply = Reply(reply.status, own_reply_headers(reply.headers, policy), reply.body)
-        after = self.after
-        if after is not None and (after.head or after.body):
-            status, headers, _ = after.header_filter(reply.status, list(reply.headers),
-                                                     len(reply.body), "exit")
+        after, kong = self.after, self.kong
+        if after is not None and kong is not None and (after.header_filter or
+                                                       after.body_filter):
+            status, headers, _ = phases.header_filter(after, kong, reply.status,
+                                                      list(reply.headers), len(reply.body),
+                                                      "exit")
             # the whole body is here: its length is what the filters return, whatever
             # Content-Length says
-            reply = Reply(status, headers, after.body_filter(reply.body, True))
+            reply = Reply(status, headers, phases.body_filter(after, kong, reply.body, True))
         self.conn.reply(reply, self.head)
 
     def route(self) -> Reply | None:

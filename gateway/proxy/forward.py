@@ -8,6 +8,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from gateway.plugins import phases
 from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
@@ -246,11 +247,12 @@ class _Relay:
                                  proxy_ms=int((self.sent_at - ex.started) * 1000),
                                  request_id=ex.request_id, set_cookie=self.set_cookie,
                                  policy=ex.proxy.headers)
-        after = ex.after
-        if after is not None and after.head:
+        after, kong = ex.after, ex.kong
+        if after is not None and kong is not None and after.header_filter:
             # Kong's rule: Content-Length stays, body filters or not, unless a header filter
             # clears it (then the body is chunked)
-            status, out, length = after.header_filter(status, out, length, "service")
+            status, out, length = phases.header_filter(after, kong, status, out, length,
+                                                       "service")
         self.status = status
         conn = ex.conn
         if status == 101:
@@ -265,17 +267,17 @@ class _Relay:
             self.origin.pause_reading()
 
     def body(self, data: bytes) -> None:
-        after = self.ex.after
-        if after is not None and after.body:
-            data = after.body_filter(data, False)
+        after, kong = self.ex.after, self.ex.kong
+        if after is not None and kong is not None and after.body_filter:
+            data = phases.body_filter(after, kong, data, False)
         self.ex.conn.send(data)
 
     def flush(self) -> None:
         self.ex.conn.flush()
 
     def done(self) -> None:
-        after = self.ex.after
-        if after is not None and after.body:
-            self.ex.conn.send(after.body_filter(b"", True))
+        after, kong = self.ex.after, self.ex.kong
+        if after is not None and kong is not None and after.body_filter:
+            self.ex.conn.send(phases.body_filter(after, kong, b"", True))
         self.ex.conn.end_response()
 
