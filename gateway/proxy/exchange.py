@@ -191,7 +191,8 @@ class Exchange:
                 self.after = phases.after(chain, kong)
         if pending is not None:
             return self._accessed(chain, kong, pending)
-        if phases.replayable(chain, kong):  # the connection's next requests replay this one
+        # the connection's next requests replay this one (nothing may run after access)
+        if self.after is None and phases.replayable(chain, kong):
             self.conn.replay = kong.recorded(chain)
         return None
 
