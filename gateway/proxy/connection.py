@@ -77,6 +77,10 @@ def _too_many(limit: int) -> None:
                     "closing new ones until some end", limit)
 
 
+# what a closed connection's ``parser`` is: no callbacks, never fed
+_GONE_PARSER = httptools.HttpRequestParser(object())
+
+
 class _Refused(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
@@ -159,6 +163,10 @@ class Downstream(asyncio.Protocol):
         self._arm(self.limits.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # the parser holds this protocol's bound methods: dropping it leaves no reference
+        # cycle, so the connection (its SSL object, its buffers) is freed here and now by
+        # its reference count instead of by the cyclic collector's next pass
+        self.parser = _GONE_PARSER
         if self.closed and self not in self.live:
             return  # refused at connection_made
         self.closed = True

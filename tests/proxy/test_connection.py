@@ -5,6 +5,7 @@ exchange, so these bytes-in, bytes-out tests need no upstream."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
@@ -216,3 +217,22 @@ async def test_a_drain_answers_connections_whose_request_is_still_on_its_way() -
     served[1].close()
     await asyncio.wait_for(stopping, 5)
     sock.close()
+
+
+async def test_a_closed_connection_is_freed_without_the_collector(port: int) -> None:
+    # the parser holds the protocol's bound methods: were it kept after the close, the
+    # connection (and on TLS its SSL object and buffers) would wait for the cyclic collector
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept to be read
+    try:
+        raw = await exchange(port, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert statuses(raw) == [b"200"]
+        await asyncio.sleep(0.05)  # connection_lost runs on the loop after the close
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, Downstream)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
