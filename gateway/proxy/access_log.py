@@ -23,6 +23,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 @dataclass(slots=True)  # made per request: not frozen, whose __init__ is slower
 class Entry:
+    # the data plane makes one per request by position (a class called with keywords
+    # gets them in a dict): the fields' order is part of its interface
     client_ip: str
     when: float          # time.time() when the request arrived
     method: str

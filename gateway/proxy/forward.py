@@ -46,9 +46,11 @@ class Forward:
             uri += b"?" + self.ex.query
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = self.ex.kong
+        # Forwarded by position (hop, host, path, prefix, version, request_id): keywords
+        # would be put in a dict per request
         base = upstream_headers(head.headers, Forwarded(
-            hop=conn.hop, host=self.ex.host, path=self.ex.path, prefix=stripped,
-            version=head.version, request_id=self.ex.request_id), self.ex.proxy.headers,
+            conn.hop, self.ex.host, self.ex.path, stripped, head.version,
+            self.ex.request_id), self.ex.proxy.headers,
             NO_CHANGES if kong is None else kong.upstream_changes())
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]

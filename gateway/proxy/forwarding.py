@@ -81,6 +81,8 @@ class Hop:
 class Forwarded:
     """The facts of one request the forwarding headers are made of."""
 
+    # the data plane makes one per request by position (a class called with keywords
+    # gets them in a dict): the fields' order is part of its interface
     hop: Hop           # the connection's
     host: str          # the request's host, without port
     path: str          # the request path as received (X-Forwarded-Path)
