@@ -162,8 +162,7 @@ class Forward:
                 origin.write(head)
                 if ex.body is not None:
                     await _send_body(origin, ex.body, chunked, ex.target.write_timeout)
-                origin.request_sent()
-                relay.sent_at = time.monotonic()
+                relay.sent_at = origin.request_sent()  # one clock read for both
                 await finished
                 complete = ex.body is None or ex.body.finished
                 if origin.upgraded is not None:
@@ -245,10 +244,11 @@ class _Relay:
         ex = self.ex
         now = time.monotonic()
         self.status = status
-        out = downstream_headers(headers, upstream_ms=int((now - self.sent_at) * 1000),
-                                 proxy_ms=int((self.sent_at - ex.started) * 1000),
-                                 request_id=ex.request_id, set_cookie=self.set_cookie,
-                                 policy=ex.proxy.headers)
+        # by position (upstream_ms, proxy_ms, request_id, set_cookie, policy): keyword
+        # arguments are matched by name per call
+        out = downstream_headers(headers, int((now - self.sent_at) * 1000),
+                                 int((self.sent_at - ex.started) * 1000), ex.request_id,
+                                 self.set_cookie, ex.proxy.headers)
         after, kong = ex.after, ex.kong
         if after is not None and kong is not None and after.header_filter:
             # Kong's rule: Content-Length stays, body filters or not, unless a header filter

@@ -196,7 +196,7 @@ def split_response(upstream: Headers) -> tuple[Headers, bytes | None, bool, byte
 _RESPONSE_HOP = HOP_BY_HOP | {b"content-length"}  # framing is the writer's
 
 
-def downstream_headers(end_to_end: Headers, *, upstream_ms: int, proxy_ms: int,
+def downstream_headers(end_to_end: Headers, upstream_ms: int, proxy_ms: int,
                        request_id: str, set_cookie: bytes | None,
                        policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
     """The client's response headers: the upstream's end-to-end ones (``split_response``),
