@@ -23,6 +23,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 @dataclass(slots=True)  # made per request: not frozen, whose __init__ is slower
 class Entry:
+    # the data plane makes one per request by position (a class called with keywords
+    # gets them in a dict): the fields' order is part of its interface
     client_ip: str
     when: float          # time.time() when the request arrived
     method: str
@@ -39,12 +41,14 @@ class Entry:
     client_verify: str | None = None
 
 
-def _quoted(value: str | None) -> str:
+def _escaped(value: str | None, empty: str = "-") -> str:
+    """A quoted field's text (the quotes are the line's): ``empty`` when empty, else escaped
+    where it must be; a clean value is returned as it is, so no string is made for it."""
     if not value:
-        return '"-"'
+        return empty
     if '"' not in value and "\\" not in value:
-        return f'"{value}"'
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return value
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def local_time(when: float) -> str:
@@ -66,12 +70,12 @@ _last_time: list[tuple[int, str]] = [(-1, "")]
 def combined(e: Entry) -> str:
     """``$remote_addr - - [$time_local] "$request" $status $body_bytes_sent
     "$http_referer" "$http_user_agent"`` plus the request id and ``$ssl_client_verify``,
-    quoted."""
-    request = f"{e.method} {e.target} HTTP/{e.version}"
-    quoted = _quoted
-    return (f"{e.client_ip} - - [{local_time(e.when)}] {quoted(request)} {e.status} "
-            f"{e.sent} {quoted(e.referer)} {quoted(e.user_agent)} \"{e.request_id}\" "
-            f"{quoted(e.client_verify)}")  # the request id is ours: hex digits
+    quoted. One string is built: the quotes are the template's, and ``$request`` is escaped
+    through its target alone (the method and the version are the parser's tokens)."""
+    return (f'{e.client_ip} - - [{local_time(e.when)}] '
+            f'"{e.method} {_escaped(e.target, "")} HTTP/{e.version}" {e.status} {e.sent} '
+            f'"{_escaped(e.referer)}" "{_escaped(e.user_agent)}" "{e.request_id}" '
+            f'"{_escaped(e.client_verify)}"')  # the request id is ours: hex digits
 
 
 def as_json(e: Entry, worker: int | None = None) -> str:

@@ -279,11 +279,12 @@ class Downstream(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        head = http1.RequestHead(method=parser.get_method().decode("ascii", "replace"),
-                                 target=self._url, version=parser.get_http_version(),
-                                 headers=self._headers, keep_alive=parser.should_keep_alive(),
-                                 upgrade=parser.should_upgrade(), index=self._index,
-                                 hosts=self._hosts)
+        # by position (method, target, version, headers, keep_alive, upgrade, index, hosts):
+        # a class called with keywords gets them in a dict, made and freed per request
+        head = http1.RequestHead(parser.get_method().decode("ascii", "replace"), self._url,
+                                 parser.get_http_version(), self._headers,
+                                 parser.should_keep_alive(), parser.should_upgrade(),
+                                 self._index, self._hosts)
         self._in_head = False
         if head.method == "CONNECT":
             raise _Refused(405)  # nginx: not a proxy for tunnels

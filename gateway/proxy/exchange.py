@@ -54,7 +54,8 @@ class Proxy:
     async def __call__(self, conn: Downstream, head: http1.RequestHead,
                        body: RequestBody | None) -> None:
         started = time.monotonic()
-        request_id = f"{random.getrandbits(128):032x}"  # an id, not a secret
+        # an id, not a secret; %-formatted: an f-string parses its format spec per call
+        request_id = "%032x" % random.getrandbits(128)  # noqa: UP031 - see above
         ex = Exchange(self, conn, head, body, request_id, started)
         when = time.time() if self.access_log is not None else 0.0
         try:
@@ -74,14 +75,14 @@ class Proxy:
                 phases.run_log(ex.after, ex.kong)
         finally:
             if self.access_log is not None:
+                # by position, in Entry's field order: a class called with keywords gets
+                # them in a dict, made and freed per request
                 self.access_log(Entry(
-                    client_ip=conn.client_ip, when=when, method=head.method,
-                    target=head.target.decode("latin-1"), version=head.version,
-                    status=conn.status_sent, sent=conn.bytes_sent,
-                    referer=_text(head.header(b"referer")),
-                    user_agent=_text(head.header(b"user-agent")), request_id=request_id,
-                    latency_ms=int((time.monotonic() - started) * 1000),
-                    client_verify=_client_verify(ex)))
+                    conn.client_ip, when, head.method, head.target.decode("latin-1"),
+                    head.version, conn.status_sent, conn.bytes_sent,
+                    _text(head.header(b"referer")), _text(head.header(b"user-agent")),
+                    request_id, int((time.monotonic() - started) * 1000),
+                    _client_verify(ex)))
             # Kong's source is the exchange: left linked, the two are a cycle that only the
             # garbage collector frees, a collection every few requests (a log task keeps
             # its Kong, and through it the exchange, for as long as it runs)
@@ -247,10 +248,11 @@ class Exchange:
                     value.decode("latin-1"))
         # Kong's normalize(uri, true) before routing, regex routes included: a regex route
         # never sees `..` that a prefix route would not (the router adds nothing to this)
-        self.route_request = Request(method=head.method, host=self.host, port=conn.server_port,
-                                     raw_path=normalize(self.path), headers=headers,
-                                     scheme=conn.scheme,
-                                     sni=conn.sni if router.uses_snis else None)
+        # by position (method, host, port, raw_path, headers, scheme, sni): keywords would
+        # be put in a dict per request
+        self.route_request = Request(head.method, self.host, conn.server_port,
+                                     normalize(self.path), headers, conn.scheme,
+                                     conn.sni if router.uses_snis else None)
         match = router.match(self.route_request)
         if match is None:
             return self.error(404, "no Route matched with those values")

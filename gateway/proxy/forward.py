@@ -46,9 +46,11 @@ class Forward:
             uri += b"?" + self.ex.query
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = self.ex.kong
+        # Forwarded by position (hop, host, path, prefix, version, request_id): keywords
+        # would be put in a dict per request
         base = upstream_headers(head.headers, Forwarded(
-            hop=conn.hop, host=self.ex.host, path=self.ex.path, prefix=stripped,
-            version=head.version, request_id=self.ex.request_id), self.ex.proxy.headers,
+            conn.hop, self.ex.host, self.ex.path, stripped, head.version,
+            self.ex.request_id), self.ex.proxy.headers,
             NO_CHANGES if kong is None else kong.upstream_changes())
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
@@ -160,8 +162,7 @@ class Forward:
                 origin.write(head)
                 if ex.body is not None:
                     await _send_body(origin, ex.body, chunked, ex.target.write_timeout)
-                origin.request_sent()
-                relay.sent_at = time.monotonic()
+                relay.sent_at = origin.request_sent()  # one clock read for both
                 await finished
                 complete = ex.body is None or ex.body.finished
                 if origin.upgraded is not None:
@@ -243,10 +244,11 @@ class _Relay:
         ex = self.ex
         now = time.monotonic()
         self.status = status
-        out = downstream_headers(headers, upstream_ms=int((now - self.sent_at) * 1000),
-                                 proxy_ms=int((self.sent_at - ex.started) * 1000),
-                                 request_id=ex.request_id, set_cookie=self.set_cookie,
-                                 policy=ex.proxy.headers)
+        # by position (upstream_ms, proxy_ms, request_id, set_cookie, policy): keyword
+        # arguments are matched by name per call
+        out = downstream_headers(headers, int((now - self.sent_at) * 1000),
+                                 int((self.sent_at - ex.started) * 1000), ex.request_id,
+                                 self.set_cookie, ex.proxy.headers)
         after, kong = ex.after, ex.kong
         if after is not None and kong is not None and after.header_filter:
             # Kong's rule: Content-Length stays, body filters or not, unless a header filter

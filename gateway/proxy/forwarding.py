@@ -81,6 +81,8 @@ class Hop:
 class Forwarded:
     """The facts of one request the forwarding headers are made of."""
 
+    # the data plane makes one per request by position (a class called with keywords
+    # gets them in a dict): the fields' order is part of its interface
     hop: Hop           # the connection's
     host: str          # the request's host, without port
     path: str          # the request path as received (X-Forwarded-Path)
@@ -194,7 +196,7 @@ def split_response(upstream: Headers) -> tuple[Headers, bytes | None, bool, byte
 _RESPONSE_HOP = HOP_BY_HOP | {b"content-length"}  # framing is the writer's
 
 
-def downstream_headers(end_to_end: Headers, *, upstream_ms: int, proxy_ms: int,
+def downstream_headers(end_to_end: Headers, upstream_ms: int, proxy_ms: int,
                        request_id: str, set_cookie: bytes | None,
                        policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
     """The client's response headers: the upstream's end-to-end ones (``split_response``),

@@ -26,6 +26,8 @@ Headers = list[tuple[bytes, bytes]]
 class RequestHead:
     """One request as received: names keep their case, values their bytes."""
 
+    # the data plane makes one per request by position (a class called with keywords
+    # gets them in a dict): the fields' order is part of its interface
     method: str
     target: bytes
     version: str

@@ -24,6 +24,8 @@ HTTP_PROTOCOLS = frozenset({"http", "https", "grpc", "grpcs", "ws", "wss"})
 class Request:
     """What the router looks at. ``headers`` maps lower-case names to their values."""
 
+    # the data plane makes one per request by position (a class called with keywords
+    # gets them in a dict): the fields' order is part of its interface
     method: str
     host: str
     port: int

@@ -58,7 +58,7 @@ class OriginConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.requests = 0
         self.received = 0  # bytes of the current exchange's response
-        self.idle_since = 0.0
+        self.idle_since = 0.0  # set by the pool when it takes the connection back
         self.closed = False
         self.keep_alive = True
         self.finished: asyncio.Future[None] | None = None
@@ -115,9 +115,9 @@ class OriginConnection(asyncio.Protocol):
             timer.cancel()
             self._drain = None
 
-    def request_sent(self) -> None:
-        """The read timeout runs from now, between two reads."""
-        self._last_read = time.monotonic()
+    def request_sent(self) -> float:
+        """The read timeout runs from now, between two reads; returns now (monotonic)."""
+        now = self._last_read = time.monotonic()
         self._read_active = True
         loop = self.loop
         timer = self._read_timer
@@ -126,6 +126,7 @@ class OriginConnection(asyncio.Protocol):
             timer = None
         if timer is None:
             self._read_timer = loop.call_later(self._read_timeout, self._check_read)
+        return now
 
     @property
     def responded(self) -> bool:
@@ -265,7 +266,6 @@ class OriginConnection(asyncio.Protocol):
         relay, self._relay = self._relay, None
         if relay is not None:
             relay.done()
-        self.idle_since = time.monotonic()
         finished = self.finished
         if finished is not None and not finished.done():
             finished.set_result(None)

@@ -47,3 +47,9 @@ def test_lines_are_written_off_the_caller() -> None:
         time.sleep(0.01)
     assert stream.getvalue().count('"abc" "-"\n') == 3
     log.close()
+
+
+def test_combined_format_escapes_the_request_line_and_dashes_empty_fields() -> None:
+    line = combined(replace(ENTRY, target='/a"b\\c', referer="", user_agent=None))
+    assert line == ('10.0.0.1 - - [06/Dec/2026:05:00:00 +0000] "GET /a\\"b\\\\c HTTP/1.1" '
+                    '200 13 "-" "-" "abc" "-"')
