@@ -42,7 +42,9 @@ class Forward:
         route = match.route
         path = upstream_uri(target.base_path, match.path, match.prefix, route.strip_path)
         uri = path.encode("latin-1")
-        if b"?" in head.target:
+        # not `b"?" in target`: bytes' `in` first tries its operand as an integer, and the
+        # TypeError is made (message formatted) and cleared on every call
+        if head.target.find(b"?") >= 0:
             uri += b"?" + self.ex.query
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = self.ex.kong
