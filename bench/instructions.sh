@@ -24,6 +24,7 @@
 #   ROUTES=1000 bench/instructions.sh       (999 more prefix routes, ahead of the one used)
 #   PORTS=23000 bench/instructions.sh       (another port range: runs side by side)
 #   KEEP=/tmp/prof bench/instructions.sh     (keeps callgrind's files for callgrind_annotate)
+#   ACCESS_LOG=off bench/instructions.sh     (no access log, as bench/gateway.sh runs it)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-/dev/stdout}
@@ -111,7 +112,10 @@ count() {
   local vpid=$!; echo "$vpid" >>"$work/pids"  # count runs in a subshell: a file, not an array
   wait_port "$url/" || { cat "$work/proc.log" >&2; return 1; }
   [[ -n ${SETUP:-} ]] && eval "$SETUP"
-  curl -sk "${per_request[@]}" "${ccert[@]}" "${client[@]}" -o /dev/null "$url/w[1-200]"
+  # one path asked for again and again, as wrk asks (curl's [1-N] would make every path new
+  # and every request a miss of the router's cache)
+  repeat() { for _ in $(seq "$2"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done; }
+  curl -sk "${per_request[@]}" "${ccert[@]}" "${client[@]}" -K <(repeat "$url/w" 200)
   if [[ $(curl -sk "${ccert[@]}" "${client[@]}" -o /dev/null -w "%{http_code}" "$url/w") != 200 ]]; then
     echo "$url/w is not answered with 200" >&2; return 1  # errors would be counted instead
   fi
@@ -120,7 +124,7 @@ count() {
     target=$(curl -sf "$WORKERS_URL" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pids"]["workers"][0])')
   fi
   callgrind_control -z "$target" >/dev/null
-  curl -sk "${per_request[@]}" "${ccert[@]}" "${client[@]}" -o /dev/null "$url/m[1-$N]"
+  curl -sk "${per_request[@]}" "${ccert[@]}" "${client[@]}" -K <(repeat "$url/m" "$N")
   callgrind_control -d "$target" >/dev/null
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
   # KEEP=DIR keeps the profile for callgrind_annotate
@@ -146,6 +150,7 @@ plugin_path: $here/bench/plugins
 db_update_frequency: ${POLL:-60}
 cluster_heartbeat: ${POLL:-60}
 $curves
+${ACCESS_LOG:+proxy_access_log: '$ACCESS_LOG'}
 YAML
 "$here/.venv/bin/ramparts" migrations up -c "$work/r.yaml" >/dev/null
 ca_id=0d5a3b4e-0c1f-4c55-9a43-4c1b9f2d7a01 cert_id=6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0

@@ -98,7 +98,7 @@ class Proxy:
 
 class Exchange:
     __slots__ = ("after", "body", "chain", "conn", "head", "host", "kong", "match", "path",
-                 "proxy", "query", "request_id", "route_request", "snapshot", "started",
+                 "proxy", "query", "request_id", "snapshot", "started",
                  "target")
 
     def __init__(self, proxy: Proxy, conn: Downstream, head: http1.RequestHead,
@@ -240,20 +240,21 @@ class Exchange:
         conn, head = self.conn, self.head
         snapshot = self.snapshot
         router = snapshot.router
-        headers: dict[str, list[str]] = _NO_HEADERS
+        sni = conn.sni if router.uses_snis else None
+        # Kong's normalize(uri, true) before routing, regex routes included: a regex route
+        # never sees `..` that a prefix route would not (the router adds nothing to this)
         if router.uses_headers:
-            headers = {}
+            headers: dict[str, list[str]] = {}
             for name, value in head.headers:
                 headers.setdefault(name.decode("latin-1").lower(), []).append(
                     value.decode("latin-1"))
-        # Kong's normalize(uri, true) before routing, regex routes included: a regex route
-        # never sees `..` that a prefix route would not (the router adds nothing to this)
-        # by position (method, host, port, raw_path, headers, scheme, sni): keywords would
-        # be put in a dict per request
-        self.route_request = Request(head.method, self.host, conn.server_port,
-                                     normalize(self.path), headers, conn.scheme,
-                                     conn.sni if router.uses_snis else None)
-        match = router.match(self.route_request)
+            # by position (method, host, port, raw_path, headers, scheme, sni): keywords
+            # would be put in a dict per request
+            match = router.match(Request(head.method, self.host, conn.server_port,
+                                         normalize(self.path), headers, conn.scheme, sni))
+        else:  # the path as received is the cache's key: normalised only on a miss
+            match = router.find(head.method, self.host, conn.server_port, self.path,
+                                conn.scheme, sni)
         if match is None:
             return self.error(404, "no Route matched with those values")
         self.match = match
@@ -302,9 +303,6 @@ async def _later(ex: Exchange, gated: Coroutine[Any, Any, Reply | None]) -> Repl
         return await gated
     except Exception as failure:
         return _stopped(ex, failure)
-
-
-_NO_HEADERS: dict[str, list[str]] = {}  # what the router sees when no route matches on headers
 
 
 def _text(value: bytes | None) -> str | None:

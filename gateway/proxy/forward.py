@@ -40,8 +40,10 @@ class Forward:
     async def run(self) -> None:
         target, match, head, conn = self.ex.target, self.ex.match, self.ex.head, self.ex.conn
         route = match.route
-        path = upstream_uri(target.base_path, match.path, match.prefix, route.strip_path)
-        uri = path.encode("latin-1")
+        uri = match.uri  # the same for every request the router's cache answers
+        if uri is None:
+            uri = match.uri = upstream_uri(target.base_path, match.path, match.prefix,
+                                           route.strip_path).encode("latin-1")
         # not `b"?" in target`: bytes' `in` first tries its operand as an integer, and the
         # TypeError is made (message formatted) and cleared on every call
         if head.target.find(b"?") >= 0:

@@ -37,11 +37,16 @@ class Request:
 
 @dataclass(slots=True)  # made per request, like Request
 class Match:
+    """Shared by every request ``Router.find`` answers from its cache: read only, but for
+    ``uri``, which the data plane fills in once (it depends only on the match and on the
+    route's service, which belong to the same snapshot)."""
+
     route: RouteEntity
     service: ServiceEntity | None
     path: str  # the request path as matched (normalised)
     prefix: str  # the matched path text: stripped when strip_path
     captures: Mapping[str, str]
+    uri: bytes | None = None  # the upstream URI without the query (Kong's upstream_uri)
 
 
 class _Names:
@@ -186,8 +191,14 @@ def _matchers(route: RouteEntity, service: ServiceEntity | None) -> list[_Matche
     return out
 
 
+CACHE_SIZE = 5000  # Kong's router keeps as many matches (MATCH_LRUCACHE_SIZE)
+_NO_HEADERS: Mapping[str, Sequence[str]] = {}
+_MISS = object()
+
+
 class Router:
-    """Immutable after construction; ``match`` allocates only the result."""
+    """Immutable after construction, but for ``find``'s cache; ``match`` allocates only the
+    result."""
 
     def __init__(self, routes: Sequence[RouteEntity],
                  services: Mapping[str, ServiceEntity]) -> None:
@@ -206,6 +217,11 @@ class Router:
         self.uses_regex = any(m.regexes for m in matchers)  # else no escaped form is needed
         self.uses_snis = any(m.snis for m in matchers)  # else the SNI is not looked up
         self._index = _PrefixIndex(self._matchers) if len(matchers) > INDEX_FROM else None
+        # (method, host, port, raw path, scheme, sni) -> Match or None, as Kong's router
+        # remembers them: keep-alive clients ask for the same few paths again and again.
+        # Cleared when full rather than LRU: a client sending unique paths gets what an
+        # uncached router gives, and an entry costs no bookkeeping when it is read
+        self._cache: dict[tuple[str, str, int, str, str, str | None], Match | None] = {}
 
     def __len__(self) -> int:
         return len(self._matchers)
@@ -219,6 +235,23 @@ class Router:
             if found is not None:
                 return found
         return None
+
+    def find(self, method: str, host: str, port: int, raw_path: str, scheme: str,
+             sni: str | None) -> Match | None:
+        """``match`` for a router whose routes look at no header (``uses_headers`` false:
+        the key is all that decides), remembered."""
+        key = (method, host, port, raw_path, scheme, sni)
+        cache = self._cache
+        found = cache.get(key, _MISS)
+        if found is _MISS:
+            # normalised first, as the data plane does for ``match``: the escaped form
+            # regex routes see has no dot segments either
+            found = self.match(Request(method, host, port, normalize(raw_path), _NO_HEADERS,
+                                       scheme, sni))
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            cache[key] = found
+        return found  # type: ignore[return-value]
 
 
 INDEX_FROM = 16  # matchers; below this a scan costs less than the index's lookups

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.router.paths import normalize, upstream_uri
-from gateway.router.router import Request, Router
+from gateway.router.router import CACHE_SIZE, Request, Router
 from gateway.schema.build import build
 from gateway.schema.entities.routes import ROUTES, RouteEntity
 from gateway.schema.entities.services import SERVICES, ServiceEntity
@@ -195,3 +195,37 @@ def test_many_routes_keep_kongs_order(path: str, host: str, expected: str) -> No
                route("regex", paths=[r"~/api/v\d+"]), route("root", paths=["/"]),
                route("hosted", hosts=["h.example"])]
     assert matched(routes, path, host=host) == expected
+
+
+@pytest.mark.parametrize(("path", "sni", "expected"), [
+    ("/public/x", None, "public"),
+    ("/public/%2e%2e/secure/admin", None, "secure"),  # normalised before any regex sees it
+    ("/public/../secure/admin", None, "secure"),
+    ("/secure//admin", None, "secure"),
+    ("/other", "a.test", "by-sni"),
+    ("/other", "b.test", None),  # the SNI is part of the key: not a.test's answer
+    ("/other", None, None),
+])
+def test_find_answers_as_match_does(path: str, sni: str | None, expected: str | None) -> None:
+    """``find``, the cached lookup the data plane uses for routers that look at no header,
+    answers what ``match`` answers on the normalised path, asked twice (the second answer
+    comes from the cache)."""
+    routes = [route("public", paths=[r"~/public/.*"]), route("secure", paths=["/secure"]),
+              route("by-sni", snis=["a.test"], protocols=["https"])]
+    router = Router(routes, {SERVICE_ID: service()})
+    for _ in range(2):
+        found = router.find("GET", "example.com", 443, path, "https", sni)
+        assert (found.route.name if found else None) == expected
+        direct = router.match(Request("GET", "example.com", 443, normalize(path), {}, "https",
+                                      sni))
+        assert (direct.route.name if direct else None) == expected
+
+
+def test_find_remembers_matches_within_a_bound() -> None:
+    router = Router([route("r", paths=["/"])], {SERVICE_ID: service()})
+    first = router.find("GET", "h", 80, "/a", "http", None)
+    assert router.find("GET", "h", 80, "/a", "http", None) is first  # remembered
+    assert router.find("POST", "h", 80, "/a", "http", None) is not first
+    for n in range(CACHE_SIZE + 10):  # a client sending unique paths: memory stays bounded
+        router.find("GET", "h", 80, f"/u{n}", "http", None)
+    assert len(router._cache) <= CACHE_SIZE
