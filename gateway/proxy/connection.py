@@ -23,7 +23,7 @@ import httptools
 from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
 from gateway.proxy.body import ClientGone, RequestBody
-from gateway.proxy.forwarding import Hop
+from gateway.proxy.forwarding import Hop, Memo
 from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
@@ -106,6 +106,7 @@ class Downstream(asyncio.Protocol):
         self.scheme = "http"  # "https" on a TLS connection (read several times per request)
         self.hop = _NO_HOP  # the forwarding headers' facts, encoded once
         self.last_host: tuple[bytes, str] = (b"", "")  # Host as sent -> as routed
+        self.forwarded: Memo | None = None  # the last forwarding pass, made on first use
         self.replay: Replay | None = None  # a connection-scoped access phase's effect
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()

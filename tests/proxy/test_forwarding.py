@@ -8,6 +8,7 @@ from gateway.plugins.pdk import UpstreamChanges
 from gateway.proxy.forwarding import (
     Forwarded,
     Hop,
+    Memo,
     downstream_headers,
     header_policy,
     own_reply_headers,
@@ -34,6 +35,30 @@ def test_upstream_headers() -> None:
         (b"X-Forwarded-Port", b"8443"), (b"X-Forwarded-Path", b"/api/x"),
         (b"X-Forwarded-Prefix", b"/api"), (b"X-Real-IP", b"10.1.1.1"),
         (b"Via", b"1.0 edge, 1.1 ramparts/0.1.0"), (b"X-Kong-Request-Id", b"r1")]
+
+
+def test_a_connections_memo_gives_what_the_pass_gives() -> None:
+    """A keep-alive connection's memo: the same headers again reuse the last pass, with the
+    new request id and the plugins' additions; any changed input makes a new pass; the
+    list returned is the caller's to extend, never the memo's own."""
+    memo = Memo()
+    client = [(b"Host", b"site.test"), (b"X-Forwarded-For", b"1.1.1.1"), (b"X-A", b"1")]
+    first = upstream_headers(client, FACTS, memo=memo)
+    assert first == upstream_headers(client, FACTS)
+    first.append((b"Content-Length", b"3"))  # the caller's own framing
+    again = Forwarded(FACTS.hop, FACTS.host, FACTS.path, FACTS.prefix, FACTS.version, "r2")
+    second = upstream_headers(list(client), again, memo=memo)  # equal, not the same list
+    assert second == upstream_headers(client, again)
+    assert second[-1] == (b"X-Kong-Request-Id", b"r2")
+    assert upstream_headers(client, again, memo=memo) == upstream_headers(client, again)
+    added = UpstreamChanges(frozenset({b"x-a"}), ((b"X-A", b"2"),))
+    assert upstream_headers(client, again, changes=added, memo=memo) == \
+        upstream_headers(client, again, changes=added)
+    other = [(b"Host", b"site.test"), (b"X-B", b"2")]
+    assert upstream_headers(other, again, memo=memo) == upstream_headers(other, again)
+    for moved in (Forwarded(FACTS.hop, FACTS.host, FACTS.path, None, "1.1", "r3"),
+                  Forwarded(FACTS.hop, FACTS.host, "/elsewhere", None, "1.0", "r3")):
+        assert upstream_headers(other, moved, memo=memo) == upstream_headers(other, moved)
 
 
 FORGED, NAME, DN = (b"X-Consumer-ID", b"forged"), (b"X-Name", b"n"), (b"x-client-cert-dn", b"x")
