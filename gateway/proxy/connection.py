@@ -39,6 +39,7 @@ LOW_WATER = 64 * 1024
 # A client that just connected sends its first request within moments; a drain that closed
 # such a connection as idle would fail a request the client had every right to send.
 FIRST_REQUEST_GRACE = 1.0
+_NO_HEAD, _HEAD_BEGUN, _HEAD_TIMED = 0, 1, 2  # where the parser is in a request head
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,9 @@ class Downstream(asyncio.Protocol):
         self.closed = False
         self.tunnel: Tunnel | None = None
         self._last: http1.RequestHead | None = None
-        self._in_head = False  # between a request's first byte and its complete head
+        # between a request's first byte and its complete head: _HEAD_BEGUN, then
+        # _HEAD_TIMED once the header timeout runs for it
+        self._in_head = _NO_HEAD
         self._born = 0.0
         self._upgrade_tail = b""
         self._half_closed = False
@@ -210,6 +213,11 @@ class Downstream(asyncio.Protocol):
             self._refuse(cause.status if isinstance(cause, _Refused) else 400)
         except httptools.HttpParserError:
             self._refuse(400)
+        else:
+            if self._in_head == _HEAD_BEGUN:  # the head is not whole yet: its timeout runs
+                self._in_head = _HEAD_TIMED
+                if self._deadline is None or not self._queue:
+                    self._arm(self.limits.client_header_timeout)
 
     def _upgrade(self, data: bytes, offset: int) -> None:
         """The parser stopped after an upgrade request's head: a WebSocket handshake waits
@@ -256,9 +264,8 @@ class Downstream(asyncio.Protocol):
         self._index = {}
         self._hosts = 0
         self._head_size = 0
-        self._in_head = True
-        if self._deadline is None or not self._queue:
-            self._arm(self.limits.client_header_timeout)
+        # timed only if the head does not arrive whole (data_received arms the timer)
+        self._in_head = _HEAD_BEGUN
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -286,7 +293,7 @@ class Downstream(asyncio.Protocol):
                                  parser.get_http_version(), self._headers,
                                  parser.should_keep_alive(), parser.should_upgrade(),
                                  self._index, self._hosts)
-        self._in_head = False
+        self._in_head = _NO_HEAD
         if head.method == "CONNECT":
             raise _Refused(405)  # nginx: not a proxy for tunnels
         self._last = head

@@ -113,6 +113,45 @@ async def test_a_silent_connection_is_closed_by_the_header_timeout(port: int) ->
     assert await exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n", timeout=3) == b""
 
 
+async def test_a_head_that_trickles_after_a_request_gets_the_header_timeout() -> None:
+    """On a keep-alive connection the next head's timeout runs from its first byte, once:
+    not the (longer) keep-alive timeout, and not restarted by every byte that trickles in
+    (the timer is armed only for a head that does not arrive whole)."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(echo, ServerStats(), Limits(client_header_timeout=0.4,
+                                                  keepalive_timeout=5.0))
+    await plane.serve([(sock, 16)])
+    loop = asyncio.get_running_loop()
+    try:
+        for trickle in (False, True):
+            reader, writer = await asyncio.open_connection("127.0.0.1", number)
+            writer.write(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+            await reader.readuntil(b"GET /first 0")
+            began = loop.time()
+            writer.write(b"GET /second HTTP/1.1\r\n")
+            async with asyncio.timeout(4):
+                while not reader.at_eof():
+                    if trickle and not writer.is_closing():
+                        writer.write(b"X")  # a byte of a header line every 50 ms
+                    await asyncio.sleep(0.05)
+                    if await _closed(reader):
+                        break
+            assert 0.3 < loop.time() - began < 1.5, trickle
+            writer.close()
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        async with asyncio.timeout(0.01):
+            return await reader.read(1) == b""
+    except TimeoutError:
+        return False
+
+
 async def test_malformed_and_smuggling_shapes_are_refused(port: int) -> None:
     shapes = [
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"
