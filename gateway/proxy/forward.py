@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from gateway.plugins import phases
 from gateway.plugins.pdk import NO_CHANGES
@@ -16,7 +17,7 @@ from gateway.proxy.forwarding import Forwarded, Memo, downstream_headers, upstre
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri
-from gateway.upstream.balancer import Balancer, Outcome, Peer
+from gateway.upstream.balancer import Balancer, Outcome
 from gateway.upstream.hashing import hash_key
 from gateway.upstream.origin import OriginConnection, UpstreamError
 from gateway.upstream.origins import OriginKey
@@ -37,7 +38,10 @@ class Forward:
     def __init__(self, ex: Exchange) -> None:
         self.ex = ex
 
-    async def run(self) -> None:
+    def run(self) -> Coroutine[Any, Any, None]:
+        """The request's upstream form, made once, and the attempts: a coroutine the caller
+        awaits (returned, not awaited here: one frame less for every wake-up to pass
+        through while the exchange waits for its upstream)."""
         target, match, head, conn = self.ex.target, self.ex.match, self.ex.head, self.ex.conn
         route = match.route
         uri = match.uri  # the same for every request the router's cache answers
@@ -74,80 +78,88 @@ class Forward:
         if balancer is not None and balancer.upstream.algorithm == "consistent-hashing":
             key, set_cookie = hash_key(balancer.upstream, self._hash_scope(), match.path,
                                        match.captures)
+        return self._attempts(balancer, key, set_cookie, uri, base, chunked)
+
+    async def _attempts(self, balancer: Balancer | None, key: str | None,
+                        set_cookie: bytes | None, uri: bytes, base: http1.Headers,
+                        chunked: bool) -> None:
+        """Targets tried until one answers or the table says stop; each try is reported
+        to the balancer's health accounting."""
+        ex = self.ex
         tried: list[str] = []
-        for attempt in range(target.attempts):
+        for attempt in range(ex.target.attempts):
             peer = None
             if balancer is not None:
                 peer = balancer.pick(key, tried)
                 if peer is None:
-                    conn.reply(self.ex.error(503, "failure to get a peer from the "
-                                          "ring-balancer"), head)
+                    ex.conn.reply(ex.error(503, "failure to get a peer from the "
+                                           "ring-balancer"), ex.head)
                     return
                 tried.append(peer.address)
-            done = await self._attempt(balancer, peer, uri, base, chunked, set_cookie,
-                                       last=attempt + 1 == target.attempts)
-            if done:
-                return
-
-    async def _attempt(self, balancer: Balancer | None, peer: Peer | None, uri: bytes,
-                       base: http1.Headers, chunked: bool, set_cookie: bytes | None,
-                       last: bool) -> bool:
-        """One try; True when the exchange is over (answered, failed for good, or the
-        client left), False when the next target should be tried."""
-        target, head = self.ex.target, self.ex.head
-        ep = endpoint(target, peer)
-        host_header, sni = ep.host_header, ep.sni
-        if self.ex.match.route.preserve_host and self.ex.host:
-            client_host = head.header(b"host")
-            host_header = client_host.decode("latin-1") if client_host else self.ex.host
-            sni = sni_for(self.ex.host) if target.scheme == "https" else None
-        since = balancer.started(peer) if balancer and peer else 0.0
-        outcome: Outcome = "tcp_failure"
-        relay = _Relay(self.ex, set_cookie)
-        try:
+            ep = endpoint(ex.target, peer)
+            since = balancer.started(peer) if balancer and peer else 0.0
+            outcome: Outcome = "tcp_failure"
+            relay = _Relay(ex, set_cookie)
             try:
-                await self._send(relay, ep, sni, host_header, uri, base, chunked)
+                await self._send(relay, ep, uri, base, chunked)
                 outcome = "success"
-                return True
+                return
             except UpstreamError as err:
-                if relay.status is not None:
-                    outcome = "success"  # the target answered; the stream broke later
-                elif self.ex.conn.closed:
-                    outcome = "ignored"  # the client left first: not the target's fault
-                    log.info("service %s: the client went away while waiting for %s",
-                             target.name, ep.origin)
-                    return True
-                if err.started or relay.status is not None:
-                    self._broken_stream(ep, err)
-                    return True
-                decision = decide(err.kind, head.method, self._body_state())
-                outcome = decision.outcome
-                text = cause(err.kind, ep.origin, err.detail)
-                if decision.retry and not last:
-                    log.warning("service %s: %s; trying again", target.name, text)
-                    return False
-                log.error("service %s: %s", target.name, text)
-                self.ex.conn.reply(self.ex.error(decision.status, decision.message), head)
-                return True
+                outcome, over = self._failed(err, relay, ep,
+                                             last=attempt + 1 == ex.target.attempts)
+                if over:
+                    return
             except ClientGone as gone:
                 outcome = "ignored"  # the client's fault, not the target's
-                if isinstance(gone, BodyTimeout):
-                    log.info("service %s: %s", target.name, gone)
-                    if not self.ex.conn.responding:
-                        self.ex.conn.keep_alive(False)
-                        self.ex.conn.reply(self.ex.error(408, "Request timeout"), head)
-                    return True
-                log.info("service %s: the client went away while sending its body",
-                         target.name)
-                return True
-        finally:
-            if balancer is not None and peer is not None:
-                balancer.finished(peer, since, outcome, relay.status)
+                self._client_gone(gone)
+                return
+            finally:
+                if balancer is not None and peer is not None:
+                    balancer.finished(peer, since, outcome, relay.status)
 
-    async def _send(self, relay: _Relay, ep: Endpoint, sni: str | None, host_header: str,
-                    uri: bytes, base: http1.Headers, chunked: bool) -> None:
+    def _failed(self, err: UpstreamError, relay: _Relay, ep: Endpoint, last: bool
+                ) -> tuple[Outcome, bool]:
+        """An attempt failed: its outcome for the balancer, and whether the exchange is
+        over (answered, cut, or the client left) rather than worth another target."""
+        ex = self.ex
+        if relay.status is not None:  # the target answered; the stream broke later
+            self._broken_stream(ep, err)
+            return "success", True
+        if ex.conn.closed:  # the client left first: not the target's fault
+            log.info("service %s: the client went away while waiting for %s",
+                     ex.target.name, ep.origin)
+            return "ignored", True
+        if err.started:
+            self._broken_stream(ep, err)
+            return "tcp_failure", True
+        decision = decide(err.kind, ex.head.method, self._body_state())
+        text = cause(err.kind, ep.origin, err.detail)
+        if decision.retry and not last:
+            log.warning("service %s: %s; trying again", ex.target.name, text)
+            return decision.outcome, False
+        log.error("service %s: %s", ex.target.name, text)
+        ex.conn.reply(ex.error(decision.status, decision.message), ex.head)
+        return decision.outcome, True
+
+    def _client_gone(self, gone: ClientGone) -> None:
+        ex = self.ex
+        if isinstance(gone, BodyTimeout):
+            log.info("service %s: %s", ex.target.name, gone)
+            if not ex.conn.responding:
+                ex.conn.keep_alive(False)
+                ex.conn.reply(ex.error(408, "Request timeout"), ex.head)
+            return
+        log.info("service %s: the client went away while sending its body", ex.target.name)
+
+    async def _send(self, relay: _Relay, ep: Endpoint, uri: bytes, base: http1.Headers,
+                    chunked: bool) -> None:
         ex = self.ex
         target = ex.target
+        host_header, sni = ep.host_header, ep.sni
+        if ex.match.route.preserve_host and ex.host:
+            client_host = ex.head.header(b"host")
+            host_header = client_host.decode("latin-1") if client_host else ex.host
+            sni = sni_for(ex.host) if target.scheme == "https" else None
         key = target.direct_key
         if key is None or ep is not target.direct or sni != ep.sni:
             key = OriginKey(target.pool, ep.host, ep.port, sni)
