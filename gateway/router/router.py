@@ -192,6 +192,9 @@ def _matchers(route: RouteEntity, service: ServiceEntity | None) -> list[_Matche
 
 
 CACHE_SIZE = 5000  # Kong's router keeps as many matches (MATCH_LRUCACHE_SIZE)
+# longer paths are matched afresh: a client sending unique 8 KB paths would otherwise have
+# every process hold tens of MB of keys (and matched paths) until the cache is cleared
+CACHED_PATH_MAX = 512
 _NO_HEADERS: Mapping[str, Sequence[str]] = {}
 _MISS = object()
 
@@ -248,9 +251,10 @@ class Router:
             # regex routes see has no dot segments either
             found = self.match(Request(method, host, port, normalize(raw_path), _NO_HEADERS,
                                        scheme, sni))
-            if len(cache) >= CACHE_SIZE:
-                cache.clear()
-            cache[key] = found
+            if len(raw_path) + len(host) <= CACHED_PATH_MAX:
+                if len(cache) >= CACHE_SIZE:
+                    cache.clear()
+                cache[key] = found
         return found  # type: ignore[return-value]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.router.paths import normalize, upstream_uri
-from gateway.router.router import CACHE_SIZE, Request, Router
+from gateway.router.router import CACHE_SIZE, CACHED_PATH_MAX, Request, Router
 from gateway.schema.build import build
 from gateway.schema.entities.routes import ROUTES, RouteEntity
 from gateway.schema.entities.services import SERVICES, ServiceEntity
@@ -229,3 +229,7 @@ def test_find_remembers_matches_within_a_bound() -> None:
     for n in range(CACHE_SIZE + 10):  # a client sending unique paths: memory stays bounded
         router.find("GET", "h", 80, f"/u{n}", "http", None)
     assert len(router._cache) <= CACHE_SIZE
+    router._cache.clear()
+    long = "/" + "x" * CACHED_PATH_MAX  # nor are long paths kept (each key would be large)
+    assert router.find("GET", "h", 80, long, "http", None) is not None
+    assert not router._cache
