@@ -249,7 +249,7 @@ class _Relay:
     """The upstream's response on its way to the client (called by the origin connection,
     synchronously, as it parses)."""
 
-    __slots__ = ("ex", "origin", "sent_at", "set_cookie", "status")
+    __slots__ = ("ex", "held", "origin", "sent_at", "set_cookie", "status")
 
     def __init__(self, ex: Exchange, set_cookie: bytes | None) -> None:
         self.ex = ex
@@ -257,6 +257,9 @@ class _Relay:
         self.status: int | None = None
         self.sent_at = time.monotonic()
         self.origin: OriginConnection | None = None
+        # with body filters: the read's last chunk, held until it is known whether the body
+        # ends with it (then the filters see it once, with eof, as nginx's last buffer)
+        self.held: bytes | None = None
 
     def head(self, status: int, headers: http1.Headers, length: int | None,
              has_body: bool) -> None:
@@ -290,15 +293,27 @@ class _Relay:
     def body(self, data: bytes) -> None:
         after, kong = self.ex.after, self.ex.kong
         if after is not None and kong is not None and after.body_filter:
-            data = phases.body_filter(after, kong, data, False)
+            held, self.held = self.held, data
+            if held is None:
+                return
+            data = phases.body_filter(after, kong, held, False)
         self.ex.conn.send(data)
 
     def flush(self) -> None:
+        """The end of one read from the upstream: nothing is held across reads (a streamed
+        body is not delayed)."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            after, kong = self.ex.after, self.ex.kong
+            assert after is not None and kong is not None
+            self.ex.conn.send(phases.body_filter(after, kong, held, False))
         self.ex.conn.flush()
 
     def done(self) -> None:
         after, kong = self.ex.after, self.ex.kong
         if after is not None and kong is not None and after.body_filter:
-            self.ex.conn.send(phases.body_filter(after, kong, b"", True))
+            held, self.held = self.held, None
+            self.ex.conn.send(phases.body_filter(after, kong, held or b"", True))
         self.ex.conn.end_response()
 

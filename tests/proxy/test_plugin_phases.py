@@ -105,8 +105,23 @@ class Sign(Handler):
         return chunk + b"-signed" if eof else chunk
 
 
+CHUNKS: list[tuple[bytes, bool, bool]] = []  # (chunk, eof, whether "second" was written)
+SECOND_WRITTEN = asyncio.Event()
+
+
+class Chunks(Handler):
+    """Records what each body_filter call sees."""
+
+    PRIORITY = 10
+
+    def body_filter(self, kong: Kong, chunk: bytes, eof: bool) -> bytes:
+        CHUNKS.append((chunk, eof, SECOND_WRITTEN.is_set()))
+        return chunk
+
+
 HANDLERS: Mapping[str, type[Handler]] = {"trace": Trace, "key-auth": KeyAuth, "tag": Tag,
-                                         "upper": Upper, "sign": Sign, "broken": Broken}
+                                         "upper": Upper, "sign": Sign, "broken": Broken,
+                                         "chunks": Chunks}
 
 
 def plugin(ident: str, name: str, route: str | None = None, consumer: str | None = None,
@@ -123,7 +138,7 @@ def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
                **stamp}
     routes = [{"id": r, "paths": [f"/{r}"], "protocols": ["http", "https"],
                "service": {"id": "s1"}, **stamp}
-              for r in ("keyed", "open", "upper", "sign", "acl", "broken")]
+              for r in ("keyed", "open", "upper", "sign", "acl", "broken", "chunks")]
     return {"services": [service], "routes": routes, "plugins": [
         plugin("p-trace", "trace"),
         plugin("p-key", "key-auth", route="keyed", key="k"),
@@ -134,12 +149,22 @@ def rows(upstream_port: int) -> dict[str, list[dict[str, Any]]]:
         plugin("p-sign", "sign", route="sign"),
         plugin("p-acl", "acl", route="acl", allow=["x"]),  # configured, no handler
         plugin("p-broken", "broken", route="broken"),
+        plugin("p-chunks", "chunks", route="chunks"),
     ]}
 
 
 @pytest_asyncio.fixture
 async def proxy_port() -> AsyncIterator[int]:
-    async def echo(request: web.Request) -> web.Response:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/stream"):  # two chunks, 0.3 s apart
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(b"first")
+            await asyncio.sleep(0.3)
+            SECOND_WRITTEN.set()
+            await response.write(b"second")
+            await response.write_eof()
+            return response
         return web.json_response({"headers": dict(request.headers)})
 
     app = web.Application()
@@ -217,6 +242,24 @@ async def test_content_length_stays_unless_a_header_filter_clears_it(proxy_port:
     r = await get(proxy_port, "/sign/x")  # its size changes: cleared, so chunked
     assert r.status_code == 200 and r.text.endswith("}-signed")
     assert "content-length" not in r.headers and r.headers["transfer-encoding"] == "chunked"
+
+
+async def test_body_filters_see_the_last_chunk_with_eof_and_streams_undelayed(
+        proxy_port: int) -> None:
+    """A body that ends in the read that brings it reaches the filters once, with eof (as
+    nginx's last buffer does); a streamed body is filtered read by read, never held back
+    until the upstream's next write."""
+    CHUNKS.clear()
+    r = await get(proxy_port, "/chunks/x")
+    seen = list(CHUNKS)
+    assert r.status_code == 200 and seen == [(r.content, True, False)]
+    CHUNKS.clear()
+    SECOND_WRITTEN.clear()
+    r = await get(proxy_port, "/chunks/stream")
+    assert r.content == b"firstsecond"
+    assert CHUNKS[0] == (b"first", False, False)  # filtered before "second" was written
+    assert b"".join(c for c, _, _ in CHUNKS) == b"firstsecond"
+    assert [eof for _, eof, _ in CHUNKS] == [False] * (len(CHUNKS) - 1) + [True]
 
 
 async def test_a_configured_plugin_without_a_handler_fails_closed(proxy_port: int) -> None:
