@@ -107,7 +107,7 @@ class Downstream(asyncio.Protocol):
         self.scheme = "http"  # "https" on a TLS connection (read several times per request)
         self.hop = _NO_HOP  # the forwarding headers' facts, encoded once
         self.last_host: tuple[bytes, str] = (b"", "")  # Host as sent -> as routed
-        self.forwarded: Memo | None = None  # the last forwarding pass, made on first use
+        self.forwarded = Memo()  # the last forwarding pass (a keep-alive client repeats it)
         self.replay: Replay | None = None  # a connection-scoped access phase's effect
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()

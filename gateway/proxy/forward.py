@@ -13,7 +13,7 @@ from gateway.plugins import phases
 from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
-from gateway.proxy.forwarding import Forwarded, Memo, downstream_headers, upstream_headers
+from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri
@@ -54,15 +54,12 @@ class Forward:
             uri += b"?" + self.ex.query
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = self.ex.kong
-        memo = conn.forwarded
-        if memo is None:
-            memo = conn.forwarded = Memo()
         # Forwarded by position (hop, host, path, prefix, version, request_id): keywords
         # would be put in a dict per request
         base = upstream_headers(head.headers, Forwarded(
             conn.hop, self.ex.host, self.ex.path, stripped, head.version,
             self.ex.request_id), self.ex.proxy.headers,
-            NO_CHANGES if kong is None else kong.upstream_changes(), memo)
+            NO_CHANGES if kong is None else kong.upstream_changes(), conn.forwarded)
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         chunked = False
