@@ -195,31 +195,59 @@ def _own_headers(facts: Forwarded, policy: HeaderPolicy, xff: list[bytes],
     return out  # the request id, new for each request, is added after the memo
 
 
-def split_response(upstream: Headers) -> tuple[Headers, bytes | None, bool, bytes | None]:
-    """An upstream response's headers in one pass, each name lower-cased once:
-    ``(end-to-end headers, Content-Length, chunked, Upgrade)``. Hop-by-hop headers, those its
-    ``Connection`` lists and the framing are not end-to-end; a Transfer-Encoding voids the
-    length (the last Content-Length counts otherwise)."""
-    out: Headers = []
-    connection: list[bytes] = []
-    length = upgrade = None
-    chunked = False
-    for pair in upstream:
-        lower = pair[0].lower()
+class ResponseHeaders:
+    """An upstream response's headers sorted as the parser hands them over, each name
+    lower-cased once: the end-to-end ones kept in order; Content-Length, chunking, Upgrade
+    and what ``Connection`` lists set aside (hop-by-hop headers and framing are not
+    end-to-end). The origin connection gives ``add`` to its parser as the header callback:
+    no list of raw headers to walk a second time."""
+
+    __slots__ = ("chunked", "connection", "length", "out", "upgrade")
+
+    def __init__(self) -> None:
+        self.out: Headers = []
+        self.connection: list[bytes] | None = None
+        self.length: bytes | None = None
+        self.upgrade: bytes | None = None
+        self.chunked = False
+
+    def add(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
         if lower not in _RESPONSE_HOP:
-            out.append(pair)
+            self.out.append((name, value))
         elif lower == b"content-length":
-            length = pair[1]
+            self.length = value
         elif lower == b"transfer-encoding":
-            chunked = True
+            self.chunked = True
         elif lower == b"connection":
-            connection.append(pair[1])
-        elif lower == b"upgrade" and upgrade is None:
-            upgrade = pair[1]
-    listed = _listed(connection)
-    if listed:  # rare: a second pass
-        out = [pair for pair in out if pair[0].lower() not in listed]
-    return out, None if chunked else length, chunked, upgrade
+            if self.connection is None:
+                self.connection = []
+            self.connection.append(value)
+        elif lower == b"upgrade" and self.upgrade is None:
+            self.upgrade = value
+
+    def take(self) -> tuple[Headers, bytes | None, bool, bytes | None]:
+        """``(end-to-end headers, Content-Length, chunked, Upgrade)``, and a clean slate for
+        the next response. A Transfer-Encoding voids the length (the last Content-Length
+        counts otherwise)."""
+        out, length, chunked, upgrade = self.out, self.length, self.chunked, self.upgrade
+        if self.connection is not None:
+            listed = _listed(self.connection)
+            if listed:  # rare: a second pass
+                out = [pair for pair in out if pair[0].lower() not in listed]
+            self.connection = None
+        self.out = []
+        self.length = self.upgrade = None
+        self.chunked = False
+        return out, None if chunked else length, chunked, upgrade
+
+
+def split_response(upstream: Headers) -> tuple[Headers, bytes | None, bool, bytes | None]:
+    """``ResponseHeaders`` over a whole list of headers."""
+    sorter = ResponseHeaders()
+    for name, value in upstream:
+        sorter.add(name, value)
+    return sorter.take()
 
 
 _RESPONSE_HOP = HOP_BY_HOP | {b"content-length"}  # framing is the writer's

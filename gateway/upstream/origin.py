@@ -13,12 +13,13 @@ import asyncio
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Protocol, cast
 
 import httptools
 
 from gateway.proxy import http1
-from gateway.proxy.forwarding import split_response
+from gateway.proxy.forwarding import ResponseHeaders
 from gateway.proxy.retry import Kind
 from gateway.proxy.tunnel import Tunnel
 from gateway.tls.client import describe_failure, is_tls_failure
@@ -36,7 +37,7 @@ class UpstreamError(Exception):
 
 
 class Relay(Protocol):
-    """``head`` gets the end-to-end headers (``split_response``); the framing is told."""
+    """``head`` gets the end-to-end headers (``ResponseHeaders``); the framing is told."""
 
     def head(self, status: int, headers: http1.Headers, length: int | None,
              has_body: bool) -> None: ...
@@ -55,6 +56,9 @@ class OriginConnection(asyncio.Protocol):
         self.hooks = release
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()  # protocols are made on the loop
+        # the parser hands each header straight to the sorter (no call of ours in between)
+        self._sorted = ResponseHeaders()
+        self.on_header: Callable[[bytes, bytes], None] = self._sorted.add
         self.parser = httptools.HttpResponseParser(self)
         self.requests = 0
         self.received = 0  # bytes of the current exchange's response
@@ -65,7 +69,6 @@ class OriginConnection(asyncio.Protocol):
         self._relay: Relay | None = None
         self._method = "GET"
         self._status = 0
-        self._headers: http1.Headers = []
         self._interim = False
         self._started = False
         self._until_close = False  # a body without length or chunking ends with the connection
@@ -222,21 +225,15 @@ class OriginConnection(asyncio.Protocol):
         self.abort()
 
     # ------------------------------------------------------------------ parser callbacks
-    def on_message_begin(self) -> None:
-        self._headers = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        headers, raw_length, chunked, self.upgrade = self._sorted.take()
         if 100 <= status < 200 and status != 101:
             self._interim = True  # 100 Continue, 103 Early Hints: not relayed
             return
         self._status = status
         has_body = http1.response_has_body(status, self._method)
         length = None
-        headers, raw_length, chunked, self.upgrade = split_response(self._headers)
         if (has_body or self._method == "HEAD") and raw_length is not None:
             length = int(raw_length)
         self._started = True
