@@ -25,21 +25,27 @@ def start(chain: Chain, phase: str, kong: Kong) -> Awaitable[None] | None:
     """``run`` without a coroutine while every handler is synchronous (the common case):
     an awaitable is returned only once a handler returned one, and the rest of the chain
     runs after it."""
-    plans = chain.plans
-    plan = plans.get(kong.protocol) if plans is not None else None
+    plan = plan_of(chain, kong)
     if plan is not None:
-        return _planned(plan.access if phase == "access" else plan.rewrite, 0, kong)
+        return planned(plan.access if phase == "access" else plan.rewrite, kong)
     return _picked(chain.slots, 0, phase, kong)
 
 
-def _planned(calls: tuple[Phase, ...], first: int, kong: Kong) -> Awaitable[None] | None:
-    index = first
+def plan_of(chain: Chain, kong: Kong) -> Plan | None:
+    """The chain's plan for the request's protocol; None when an instance depends on the
+    consumer (then each slot picks when its turn comes)."""
+    plans = chain.plans
+    return plans.get(kong.protocol) if plans is not None else None
+
+
+def planned(calls: tuple[Phase, ...], kong: Kong, first: int = 0
+            ) -> Awaitable[None] | None:
     # iterated, not indexed: the tuple's iterator is cheaper than range() and subscripts
+    # (a handler's place is looked up only when it returned an awaitable)
     for call in calls[first:] if first else calls:
-        index += 1
         result = call(kong)
         if result is not None:
-            return _then(result, partial(_planned, calls, index, kong))
+            return _then(result, partial(planned, calls, kong, calls.index(call, first) + 1))
     return None
 
 
@@ -80,13 +86,6 @@ def certificate(chains: Chains, ssl_object: Any, server_name: str | None) -> Non
                 instance.handler.certificate(hello)
 
 
-def replayable(chain: Chain, kong: Kong) -> bool:
-    """Whether this request's access effect holds for its connection's next requests
-    (``Plan.replayable``: connection-scoped handlers only, nothing after access)."""
-    plan = chain.plans.get(kong.protocol) if chain.plans is not None else None
-    return plan is not None and plan.replayable
-
-
 def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     """The instances that run after access (the consumer is known by then), in order."""
     out = []
@@ -97,17 +96,14 @@ def picked(chain: Chain, kong: Kong) -> tuple[Instance, ...]:
     return tuple(out)
 
 
-def after(chain: Chain, kong: Kong) -> Plan | None:
+def after(chain: Chain, kong: Kong, plan: Plan | None = None) -> Plan | None:
     """What runs once access is over (``header_filter``, ``body_filter``, ``log`` below,
     with the request's Kong); None when no instance of the request has a phase left (an
-    auth plugin alone). A planned chain's plan as it is: nothing is made per request."""
-    plans = chain.plans
-    plan = plans.get(kong.protocol) if plans is not None else None
+    auth plugin alone). ``plan``: the chain's (``plan_of``), when it has one: it is the
+    answer as it is, nothing is made per request."""
     if plan is None:
         plan = Plan.of(picked(chain, kong))
-    if not (plan.header_filter or plan.body_filter or plan.log):
-        return None
-    return plan
+    return plan if plan.later else None
 
 
 def header_filter(plan: Plan, kong: Kong, status: int, headers: Headers, length: int | None,
@@ -129,14 +125,14 @@ def run_log(plan: Plan, kong: Kong) -> None:
     """``log``, once the response's last write is with the transport (nginx's log phase:
     after the response, before the connection reads its next request). A handler's
     awaitable runs as a task of its own, off the connection's path."""
-    for instance in plan.log:
+    for call, name in plan.log:
         try:
-            result = instance.handler.log(kong)
+            result = call(kong)
         except Exception:
-            log.exception("plugin %s: log phase failed", instance.name)
+            log.exception("plugin %s: log phase failed", name)
             continue
         if result is not None:
-            spawn(_awaited(result), f"log-{instance.name}")
+            spawn(_awaited(result), f"log-{name}")
 
 
 async def _awaited(result: Awaitable[None]) -> None:

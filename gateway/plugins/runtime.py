@@ -105,16 +105,19 @@ Phase = Callable[["Kong"], "Awaitable[None] | None"]
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a request of one protocol runs, phase by phase, in order: the handlers' bound
-    methods (``log`` keeps the instances, for its error line)."""
+    methods (``log`` with the plugin's name, for its error line)."""
 
     rewrite: tuple[Phase, ...]
     access: tuple[Phase, ...]
     header_filter: tuple[Callable[[Kong], None], ...]
     body_filter: tuple[Callable[[Kong, bytes, bool], bytes], ...]
-    log: tuple[Instance, ...]
+    log: tuple[tuple[Phase, str], ...]
     # every access handler is connection-scoped and no phase follows access: a keep-alive
     # connection's later requests replay its first success (``Kong.recorded``)
     replayable: bool = False
+    # some phase runs after access (header_filter, body_filter or log): the exchange keeps
+    # the plan for them
+    later: bool = False
 
     @classmethod
     def of(cls, instances: Iterable[Instance]) -> Plan:
@@ -124,10 +127,11 @@ class Plan:
             return tuple(getattr(i.handler, phase) for i in found if phase in i.phases)
 
         access, head, body = calls("access"), calls("header_filter"), calls("body_filter")
-        log = tuple(i for i in found if "log" in i.phases)
-        replayable = bool(access) and not (head or body or log) and all(
+        log = tuple((i.handler.log, i.name) for i in found if "log" in i.phases)
+        later = bool(head or body or log)
+        replayable = bool(access) and not later and all(
             i.handler.CONNECTION_SCOPED for i in found if "access" in i.phases)
-        return cls(calls("rewrite"), access, head, body, log, replayable)
+        return cls(calls("rewrite"), access, head, body, log, replayable, later)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,17 @@ class Source(Protocol):
     def resume_reading(self) -> None: ...
 
 
-Handler = Callable[["Downstream", http1.RequestHead, RequestBody | None], Awaitable[None]]
+class Pending:
+    """What a handler returns for an exchange it finishes from a callback: it calls
+    ``Downstream.exchange_over`` (or ``continue_with``) when it is done."""
+
+
+PENDING = Pending()
+# A handler answers synchronously (None), returns a coroutine the connection runs as a task,
+# or returns PENDING (see above): a keep-alive request answered from a pooled upstream
+# connection costs no task wake-up at all.
+Handler = Callable[["Downstream", http1.RequestHead, RequestBody | None],
+                   Awaitable[None] | Pending | None]
 
 
 _warned = [0.0]
@@ -111,9 +121,9 @@ class Downstream(asyncio.Protocol):
         self.replay: Replay | None = None  # a connection-scoped access phase's effect
         self._tls: dict[str, Any] | None = None
         self._queue: deque[tuple[http1.RequestHead, RequestBody | None]] = deque()
-        self._task: asyncio.Task[None] | None = None  # serves the connection's requests
         self._serving = False  # a request is queued or being answered
-        self._wake: asyncio.Future[None] | None = None  # the task waits for a request
+        self._dispatch = False  # a request came with this read: answered once it is parsed
+        self._exchange: tuple[http1.RequestHead, RequestBody | None] | None = None
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -181,9 +191,6 @@ class Downstream(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        wake, self._wake = self._wake, None
-        if wake is not None:
-            wake.set_result(None)  # the serving task ends
         gone = ClientGone("the client went away")
         for _, body in self._queue:
             if body is not None:
@@ -218,6 +225,9 @@ class Downstream(asyncio.Protocol):
                 self._in_head = _HEAD_TIMED
                 if self._deadline is None or not self._queue:
                     self._arm(self.limits.client_header_timeout)
+        if self._dispatch:
+            self._dispatch = False
+            self._run_next()
 
     def _upgrade(self, data: bytes, offset: int) -> None:
         """The parser stopped after an upgrade request's head: a WebSocket handshake waits
@@ -273,19 +283,23 @@ class Downstream(asyncio.Protocol):
             raise _Refused(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value) + 4
         headers = self._headers
-        self._head_size += size
-        if size > self._line_max or self._head_size > self._head_max or \
-                len(headers) >= self._count_max:
-            raise _Refused(431)
         headers.append((name, value))
+        size = self._head_size = self._head_size + len(name) + len(value) + 4
+        if size > self._line_max:  # only then can a line, or the whole head, be too long
+            self._check_size(len(name) + len(value) + 4, size)
         lower = name.lower()
         self._index.setdefault(lower, value)
         if lower == b"host":
             self._hosts += 1
 
+    def _check_size(self, line: int, head: int) -> None:
+        if line > self._line_max or head > self._head_max:
+            raise _Refused(431)
+
     def on_headers_complete(self) -> None:
+        if len(self._headers) > self._count_max:  # counted once: the head's size bounds it
+            raise _Refused(431)
         parser = self.parser
         # by position (method, target, version, headers, keep_alive, upgrade, index, hosts):
         # a class called with keywords gets them in a dict, made and freed per request
@@ -309,8 +323,8 @@ class Downstream(asyncio.Protocol):
         self._parsing = body
         self._queue.append((head, body))
         self._disarm()
-        if not self._serving:
-            self._start()
+        if not self._serving:  # answered as soon as this read is parsed (data_received)
+            self._serving = self._dispatch = True
         else:  # pipelined: answers go in order, so parse no further for now
             self._pause("pipeline")
 
@@ -324,41 +338,60 @@ class Downstream(asyncio.Protocol):
             self._parsing = None
 
     # ------------------------------------------------------------------ running exchanges
-    # One task per connection, not per request: between keep-alive requests it waits on
-    # ``_wake``, which the next request head (or the connection's end) resolves.
-    def _start(self) -> None:
-        self._serving = True
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            wake.set_result(None)
-        elif self._task is None:
-            self._task = self.loop.create_task(self._serve())
+    # Requests are answered one at a time, in order. A handler that answers synchronously, or
+    # from a callback (PENDING), costs no task; a coroutine it returns runs as a task of its
+    # own. Either way the end of an exchange starts the next queued one.
+    def _run_next(self) -> None:
+        while self._queue and not self.closed:
+            head, body = self._queue.popleft()
+            self._begin_exchange(head, body)
+            try:
+                outcome = self.handler(self, head, body)
+            except Exception:
+                log.exception("unexpected error while proxying %s", head.method)
+                self.abort()
+                outcome = None
+            if outcome is PENDING:
+                self._exchange = (head, body)
+                return
+            if outcome is not None:
+                self._exchange = (head, body)
+                self.loop.create_task(self._run(cast(Awaitable[None], outcome)))
+                return
+            if not self._over(head, body):
+                return
+        self._next_request()
 
-    async def _serve(self) -> None:
+    async def _run(self, exchange: Awaitable[None]) -> None:
         try:
-            while not self.closed:
-                if not self._queue:
-                    await self._next_request()
-                    continue
-                head, body = self._queue.popleft()
-                self._begin_exchange(head, body)
-                try:
-                    await self.handler(self, head, body)
-                except Exception:
-                    log.exception("unexpected error while proxying %s", head.method)
-                    self.abort()
-                finally:
-                    self.stats.requests_active -= 1
-                    self.current = None
-                    self.source = None
-                if not self._reusable(head, body):
-                    self.close()
-                    return
-        finally:
-            self._task = None
+            await exchange
+        except Exception:
+            log.exception("unexpected error while proxying %s",
+                          self._exchange[0].method if self._exchange else "?")
+            self.abort()
+        self.exchange_over()
+
+    def continue_with(self, rest: Awaitable[None]) -> None:
+        """A PENDING exchange goes on as a coroutine (a retry, a dial): run as a task."""
+        self.loop.create_task(self._run(rest))
+
+    def exchange_over(self) -> None:
+        """The running exchange is over (its handler returned PENDING, or its task ended):
+        the connection closes or takes the next request."""
+        running, self._exchange = self._exchange, None
+        if running is not None and self._over(*running):
+            self._run_next()
+
+    def _over(self, head: http1.RequestHead, body: RequestBody | None) -> bool:
+        """An exchange ended: whether the connection takes another request."""
+        self.stats.requests_active -= 1
+        self.current = None
+        self.source = None
+        if not self._reusable(head, body):
             self._serving = False
-            self._wake = None
+            self.close()
+            return False
+        return True
 
     def _begin_exchange(self, head: http1.RequestHead, body: RequestBody | None) -> None:
         self.current = body
@@ -376,15 +409,15 @@ class Downstream(asyncio.Protocol):
             return False  # the rest of the body would be read as the next request
         return self._keep_alive and not (self._half_closed and not self._queue)
 
-    def _next_request(self) -> asyncio.Future[None]:
+    def _next_request(self) -> None:
         """Every request answered: read on (a pipelined request may be parsed right away,
         even from within ``resume_reading``), the keep-alive timeout runs."""
         self._serving = False
-        wake = self._wake = self.loop.create_future()
+        if self.closed:
+            return
         self._resume("pipeline")
         if not self._queue and self._parsing is None and not self._serving:
             self._arm(self.limits.keepalive_timeout)
-        return wake
 
     # ------------------------------------------------------------------ flow control
     def body_buffered(self, size: int) -> None:

@@ -20,7 +20,7 @@ from gateway.plugins.runtime import Chain, Plan
 from gateway.proxy import http1
 from gateway.proxy.access_log import Entry
 from gateway.proxy.body import RequestBody
-from gateway.proxy.connection import Downstream
+from gateway.proxy.connection import Downstream, Pending
 from gateway.proxy.forward import Forward
 from gateway.proxy.forwarding import DEFAULT_POLICY, HeaderPolicy, own_reply_headers
 from gateway.router.paths import normalize
@@ -51,38 +51,76 @@ class Proxy:
         self.mtls_required = mtls_required
         self.started = time.monotonic()
 
-    async def __call__(self, conn: Downstream, head: http1.RequestHead,
-                       body: RequestBody | None) -> None:
+    def __call__(self, conn: Downstream, head: http1.RequestHead, body: RequestBody | None
+                 ) -> Coroutine[Any, Any, None] | Pending | None:
+        """None once answered synchronously; PENDING while the first attempt runs on a pooled
+        upstream connection (``Exchange.forwarded`` ends it); else a coroutine to await."""
         started = time.monotonic()
         # an id, not a secret; %-formatted: an f-string parses its format spec per call
         request_id = "%032x" % random.getrandbits(128)  # noqa: UP031 - see above
         ex = Exchange(self, conn, head, body, request_id, started)
-        when = time.time() if self.access_log is not None else 0.0
         try:
             reply = ex.check()
             if reply is None:
                 if ex.snapshot.plugins.any:
                     gated = self._plugins_first(ex)
                     # synchronous unless a handler returned an awaitable
-                    reply = gated if gated is None or isinstance(gated, Reply) else await gated
+                    if gated is not None and not isinstance(gated, Reply):
+                        return self._gated(ex, gated)
+                    reply = gated
                 else:
                     reply = ex.route()
             if reply is not None:
                 ex.answer(reply)
             else:
-                await Forward(ex).run()
-            if ex.after is not None and ex.after.log and ex.kong is not None:
+                attempts = Forward(ex).run()
+                if isinstance(attempts, Pending):
+                    return attempts
+                return self.forwarding(ex, attempts)
+        except BaseException:
+            self.finish(ex, False)
+            raise
+        self.finish(ex, True)
+        return None
+
+    async def _gated(self, ex: Exchange, gated: Coroutine[Any, Any, Reply | None]) -> None:
+        answered = False
+        try:
+            reply = await gated
+            if reply is not None:
+                ex.answer(reply)
+            else:
+                attempts = Forward(ex).run(pooled=False)
+                assert not isinstance(attempts, Pending)
+                await attempts
+            answered = True
+        finally:
+            self.finish(ex, answered)
+
+    async def forwarding(self, ex: Exchange, attempts: Awaitable[None]) -> None:
+        answered = False
+        try:
+            await attempts
+            answered = True
+        finally:
+            self.finish(ex, answered)
+
+    def finish(self, ex: Exchange, answered: bool) -> None:
+        """The log phase (after an answer) and the access log (always)."""
+        try:
+            if answered and ex.after is not None and ex.after.log and ex.kong is not None:
                 phases.run_log(ex.after, ex.kong)
         finally:
             if self.access_log is not None:
+                conn, head = ex.conn, ex.head
                 # by position, in Entry's field order: a class called with keywords gets
                 # them in a dict, made and freed per request
                 self.access_log(Entry(
-                    conn.client_ip, when, head.method, head.target.decode("latin-1"),
-                    head.version, conn.status_sent, conn.bytes_sent,
-                    _text(head.header(b"referer")), _text(head.header(b"user-agent")),
-                    request_id, int((time.monotonic() - started) * 1000),
-                    _client_verify(ex)))
+                    conn.client_ip, ex.logged_at, head.method,
+                    head.target.decode("latin-1"), head.version, conn.status_sent,
+                    conn.bytes_sent, _text(head.header(b"referer")),
+                    _text(head.header(b"user-agent")), ex.request_id,
+                    int((time.monotonic() - ex.started) * 1000), _client_verify(ex)))
             # Kong's source is the exchange: left linked, the two are a cycle that only the
             # garbage collector frees, a collection every few requests (a log task keeps
             # its Kong, and through it the exchange, for as long as it runs)
@@ -97,8 +135,8 @@ class Proxy:
 
 
 class Exchange:
-    __slots__ = ("after", "body", "chain", "conn", "head", "host", "kong", "match", "path",
-                 "proxy", "query", "request_id", "snapshot", "started",
+    __slots__ = ("after", "body", "chain", "conn", "head", "host", "kong", "logged_at",
+                 "match", "path", "proxy", "query", "request_id", "snapshot", "started",
                  "target")
 
     def __init__(self, proxy: Proxy, conn: Downstream, head: http1.RequestHead,
@@ -110,8 +148,19 @@ class Exchange:
         self.body = body
         self.request_id = request_id
         self.started = started
+        # the access log's wall-clock time of the request (read only when it is written)
+        self.logged_at = time.time() if proxy.access_log is not None else 0.0
         self.kong: Kong | None = None
         self.after: Plan | None = None  # what runs after access (phases.after), with kong
+
+    def forwarded(self, rest: Awaitable[None] | None) -> None:
+        """A PENDING exchange's first attempt is over: the exchange ends, or goes on as
+        ``rest`` (another attempt, in a task)."""
+        if rest is not None:
+            self.conn.continue_with(self.proxy.forwarding(self, rest))
+            return
+        self.proxy.finish(self, True)
+        self.conn.exchange_over()
 
     def error(self, status: int, message: str, **kwargs: object) -> Reply:
         return error_reply(status, message, self.request_id, self.started,
@@ -160,40 +209,47 @@ class Exchange:
     def _access(self) -> Gated:
         reply = self.route()
         chains = self.snapshot.plugins
-        chain = chains.glob if reply is not None else chains.for_route(self.match.route.id)
-        if not chain.phases:
+        if reply is not None:  # Kong's early answers: the global plugins' filters and log
+            chain = chains.glob
+            if chain.phases:
+                answered = self._kong()
+                self.after = phases.after(chain, answered, phases.plan_of(chain, answered))
             return reply
-        if reply is None and self.kong is None:  # no global rewrite plugin ran
+        match = self.match
+        route_id = match.route.id
+        chain = chains.by_route.get(route_id, chains.glob)  # Chains.for_route, inlined
+        if not chain.phases:
+            return None
+        service_id = match.service.id if match.service else None
+        kong = self.kong
+        if kong is None:  # no global rewrite plugin ran
             replay = self.conn.replay
             if replay is not None and replay.key is chain and \
                     replay.db is self.snapshot.directory:
-                match = self.match
-                self.kong = Kong.replayed(replay, self.conn.scheme, self, match.route.id,
-                                          match.service.id if match.service else None)
+                self.kong = Kong.replayed(replay, self.conn.scheme, self, route_id, service_id)
                 return None  # nothing runs after a replayable access phase
-        kong = self._kong()
-        if reply is None:
-            self._name_route(kong)
-            if chain.has("access"):
-                return self._run_access(chain, kong)
-        self.after = phases.after(chain, kong)
-        return reply
-
-    def _name_route(self, kong: Kong) -> None:
-        kong.route_id = self.match.route.id
-        kong.service_id = self.match.service.id if self.match.service else None
+            kong = self.kong = Kong(self.conn.scheme, self.snapshot.directory, self)
+        kong.route_id, kong.service_id = route_id, service_id
+        if chain.has("access"):
+            return self._run_access(chain, kong)
+        self.after = phases.after(chain, kong, phases.plan_of(chain, kong))
+        return None
 
     def _run_access(self, chain: Chain, kong: Kong) -> Coroutine[Any, Any, None] | None:
+        plans = chain.plans  # phases.plan_of, inlined: once per request
+        plan = plans.get(kong.protocol) if plans is not None else None
         pending = None
         try:
-            pending = phases.start(chain, "access", kong)
+            pending = phases.planned(plan.access, kong) if plan is not None else \
+                phases.start(chain, "access", kong)
         finally:  # an exit or a failure too: the filters and log still run
             if pending is None:
-                self.after = phases.after(chain, kong)
+                self.after = (plan if plan.later else None) if plan is not None else \
+                    phases.after(chain, kong)
         if pending is not None:
             return self._accessed(chain, kong, pending)
         # the connection's next requests replay this one (nothing may run after access)
-        if self.after is None and phases.replayable(chain, kong):
+        if self.after is None and plan is not None and plan.replayable:
             self.conn.replay = kong.recorded(chain)
         return None
 

@@ -4,6 +4,7 @@ accounting decided by ``gateway.proxy.retry``'s table, and the WebSocket splice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Coroutine
@@ -13,11 +14,12 @@ from gateway.plugins import phases
 from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
+from gateway.proxy.connection import PENDING, Pending
 from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri
-from gateway.upstream.balancer import Balancer, Outcome
+from gateway.upstream.balancer import Outcome, Peer
 from gateway.upstream.hashing import hash_key
 from gateway.upstream.origin import OriginConnection, UpstreamError
 from gateway.upstream.origins import OriginKey
@@ -31,17 +33,25 @@ log = logging.getLogger("ramparts.proxy")
 
 class Forward:
     """Sends one routed exchange upstream, trying targets until one answers or the table
-    says stop; the client gets the answer, Kong's error, or a cut connection."""
+    says stop; the client gets the answer, Kong's error, or a cut connection.
 
-    __slots__ = ("ex",)
+    The first attempt of a request without a body, when a pooled connection to its target
+    is idle, runs without a coroutine: the request is written at once and the response's
+    completion calls back (``_answered``); whatever else an exchange needs (a dial, a body
+    to stream, a retry) runs in ``_attempts``, which takes over where the first attempt
+    left off."""
+
+    __slots__ = ("balancer", "base", "chunked", "ep", "ex", "hash_key", "origin", "peer",
+                 "relay", "set_cookie", "since", "tried", "uri")
 
     def __init__(self, ex: Exchange) -> None:
         self.ex = ex
 
-    def run(self) -> Coroutine[Any, Any, None]:
-        """The request's upstream form, made once, and the attempts: a coroutine the caller
-        awaits (returned, not awaited here: one frame less for every wake-up to pass
-        through while the exchange waits for its upstream)."""
+    def run(self, pooled: bool = True) -> Coroutine[Any, Any, None] | Pending:
+        """The request's upstream form, made once; then PENDING if the first attempt went
+        out on a pooled connection (``pooled``: the caller can take PENDING), else the
+        attempts' coroutine for the caller to await (returned, not awaited here: one frame
+        less for every wake-up to pass through)."""
         target, match, head, conn = self.ex.target, self.ex.match, self.ex.head, self.ex.conn
         route = match.route
         uri = match.uri  # the same for every request the router's cache answers
@@ -52,53 +62,143 @@ class Forward:
         # TypeError is made (message formatted) and cleared on every call
         if head.target.find(b"?") >= 0:
             uri += b"?" + self.ex.query
+        self.uri = uri
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = self.ex.kong
         # Forwarded by position (hop, host, path, prefix, version, request_id): keywords
         # would be put in a dict per request
-        base = upstream_headers(head.headers, Forwarded(
+        base = self.base = upstream_headers(head.headers, Forwarded(
             conn.hop, self.ex.host, self.ex.path, stripped, head.version,
             self.ex.request_id), self.ex.proxy.headers,
             NO_CHANGES if kong is None else kong.upstream_changes(), conn.forwarded)
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
-        chunked = False
+        self.chunked = False
         if self.ex.body is not None:
             length = head.header(b"content-length")
             if length is not None:
                 base.append((b"Content-Length", length))
             else:
-                chunked = True
+                self.chunked = True
                 base.append((b"Transfer-Encoding", b"chunked"))
-        balancer = self.ex.proxy.balancers.get(target.upstream.id) if target.upstream else None
-        key, set_cookie = None, None
+        balancer = self.balancer = self.ex.proxy.balancers.get(target.upstream.id) \
+            if target.upstream else None
+        self.hash_key = self.set_cookie = None
         if balancer is not None and balancer.upstream.algorithm == "consistent-hashing":
-            key, set_cookie = hash_key(balancer.upstream, self._hash_scope(), match.path,
-                                       match.captures)
-        return self._attempts(balancer, key, set_cookie, uri, base, chunked)
+            self.hash_key, self.set_cookie = hash_key(balancer.upstream, self._hash_scope(),
+                                                      match.path, match.captures)
+        self.tried: list[str] = []
+        if pooled and self.ex.body is None and not head.upgrade:
+            return self._start()
+        return self._attempts(0, None)
 
-    async def _attempts(self, balancer: Balancer | None, key: str | None,
-                        set_cookie: bytes | None, uri: bytes, base: http1.Headers,
-                        chunked: bool) -> None:
-        """Targets tried until one answers or the table says stop; each try is reported
-        to the balancer's health accounting."""
+    # ------------------------------------------------------------------ the pooled first attempt
+    def _start(self) -> Coroutine[Any, Any, None] | Pending:
+        ex, balancer = self.ex, self.balancer
+        peer, since = None, 0.0
+        if balancer is not None:
+            peer = balancer.pick(self.hash_key, ())
+            if peer is None:  # _attempts answers it (its pick finds none either)
+                return self._attempts(0, None)
+            self.tried.append(peer.address)
+            since = balancer.started(peer)
+        ep = endpoint(ex.target, peer)
+        key, head = self._request_for(ep)
+        origin = ex.proxy.origins.idle(key)
+        if origin is None:  # a dial: the attempt, with its peer, is the coroutine's
+            return self._attempts(0, (peer, since, False))
+        self.peer, self.since, self.ep, self.origin = peer, since, ep, origin
+        relay = self.relay = _Relay(ex, self.set_cookie)
+        relay.origin = origin
+        ex.conn.source = origin  # a client that leaves stops this connection
+        finished = origin.begin(relay, ex.head.method, ex.target.timeout.sock_read or 60.0)
+        origin.write(head)
+        relay.sent_at = origin.request_sent()
+        finished.add_done_callback(self._answered)
+        return PENDING
+
+    def _answered(self, finished: asyncio.Future[None]) -> None:
+        """The pooled attempt is over: the exchange ends, or ``_attempts`` goes on."""
         ex = self.ex
-        tried: list[str] = []
-        for attempt in range(ex.target.attempts):
-            peer = None
-            if balancer is not None:
-                peer = balancer.pick(key, tried)
-                if peer is None:
-                    ex.conn.reply(ex.error(503, "failure to get a peer from the "
-                                           "ring-balancer"), ex.head)
-                    return
-                tried.append(peer.address)
+        try:
+            rest = self._after_pooled(finished)
+        except Exception:
+            log.exception("unexpected error while proxying %s", ex.head.method)
+            ex.conn.abort()
+            rest = None
+        try:
+            ex.forwarded(rest)
+        except Exception:  # a callback's exception would only reach the loop's log
+            log.exception("unexpected error while proxying %s", ex.head.method)
+            ex.conn.abort()
+            ex.conn.exchange_over()
+
+    def _after_pooled(self, finished: asyncio.Future[None]
+                      ) -> Coroutine[Any, Any, None] | None:
+        ex, origin, relay, peer = self.ex, self.origin, self.relay, self.peer
+        err = finished.exception() if not finished.cancelled() else \
+            UpstreamError("closed", "the attempt was cancelled")
+        origins = ex.proxy.origins
+        if err is None:
+            if origin.upgraded is not None:  # switched protocols: the tunnel's, then closed
+                return self._tunnel(origin, peer)
+            origins.release(origin, True)
+            self._report(peer, "success", relay)
+            return None
+        origins.release(origin, False)
+        if not isinstance(err, UpstreamError):
+            raise err
+        if self._stale(err, origin):  # the same attempt, on a new connection
+            return self._attempts(0, (peer, self.since, True))
+        outcome, over = self._failed(err, relay, self.ep, last=ex.target.attempts == 1)
+        self._report(peer, outcome, relay)
+        return None if over else self._attempts(1, None)
+
+    async def _tunnel(self, origin: OriginConnection, peer: Peer | None) -> None:
+        try:
+            await self._splice(origin)
+        finally:
+            self.ex.proxy.origins.release(origin, False)
+            self._report(peer, "success", self.relay)
+
+    def _report(self, peer: Peer | None, outcome: Outcome, relay: _Relay) -> None:
+        if self.balancer is not None and peer is not None:
+            self.balancer.finished(peer, self.since, outcome, relay.status)
+
+    def _stale(self, err: UpstreamError, origin: OriginConnection) -> bool:
+        """A pooled connection the upstream had closed as idle (the close crossed our
+        request) is not the target's failure: a fresh one gets one more go."""
+        return err.kind == "closed" and not origin.received and \
+            self._body_state() == "none" and not self.ex.conn.closed
+
+    # ------------------------------------------------------------------ the general attempts
+    async def _attempts(self, first: int, carried: tuple[Peer | None, float, bool] | None
+                        ) -> None:
+        """Targets tried until one answers or the table says stop; each try is reported
+        to the balancer's health accounting. From attempt ``first``; ``carried``: the peer
+        (and its start) an attempt begun by ``_start`` had picked, and whether it needs a
+        new connection."""
+        ex, balancer, tried = self.ex, self.balancer, self.tried
+        for attempt in range(first, ex.target.attempts):
+            fresh = False
+            if carried is not None:
+                (peer, since, fresh), carried = carried, None
+            else:
+                peer = None
+                if balancer is not None:
+                    peer = balancer.pick(self.hash_key, tried)
+                    if peer is None:
+                        ex.conn.reply(ex.error(503, "failure to get a peer from the "
+                                               "ring-balancer"), ex.head)
+                        return
+                    tried.append(peer.address)
+                since = balancer.started(peer) if balancer and peer else 0.0
+            self.since = since
             ep = endpoint(ex.target, peer)
-            since = balancer.started(peer) if balancer and peer else 0.0
             outcome: Outcome = "tcp_failure"
-            relay = _Relay(ex, set_cookie)
+            relay = _Relay(ex, self.set_cookie)
             try:
-                await self._send(relay, ep, uri, base, chunked)
+                await self._send(relay, ep, fresh)
                 outcome = "success"
                 return
             except UpstreamError as err:
@@ -111,8 +211,7 @@ class Forward:
                 self._client_gone(gone)
                 return
             finally:
-                if balancer is not None and peer is not None:
-                    balancer.finished(peer, since, outcome, relay.status)
+                self._report(peer, outcome, relay)
 
     def _failed(self, err: UpstreamError, relay: _Relay, ep: Endpoint, last: bool
                 ) -> tuple[Outcome, bool]:
@@ -148,8 +247,8 @@ class Forward:
             return
         log.info("service %s: the client went away while sending its body", ex.target.name)
 
-    async def _send(self, relay: _Relay, ep: Endpoint, uri: bytes, base: http1.Headers,
-                    chunked: bool) -> None:
+    def _request_for(self, ep: Endpoint) -> tuple[OriginKey, bytes]:
+        """The pool an attempt to ``ep`` takes its connection from, and the request head."""
         ex = self.ex
         target = ex.target
         host_header, sni = ep.host_header, ep.sni
@@ -160,11 +259,15 @@ class Forward:
         key = target.direct_key
         if key is None or ep is not target.direct or sni != ep.sni:
             key = OriginKey(target.pool, ep.host, ep.port, sni)
-        head = http1.request_head(ex.head.method, uri,
-                                  [(b"Host", host_header.encode("latin-1")), *base])
+        head = http1.request_head(ex.head.method, self.uri,
+                                  [(b"Host", host_header.encode("latin-1")), *self.base])
+        return key, head
+
+    async def _send(self, relay: _Relay, ep: Endpoint, fresh: bool) -> None:
+        ex = self.ex
+        key, head = self._request_for(ep)
         timeout = ex.target.timeout
         origins = ex.proxy.origins
-        fresh = False
         while True:
             origin = None if fresh else origins.idle(key)  # the common case needs no await
             reused = origin is not None
@@ -177,7 +280,7 @@ class Forward:
             try:
                 origin.write(head)
                 if ex.body is not None:
-                    await _send_body(origin, ex.body, chunked, ex.target.write_timeout)
+                    await _send_body(origin, ex.body, self.chunked, ex.target.write_timeout)
                 relay.sent_at = origin.request_sent()  # one clock read for both
                 await finished
                 complete = ex.body is None or ex.body.finished
@@ -186,10 +289,7 @@ class Forward:
                     await self._splice(origin)
                 return
             except UpstreamError as err:
-                # a pooled connection the upstream had closed as idle (the close crossed
-                # our request) is not the target's failure: a fresh one gets one more go
-                if not (reused and err.kind == "closed" and not origin.received and
-                        self._body_state() == "none" and not ex.conn.closed):
+                if not (reused and self._stale(err, origin)):
                     raise
                 fresh = True
             finally:

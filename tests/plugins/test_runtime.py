@@ -219,7 +219,8 @@ def test_which_plans_replay_on_a_keep_alive_connection(names: list[str],
                                                        replayable: bool) -> None:
     rows = [row(name, name, route="r1") for name in names]
     chain = build_chains(rows, {"r1": None}, REPLAY_HANDLERS).for_route("r1")
-    assert phases.replayable(chain, kong_for("https")) is replayable
+    plan = phases.plan_of(chain, kong_for("https"))
+    assert plan is not None and plan.replayable is replayable
 
 
 @pytest.mark.parametrize("ages", [False, True])

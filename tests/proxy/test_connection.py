@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from gateway.errors_proxy import Reply
 from gateway.proxy.body import RequestBody
-from gateway.proxy.connection import Downstream, Limits
+from gateway.proxy.connection import PENDING, Downstream, Limits, Pending
 from gateway.proxy.http1 import RequestHead
 from gateway.proxy.listeners import DataPlane
 from gateway.server import bind
@@ -206,26 +206,63 @@ async def test_connections_beyond_worker_connections_are_closed() -> None:
         sock.close()
 
 
-def serving_tasks() -> int:
+def exchange_tasks() -> int:
     return sum(1 for task in asyncio.all_tasks()
-               if getattr(task.get_coro(), "__qualname__", "") == "Downstream._serve")
+               if getattr(task.get_coro(), "__qualname__", "") == "Downstream._run")
 
 
-async def test_one_task_serves_a_keep_alive_connection_and_ends_with_it(port: int) -> None:
-    """Between keep-alive requests the connection's task waits for the next one (not one
-    task per request); when the client leaves, the task ends."""
+async def test_no_task_waits_between_keep_alive_requests(port: int) -> None:
+    """A coroutine exchange runs as a task that ends with it: between keep-alive requests
+    nothing of the connection is scheduled (no task per connection waiting for the next
+    request)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     for i in range(3):
         writer.write(b"GET /k%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
         await asyncio.wait_for(reader.readuntil(b"GET /k%d 0" % i), 5)
-        assert serving_tasks() == 1
+        assert exchange_tasks() == 0
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+    await asyncio.sleep(0.1)
+    assert exchange_tasks() == 1  # the one running exchange
+    await asyncio.wait_for(reader.readuntil(b"GET /slow 0"), 5)
+    assert exchange_tasks() == 0
     writer.close()
     await writer.wait_closed()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while serving_tasks() and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-    assert serving_tasks() == 0
+
+
+def later(conn: Downstream, head: RequestHead, body: RequestBody | None) -> Pending:
+    """A handler that answers from a callback, 50 ms later: PENDING, then exchange_over."""
+    def answer() -> None:
+        conn.reply(Reply(200, [], b"later " + head.target), head)
+        conn.exchange_over()
+    asyncio.get_running_loop().call_later(0.05, answer)
+    return PENDING
+
+
+async def test_a_pending_exchange_is_answered_in_order_without_a_task() -> None:
+    """A handler may finish its exchange from a callback (what the proxy does for a request
+    answered from a pooled upstream connection): pipelined requests still get their answers
+    in order, the connection stays open for more, and no task is made for any of them."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(later, ServerStats(), Limits())
+    await plane.serve([(sock, 16)])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", number)
+        writer.write(b"".join(b"GET /p%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(3)))
+        answers = b""
+        async with asyncio.timeout(5):
+            while answers.count(b"later /p") < 3:
+                assert exchange_tasks() == 0
+                answers += await reader.read(4096)
+        assert [answers.index(b"later /p%d" % i) for i in range(3)] == sorted(
+            answers.index(b"later /p%d" % i) for i in range(3))
+        writer.write(b"GET /again HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        rest = await asyncio.wait_for(reader.read(), 5)
+        assert b"later /again" in rest
+        writer.close()
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
 
 
 async def test_a_drain_answers_connections_whose_request_is_still_on_its_way() -> None:

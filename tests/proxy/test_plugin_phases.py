@@ -17,14 +17,9 @@ from aiohttp import web
 
 from gateway.plugins.pdk import Consumer, Kong
 from gateway.plugins.runtime import Handler
-from gateway.proxy.exchange import Exchange, Proxy
-from gateway.proxy.listeners import DataPlane
-from gateway.server import bind
-from gateway.settings.listen import Listener
-from gateway.snapshot import Holder, Loaded, build_snapshot
-from gateway.stats import ServerStats
-from gateway.upstream.pools import Pools
-from tests.e2e.proc import free_port
+from gateway.proxy.exchange import Exchange
+from gateway.snapshot import Loaded, build_snapshot
+from tests.proxy.plane import proxy_on
 
 EVENTS: list[str] = []
 RELEASE: list[asyncio.Event] = []  # the log phase waits for it: set once the client has all
@@ -174,17 +169,10 @@ async def proxy_port() -> AsyncIterator[int]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     snapshot = build_snapshot(Loaded(1, rows(runner.addresses[0][1])), handlers=HANDLERS)
-    pools = Pools()
-    port = free_port()
-    sock = bind(Listener(host="127.0.0.1", port=port))
-    plane = DataPlane(Proxy(Holder(snapshot), pools), ServerStats())
-    await plane.serve([(sock, 16)])
     try:
-        yield port
+        async with proxy_on(snapshot) as port:
+            yield port
     finally:
-        await plane.stop(grace=1)
-        sock.close()
-        await pools.close()
         await runner.cleanup()
 
 
