@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
@@ -236,6 +237,38 @@ def later(conn: Downstream, head: RequestHead, body: RequestBody | None) -> Pend
         conn.exchange_over()
     asyncio.get_running_loop().call_later(0.05, answer)
     return PENDING
+
+
+CALLED_FROM: list[list[str]] = []
+
+
+def recording(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+    """Answers at once, noting the functions it was called from."""
+    frame, names = sys._getframe(1), []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back  # type: ignore[assignment]
+    CALLED_FROM.append(names)
+    conn.reply(Reply(200, [], b"ok"), head)
+
+
+async def test_requests_are_answered_from_the_loop_not_from_the_read() -> None:
+    """The handler runs from the loop's ready queue once the read is parsed, not inside
+    ``data_received``: the requests of every connection read in one loop pass go upstream
+    together (the upstream is woken once for them)."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(recording, ServerStats(), Limits())
+    await plane.serve([(sock, 16)])
+    CALLED_FROM.clear()
+    try:
+        answer = await exchange(number, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert statuses(answer) == [b"200"]
+        assert len(CALLED_FROM) == 1 and "_run_next" in CALLED_FROM[0]
+        assert "data_received" not in CALLED_FROM[0]
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
 
 
 async def test_a_pending_exchange_is_answered_in_order_without_a_task() -> None:
