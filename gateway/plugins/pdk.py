@@ -10,7 +10,7 @@ per-request storage shared by the plugins of that request.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -293,23 +293,23 @@ class Kong:
             self._response = ResponseView() if head is None else ResponseView(*head)
         return self._response
 
-    def respond(self, status: int, headers: Headers, length: int | None, source: str) -> None:
-        """The response head as header_filter starts: ``response`` shows it, made from it
-        only when a plugin asks (a filter that never reads it costs no view)."""
+    def filter_head(self, filters: tuple[Callable[[Kong], None], ...], status: int,
+                    headers: Headers, length: int | None, source: str
+                    ) -> tuple[int, Headers, int | None]:
+        """The response head through the header filters: status, headers and
+        Content-Length as they left them. ``response`` shows the head, made from it only
+        when a filter asks (a filter that never reads it costs no view)."""
         response = self._response
         if response is None:
             self._head = (status, headers, source, length)
         else:  # made earlier (in access): it shows this head from now on
             response.status, response.headers, response.source = status, headers, source
             response.length = length
-
-    def response_head(self) -> tuple[int, Headers, int | None]:
-        """Status, headers and Content-Length as the header filters left them."""
+        for call in filters:
+            call(self)
         response = self._response
         if response is not None:
             return response.status, response.headers, response.length
-        assert self._head is not None, "respond() first"
-        status, headers, _, length = self._head
         return status, headers, length
 
     @property

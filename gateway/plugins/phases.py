@@ -109,10 +109,7 @@ def after(chain: Chain, kong: Kong, plan: Plan | None = None) -> Plan | None:
 def header_filter(plan: Plan, kong: Kong, status: int, headers: Headers, length: int | None,
                   source: str) -> tuple[int, Headers, int | None]:
     """``length``: the body's Content-Length, if known; a filter may clear it."""
-    kong.respond(status, headers, length, source)
-    for call in plan.header_filter:
-        call(kong)
-    return kong.response_head()
+    return kong.filter_head(plan.header_filter, status, headers, length, source)
 
 
 def body_filter(plan: Plan, kong: Kong, chunk: bytes, eof: bool) -> bytes:

@@ -63,10 +63,13 @@ class Proxy:
             reply = ex.check()
             if reply is None:
                 if ex.snapshot.plugins.any:
-                    gated = self._plugins_first(ex)
+                    try:
+                        gated = ex.gate()
+                    except Exception as failure:
+                        gated = _stopped(ex, failure)
                     # synchronous unless a handler returned an awaitable
                     if gated is not None and not isinstance(gated, Reply):
-                        return self._gated(ex, gated)
+                        return self._gated(ex, _later(ex, gated))
                     reply = gated
                 else:
                     reply = ex.route()
@@ -125,13 +128,6 @@ class Proxy:
             # garbage collector frees, a collection every few requests (a log task keeps
             # its Kong, and through it the exchange, for as long as it runs)
             ex.kong = ex.after = None
-
-    def _plugins_first(self, ex: Exchange) -> Gated:
-        try:
-            gated = ex.gate()
-        except Exception as failure:
-            return _stopped(ex, failure)
-        return gated if gated is None or isinstance(gated, Reply) else _later(ex, gated)
 
 
 class Exchange:

@@ -44,16 +44,22 @@ def test_content_length_is_a_header_the_filters_may_read_change_or_clear() -> No
 
 def test_the_response_head_is_viewed_only_when_a_filter_reads_it() -> None:
     kong = Kong(protocol="https", source=Exchange())
-    kong.respond(200, [(b"x-a", b"1")], 5, "service")
-    assert kong.response_head() == (200, [(b"x-a", b"1")], 5)  # nobody asked: no view
+    assert kong.filter_head((), 200, [(b"x-a", b"1")], 5, "service") == (
+        200, [(b"x-a", b"1")], 5)
+    assert kong._response is None  # nobody asked: no view
     response = kong.response
     assert (response.status, response.source, response.get_header("content-length")) == (
         200, "service", "5")
-    response.clear_header("Content-Length")
-    response.status = 299
-    assert kong.response_head() == (299, [(b"x-a", b"1")], None)
+
+    def edit(k: Kong) -> None:
+        k.response.clear_header("Content-Length")
+        k.response.status = 299
+
+    assert kong.filter_head((edit,), 200, [(b"x-a", b"1")], 5, "service") == (
+        299, [(b"x-a", b"1")], None)
     early = Kong(protocol="https", source=Exchange())
     made = early.response  # made in access (an exit, say): the head updates the same view
-    early.respond(404, [], None, "exit")
+    assert early.filter_head((), 404, [], None, "exit") == (404, [], None)
     assert early.response is made and made.status == 404 and made.source == "exit"
-    assert early.response_head() == (404, [], None)
+
+
