@@ -124,6 +124,8 @@ class Downstream(asyncio.Protocol):
         self._serving = False  # a request is queued or being answered
         self._dispatch = False  # a request came with this read: answered once it is parsed
         self._exchange: tuple[http1.RequestHead, RequestBody | None] | None = None
+        # a coroutine exchange's task, held here: the loop keeps only a weak reference
+        self._task: asyncio.Task[None] | None = None
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -360,7 +362,7 @@ class Downstream(asyncio.Protocol):
                 return
             if outcome is not None:
                 self._exchange = (head, body)
-                self.loop.create_task(self._run(cast(Awaitable[None], outcome)))
+                self._task = self.loop.create_task(self._run(cast(Awaitable[None], outcome)))
                 return
             if not self._over(head, body):
                 return
@@ -373,11 +375,12 @@ class Downstream(asyncio.Protocol):
             log.exception("unexpected error while proxying %s",
                           self._exchange[0].method if self._exchange else "?")
             self.abort()
+        self._task = None
         self.exchange_over()
 
     def continue_with(self, rest: Awaitable[None]) -> None:
         """A PENDING exchange goes on as a coroutine (a retry, a dial): run as a task."""
-        self.loop.create_task(self._run(rest))
+        self._task = self.loop.create_task(self._run(rest))
 
     def exchange_over(self) -> None:
         """The running exchange is over (its handler returned PENDING, or its task ended):

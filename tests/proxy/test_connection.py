@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
@@ -266,6 +267,41 @@ async def test_requests_are_answered_from_the_loop_not_from_the_read() -> None:
         assert statuses(answer) == [b"200"]
         assert len(CALLED_FROM) == 1 and "_run_next" in CALLED_FROM[0]
         assert "data_received" not in CALLED_FROM[0]
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
+
+
+WAITING: weakref.WeakValueDictionary[str, asyncio.Future[None]] = weakref.WeakValueDictionary()
+
+
+async def orphaned(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+    """Waits for a future that only its own task refers to (through the coroutine)."""
+    waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    WAITING["it"] = waiting
+    await waiting
+    conn.reply(Reply(200, [], b"survived"), head)
+
+
+async def test_a_coroutine_exchange_survives_the_garbage_collector() -> None:
+    """The loop holds tasks weakly: the connection keeps its exchange's task, so an exchange
+    waiting on something nothing else holds is not collected half-way."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(orphaned, ServerStats(), Limits())
+    await plane.serve([(sock, 16)])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", number)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        async with asyncio.timeout(5):
+            while "it" not in WAITING:
+                await asyncio.sleep(0.01)
+        gc.collect()
+        waiting = WAITING.get("it")
+        assert waiting is not None  # collected with its task otherwise
+        waiting.set_result(None)
+        assert b"survived" in await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
     finally:
         await plane.stop(grace=1)
         sock.close()
