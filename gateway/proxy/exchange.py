@@ -69,7 +69,7 @@ class Proxy:
                         gated = _stopped(ex, failure)
                     # synchronous unless a handler returned an awaitable
                     if gated is not None and not isinstance(gated, Reply):
-                        return self._gated(ex, _later(ex, gated))
+                        return self.finishing(ex, self._gated(ex, _later(ex, gated)))
                     reply = gated
                 else:
                     reply = ex.route()
@@ -79,31 +79,29 @@ class Proxy:
                 attempts = Forward(ex).run()
                 if isinstance(attempts, Pending):
                     return attempts
-                return self.forwarding(ex, attempts)
+                return self.finishing(ex, attempts)
         except BaseException:
             self.finish(ex, False)
             raise
         self.finish(ex, True)
         return None
 
-    async def _gated(self, ex: Exchange, gated: Coroutine[Any, Any, Reply | None]) -> None:
-        answered = False
-        try:
-            reply = await gated
-            if reply is not None:
-                ex.answer(reply)
-            else:
-                attempts = Forward(ex).run(pooled=False)
-                assert not isinstance(attempts, Pending)
-                await attempts
-            answered = True
-        finally:
-            self.finish(ex, answered)
+    @staticmethod
+    async def _gated(ex: Exchange, gated: Coroutine[Any, Any, Reply | None]) -> None:
+        """The rest of an exchange whose plugins returned an awaitable."""
+        reply = await gated
+        if reply is not None:
+            ex.answer(reply)
+            return
+        attempts = Forward(ex).run(pooled=False)
+        assert not isinstance(attempts, Pending)
+        await attempts
 
-    async def forwarding(self, ex: Exchange, attempts: Awaitable[None]) -> None:
+    async def finishing(self, ex: Exchange, rest: Awaitable[None]) -> None:
+        """``rest`` of the exchange, then ``finish``."""
         answered = False
         try:
-            await attempts
+            await rest
             answered = True
         finally:
             self.finish(ex, answered)
@@ -153,7 +151,7 @@ class Exchange:
         """A PENDING exchange's first attempt is over: the exchange ends, or goes on as
         ``rest`` (another attempt, in a task)."""
         if rest is not None:
-            self.conn.continue_with(self.proxy.forwarding(self, rest))
+            self.conn.continue_with(self.proxy.finishing(self, rest))
             return
         self.proxy.finish(self, True)
         self.conn.exchange_over()
@@ -213,7 +211,7 @@ class Exchange:
             return reply
         match = self.match
         route_id = match.route.id
-        chain = chains.by_route.get(route_id, chains.glob)  # Chains.for_route, inlined
+        chain = chains.for_route(route_id)
         if not chain.phases:
             return None
         service_id = match.service.id if match.service else None
@@ -232,16 +230,14 @@ class Exchange:
         return None
 
     def _run_access(self, chain: Chain, kong: Kong) -> Coroutine[Any, Any, None] | None:
-        plans = chain.plans  # phases.plan_of, inlined: once per request
-        plan = plans.get(kong.protocol) if plans is not None else None
+        plan = phases.plan_of(chain, kong)
         pending = None
         try:
             pending = phases.planned(plan.access, kong) if plan is not None else \
                 phases.start(chain, "access", kong)
         finally:  # an exit or a failure too: the filters and log still run
             if pending is None:
-                self.after = (plan if plan.later else None) if plan is not None else \
-                    phases.after(chain, kong)
+                self.after = phases.after(chain, kong, plan)
         if pending is not None:
             return self._accessed(chain, kong, pending)
         # the connection's next requests replay this one (nothing may run after access)

@@ -9,12 +9,13 @@ import gc
 import sys
 import weakref
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest_asyncio
 
 from gateway.errors_proxy import Reply
 from gateway.proxy.body import RequestBody
-from gateway.proxy.connection import PENDING, Downstream, Limits, Pending
+from gateway.proxy.connection import PENDING, Downstream, Handler, Limits, Pending
 from gateway.proxy.http1 import RequestHead
 from gateway.proxy.listeners import DataPlane
 from gateway.server import bind
@@ -240,6 +241,20 @@ def later(conn: Downstream, head: RequestHead, body: RequestBody | None) -> Pend
     return PENDING
 
 
+@asynccontextmanager
+async def serving(handler: Handler, limits: Limits | None = None) -> AsyncIterator[int]:
+    """A data plane running ``handler`` on a free port; yields the port."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(handler, ServerStats(), limits or Limits())
+    await plane.serve([(sock, 16)])
+    try:
+        yield number
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
+
+
 CALLED_FROM: list[list[str]] = []
 
 
@@ -257,19 +272,12 @@ async def test_requests_are_answered_from_the_loop_not_from_the_read() -> None:
     """The handler runs from the loop's ready queue once the read is parsed, not inside
     ``data_received``: the requests of every connection read in one loop pass go upstream
     together (the upstream is woken once for them)."""
-    number = free_port()
-    sock = bind(Listener(host="127.0.0.1", port=number))
-    plane = DataPlane(recording, ServerStats(), Limits())
-    await plane.serve([(sock, 16)])
-    CALLED_FROM.clear()
-    try:
+    async with serving(recording) as number:
+        CALLED_FROM.clear()
         answer = await exchange(number, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert statuses(answer) == [b"200"]
         assert len(CALLED_FROM) == 1 and "_run_next" in CALLED_FROM[0]
         assert "data_received" not in CALLED_FROM[0]
-    finally:
-        await plane.stop(grace=1)
-        sock.close()
 
 
 WAITING: weakref.WeakValueDictionary[str, asyncio.Future[None]] = weakref.WeakValueDictionary()
@@ -286,11 +294,7 @@ async def orphaned(conn: Downstream, head: RequestHead, body: RequestBody | None
 async def test_a_coroutine_exchange_survives_the_garbage_collector() -> None:
     """The loop holds tasks weakly: the connection keeps its exchange's task, so an exchange
     waiting on something nothing else holds is not collected half-way."""
-    number = free_port()
-    sock = bind(Listener(host="127.0.0.1", port=number))
-    plane = DataPlane(orphaned, ServerStats(), Limits())
-    await plane.serve([(sock, 16)])
-    try:
+    async with serving(orphaned) as number:
         reader, writer = await asyncio.open_connection("127.0.0.1", number)
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         async with asyncio.timeout(5):
@@ -302,20 +306,13 @@ async def test_a_coroutine_exchange_survives_the_garbage_collector() -> None:
         waiting.set_result(None)
         assert b"survived" in await asyncio.wait_for(reader.read(4096), 5)
         writer.close()
-    finally:
-        await plane.stop(grace=1)
-        sock.close()
 
 
 async def test_a_pending_exchange_is_answered_in_order_without_a_task() -> None:
     """A handler may finish its exchange from a callback (what the proxy does for a request
     answered from a pooled upstream connection): pipelined requests still get their answers
     in order, the connection stays open for more, and no task is made for any of them."""
-    number = free_port()
-    sock = bind(Listener(host="127.0.0.1", port=number))
-    plane = DataPlane(later, ServerStats(), Limits())
-    await plane.serve([(sock, 16)])
-    try:
+    async with serving(later) as number:
         reader, writer = await asyncio.open_connection("127.0.0.1", number)
         writer.write(b"".join(b"GET /p%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(3)))
         answers = b""
@@ -329,9 +326,6 @@ async def test_a_pending_exchange_is_answered_in_order_without_a_task() -> None:
         rest = await asyncio.wait_for(reader.read(), 5)
         assert b"later /again" in rest
         writer.close()
-    finally:
-        await plane.stop(grace=1)
-        sock.close()
 
 
 async def test_a_drain_answers_connections_whose_request_is_still_on_its_way() -> None:
