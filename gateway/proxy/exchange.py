@@ -56,9 +56,9 @@ class Proxy:
         """None once answered synchronously; PENDING while the first attempt runs on a pooled
         upstream connection (``Exchange.forwarded`` ends it); else a coroutine to await."""
         started = time.monotonic()
-        # an id, not a secret; %-formatted: an f-string parses its format spec per call
-        request_id = "%032x" % random.getrandbits(128)  # noqa: UP031 - see above
-        ex = Exchange(self, conn, head, body, request_id, started)
+        # an id, not a secret; %-formatted: an f-string parses its format spec per call. Bytes:
+        # it goes into two heads; the text is made only for an error body or the access log
+        ex = Exchange(self, conn, head, body, b"%032x" % random.getrandbits(128), started)
         try:
             reply = ex.check()
             if reply is None:
@@ -130,22 +130,25 @@ class Proxy:
 
 class Exchange:
     __slots__ = ("after", "body", "chain", "conn", "head", "host", "kong", "logged_at",
-                 "match", "path", "proxy", "query", "request_id", "snapshot", "started",
-                 "target")
+                 "match", "path", "proxy", "query", "rid", "snapshot", "started", "target")
 
     def __init__(self, proxy: Proxy, conn: Downstream, head: http1.RequestHead,
-                 body: RequestBody | None, request_id: str, started: float) -> None:
+                 body: RequestBody | None, rid: bytes, started: float) -> None:
         self.proxy = proxy
         self.snapshot = proxy.holder.current  # read once per request
         self.conn = conn
         self.head = head
         self.body = body
-        self.request_id = request_id
+        self.rid = rid  # the request id (X-Kong-Request-Id)
         self.started = started
         # the access log's wall-clock time of the request (read only when it is written)
         self.logged_at = time.time() if proxy.access_log is not None else 0.0
         self.kong: Kong | None = None
         self.after: Plan | None = None  # what runs after access (phases.after), with kong
+
+    @property
+    def request_id(self) -> str:
+        return self.rid.decode("ascii")
 
     def forwarded(self, rest: Awaitable[None] | None) -> None:
         """A PENDING exchange's first attempt is over: the exchange ends, or goes on as
@@ -332,7 +335,7 @@ class Exchange:
         if self.query:
             location += b"?" + self.query
         return Reply(code, [(b"location", location), (b"server", SERVER),
-                            (b"x-kong-request-id", self.request_id.encode())], b"")
+                            (b"x-kong-request-id", self.rid)], b"")
 
     # ------------------------------------------------------------------ attempts
 def _stopped(ex: Exchange, failure: Exception) -> Reply:

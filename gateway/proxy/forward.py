@@ -4,7 +4,6 @@ accounting decided by ``gateway.proxy.retry``'s table, and the WebSocket splice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Coroutine
@@ -15,7 +14,12 @@ from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
 from gateway.proxy.connection import PENDING, Pending
-from gateway.proxy.forwarding import Forwarded, downstream_headers, upstream_headers
+from gateway.proxy.forwarding import (
+    Forwarded,
+    downstream_headers,
+    forwarded_headers,
+    tail_headers,
+)
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri
@@ -41,8 +45,8 @@ class Forward:
     to stream, a retry) runs in ``_attempts``, which takes over where the first attempt
     left off."""
 
-    __slots__ = ("balancer", "base", "chunked", "ep", "ex", "hash_key", "origin", "peer",
-                 "relay", "set_cookie", "since", "tried", "uri")
+    __slots__ = ("balancer", "chunked", "ep", "ex", "forwarded", "hash_key", "origin", "peer",
+                 "relay", "set_cookie", "since", "tail", "tried", "uri")
 
     def __init__(self, ex: Exchange) -> None:
         self.ex = ex
@@ -65,22 +69,25 @@ class Forward:
         self.uri = uri
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = self.ex.kong
+        policy = self.ex.proxy.headers
+        changes = NO_CHANGES if kong is None else kong.upstream_changes()
         # Forwarded by position (hop, host, path, prefix, version, request_id): keywords
-        # would be put in a dict per request
-        base = self.base = upstream_headers(head.headers, Forwarded(
-            conn.hop, self.ex.host, self.ex.path, stripped, head.version,
-            self.ex.request_id), self.ex.proxy.headers,
-            NO_CHANGES if kong is None else kong.upstream_changes(), conn.forwarded)
+        # would be put in a dict per request. The forwarded part is the connection memo's
+        # own list (never changed here); what each request adds goes to its tail
+        self.forwarded = forwarded_headers(head.headers, Forwarded(
+            conn.hop, self.ex.host, self.ex.path, stripped, head.version, self.ex.rid),
+            policy, changes.drop, conn.forwarded)
+        tail = self.tail = tail_headers(self.ex.rid, policy, changes)
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
-            base += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
+            tail += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         self.chunked = False
         if self.ex.body is not None:
             length = head.header(b"content-length")
             if length is not None:
-                base.append((b"Content-Length", length))
+                tail.append((b"Content-Length", length))
             else:
                 self.chunked = True
-                base.append((b"Transfer-Encoding", b"chunked"))
+                tail.append((b"Transfer-Encoding", b"chunked"))
         balancer = self.balancer = self.ex.proxy.balancers.get(target.upstream.id) \
             if target.upstream else None
         self.hash_key = self.set_cookie = None
@@ -104,24 +111,25 @@ class Forward:
             since = balancer.started(peer)
         ep = endpoint(ex.target, peer)
         key, head = self._request_for(ep)
-        origin = ex.proxy.origins.idle(key)
+        origin = ex.proxy.origins.idle(key, ex.started)
         if origin is None:  # a dial: the attempt, with its peer, is the coroutine's
             return self._attempts(0, (peer, since, False))
         self.peer, self.since, self.ep, self.origin = peer, since, ep, origin
-        relay = self.relay = _Relay(ex, self.set_cookie)
+        relay = self.relay = _Relay(ex, self.set_cookie, ex.started)  # sent_at: set below
         relay.origin = origin
         ex.conn.source = origin  # a client that leaves stops this connection
-        finished = origin.begin(relay, ex.head.method, ex.target.timeout.sock_read or 60.0)
+        origin.begin_then(relay, ex.head.method, ex.target.timeout.sock_read or 60.0,
+                          self._answered)
         origin.write(head)
         relay.sent_at = origin.request_sent()
-        finished.add_done_callback(self._answered)
         return PENDING
 
-    def _answered(self, finished: asyncio.Future[None]) -> None:
-        """The pooled attempt is over: the exchange ends, or ``_attempts`` goes on."""
+    def _answered(self, err: UpstreamError | None) -> None:
+        """The pooled attempt is over (called by the origin connection as it ends): the
+        exchange ends, or ``_attempts`` goes on."""
         ex = self.ex
         try:
-            rest = self._after_pooled(finished)
+            rest = self._after_pooled(err)
         except Exception:
             log.exception("unexpected error while proxying %s", ex.head.method)
             ex.conn.abort()
@@ -133,11 +141,8 @@ class Forward:
             ex.conn.abort()
             ex.conn.exchange_over()
 
-    def _after_pooled(self, finished: asyncio.Future[None]
-                      ) -> Coroutine[Any, Any, None] | None:
+    def _after_pooled(self, err: UpstreamError | None) -> Coroutine[Any, Any, None] | None:
         ex, origin, relay, peer = self.ex, self.origin, self.relay, self.peer
-        err = finished.exception() if not finished.cancelled() else \
-            UpstreamError("closed", "the attempt was cancelled")
         origins = ex.proxy.origins
         if err is None:
             if origin.upgraded is not None:  # switched protocols: the tunnel's, then closed
@@ -146,8 +151,6 @@ class Forward:
             self._report(peer, "success", relay)
             return None
         origins.release(origin, False)
-        if not isinstance(err, UpstreamError):
-            raise err
         if self._stale(err, origin):  # the same attempt, on a new connection
             return self._attempts(0, (peer, self.since, True))
         outcome, over = self._failed(err, relay, self.ep, last=ex.target.attempts == 1)
@@ -196,7 +199,7 @@ class Forward:
             self.since = since
             ep = endpoint(ex.target, peer)
             outcome: Outcome = "tcp_failure"
-            relay = _Relay(ex, self.set_cookie)
+            relay = _Relay(ex, self.set_cookie, time.monotonic())
             try:
                 await self._send(relay, ep, fresh)
                 outcome = "success"
@@ -259,9 +262,10 @@ class Forward:
         key = target.direct_key
         if key is None or ep is not target.direct or sni != ep.sni:
             key = OriginKey(target.pool, ep.host, ep.port, sni)
-        head = http1.request_head(ex.head.method, self.uri,
-                                  [(b"Host", host_header.encode("latin-1")), *self.base])
-        return key, head
+        # a keep-alive client's requests differ in their tail only: the rest is the memo's
+        start = ex.conn.forwarded.head(ex.head.method, self.uri, host_header.encode("latin-1"),
+                                       self.forwarded)
+        return key, start + http1.head_end(self.tail)
 
     async def _send(self, relay: _Relay, ep: Endpoint, fresh: bool) -> None:
         ex = self.ex
@@ -348,11 +352,11 @@ class _Relay:
 
     __slots__ = ("ex", "held", "origin", "sent_at", "set_cookie", "status")
 
-    def __init__(self, ex: Exchange, set_cookie: bytes | None) -> None:
+    def __init__(self, ex: Exchange, set_cookie: bytes | None, sent_at: float) -> None:
         self.ex = ex
         self.set_cookie = set_cookie
         self.status: int | None = None
-        self.sent_at = time.monotonic()
+        self.sent_at = sent_at  # until the request is sent: what an early answer is timed by
         self.origin: OriginConnection | None = None
         # with body filters: the read's last chunk, held until it is known whether the body
         # ends with it (then the filters see it once, with eof, as nginx's last buffer)
@@ -361,12 +365,13 @@ class _Relay:
     def head(self, status: int, headers: http1.Headers, length: int | None,
              has_body: bool) -> None:
         ex = self.ex
-        now = time.monotonic()
+        # the moment the head was read (the origin reads the clock for its read timeout)
+        now = self.origin.last_read if self.origin is not None else time.monotonic()
         self.status = status
         # by position (upstream_ms, proxy_ms, request_id, set_cookie, policy): keyword
         # arguments are matched by name per call
         out = downstream_headers(headers, int((now - self.sent_at) * 1000),
-                                 int((self.sent_at - ex.started) * 1000), ex.request_id,
+                                 int((self.sent_at - ex.started) * 1000), ex.rid,
                                  self.set_cookie, ex.proxy.headers)
         after, kong = ex.after, ex.kong
         if after is not None and kong is not None and after.header_filter:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gateway import version
 from gateway.plugins.pdk import NO_CHANGES, UpstreamChanges
-from gateway.proxy.http1 import HOP_BY_HOP, Headers, connection_tokens
+from gateway.proxy.http1 import HOP_BY_HOP, Headers, connection_tokens, head_start
 
 VIA = f"ramparts/{version.__version__}".encode()
 VIA_HEADER = b"1.1 " + VIA
@@ -88,7 +88,7 @@ class Forwarded:
     path: str          # the request path as received (X-Forwarded-Path)
     prefix: str | None  # the stripped prefix, when strip_path removed one
     version: str       # the client's HTTP version
-    request_id: str
+    request_id: bytes
 
 
 _VIA_BY_VERSION = {v: v.encode() + b" " + VIA for v in ("1.0", "1.1")}
@@ -104,38 +104,65 @@ _OWN_LOWER = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-
 class Memo:
     """One connection's last forwarding pass: a keep-alive client sends the same headers
     request after request, so the next request with the same inputs reuses the result (only
-    the request id and the plugins' additions are new each time)."""
+    the request id and the plugins' additions are new each time), and the request line,
+    ``Host`` and those headers serialised, while the target and host repeat too."""
 
-    __slots__ = ("headers", "key")
+    __slots__ = ("head_bytes", "head_key", "head_of", "headers", "key")
 
     def __init__(self) -> None:
         self.key: tuple[object, ...] | None = None
         self.headers: Headers = []
+        self.head_key: tuple[str, bytes, bytes] | None = None
+        self.head_of: Headers | None = None  # the pass head_bytes serialised
+        self.head_bytes = b""
+
+    def head(self, method: str, target: bytes, host: bytes, forwarded: Headers) -> bytes:
+        """The request line, ``Host`` and ``forwarded`` (a pass of this memo's) as bytes,
+        each line ended: what ``http1.head_end`` completes."""
+        key = (method, target, host)
+        if self.head_of is not forwarded or self.head_key != key:
+            self.head_key, self.head_of = key, forwarded
+            self.head_bytes = head_start(method, target, [(b"Host", host), *forwarded])
+        return self.head_bytes
+
+
+def forwarded_headers(client: Headers, facts: Forwarded, policy: HeaderPolicy = DEFAULT_POLICY,
+                      drop: frozenset[bytes] = frozenset(), memo: Memo | None = None
+                      ) -> Headers:
+    """The client's end-to-end headers and the gateway's forwarding headers: everything but
+    ``Host`` (which depends on the target of each attempt), the request id and the plugins'
+    additions (``tail_headers``) and the body's framing (which the exchange decides).
+    ``drop``: names a plugin's ``service_request`` leaves out. With ``memo``, the list may be
+    the memo's own (the inputs repeated): the caller must not change it."""
+    # every input of the pass (`client` compared by value, item by item; the others are the
+    # same objects from one request to the next)
+    key = (client, facts.hop, facts.host, facts.path, facts.prefix, facts.version, policy,
+           drop)
+    if memo is not None and memo.key == key:
+        return memo.headers
+    out = _forwarded(client, facts, policy, drop)
+    if memo is not None:
+        memo.key, memo.headers = key, out
+    return out
+
+
+def tail_headers(request_id: bytes, policy: HeaderPolicy = DEFAULT_POLICY,
+                 changes: UpstreamChanges = NO_CHANGES) -> Headers:
+    """What follows the forwarded headers, new for each request: the request id, then the
+    plugins' added headers; a new list, the caller's to extend."""
+    out: Headers = [(b"X-Kong-Request-Id", request_id)] \
+        if policy.upstream_request_id and b"x-kong-request-id" not in changes.drop else []
+    out += changes.add
+    return out
 
 
 def upstream_headers(client: Headers, facts: Forwarded,
                      policy: HeaderPolicy = DEFAULT_POLICY,
                      changes: UpstreamChanges = NO_CHANGES, memo: Memo | None = None
                      ) -> Headers:
-    """Everything but ``Host`` (which depends on the target of each attempt) and the body's
-    framing (which the exchange decides); a new list, the caller's to extend. ``changes``:
-    the plugins' ``service_request`` (names to leave out, headers to add last), applied in
-    the same pass."""
-    drop = changes.drop
-    # every input of the pass but the request id (`client` compared by value, item by item;
-    # the others are the same objects from one request to the next)
-    key = (client, facts.hop, facts.host, facts.path, facts.prefix, facts.version, policy,
-           drop)
-    if memo is not None and memo.key == key:
-        out = memo.headers[:]
-    else:
-        out = _forwarded(client, facts, policy, drop)
-        if memo is not None:
-            memo.key, memo.headers = key, out[:]
-    if policy.upstream_request_id and b"x-kong-request-id" not in drop:
-        out.append((b"X-Kong-Request-Id", facts.request_id.encode()))
-    out += changes.add
-    return out
+    """``forwarded_headers`` and ``tail_headers`` in one new list, the caller's to extend."""
+    return [*forwarded_headers(client, facts, policy, changes.drop, memo),
+            *tail_headers(facts.request_id, policy, changes)]
 
 
 def _forwarded(client: Headers, facts: Forwarded, policy: HeaderPolicy,
@@ -254,7 +281,7 @@ _RESPONSE_HOP = HOP_BY_HOP | {b"content-length"}  # framing is the writer's
 
 
 def downstream_headers(end_to_end: Headers, upstream_ms: int, proxy_ms: int,
-                       request_id: str, set_cookie: bytes | None,
+                       request_id: bytes, set_cookie: bytes | None,
                        policy: HeaderPolicy = DEFAULT_POLICY) -> Headers:
     """The client's response headers: the upstream's end-to-end ones (``split_response``),
     Kong's own added (to the same list, which is the caller's to give away)."""
@@ -268,7 +295,7 @@ def downstream_headers(end_to_end: Headers, upstream_ms: int, proxy_ms: int,
     if policy.proxy_latency:
         out.append((b"x-kong-proxy-latency", str(proxy_ms).encode()))
     if policy.request_id:
-        out.append((b"x-kong-request-id", request_id.encode()))
+        out.append((b"x-kong-request-id", request_id))
     return out
 
 

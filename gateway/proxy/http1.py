@@ -105,10 +105,19 @@ def response_head(status: int, headers: Headers) -> bytes:
 
 
 def request_head(method: str, target: bytes, headers: Headers) -> bytes:
+    return head_start(method, target, headers) + b"\r\n"
+
+
+def head_start(method: str, target: bytes, headers: Headers) -> bytes:
+    """A request head without its closing empty line (``head_end`` adds more headers and
+    closes it)."""
     line = b"%s %s HTTP/1.1" % (method.encode("ascii"), target)
-    if not headers:
-        return line + b"\r\n\r\n"
-    return b"\r\n".join([line, *map(_LINE, headers), b"\r\n"])
+    return b"\r\n".join([line, *map(_LINE, headers), b""])
+
+
+def head_end(headers: Headers) -> bytes:
+    """The last header lines of a head ``head_start`` began, and the empty line."""
+    return b"\r\n".join([*map(_LINE, headers), b"\r\n"])
 
 
 def chunk(data: bytes) -> bytes:

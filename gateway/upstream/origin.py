@@ -4,7 +4,9 @@ parser, driven by the exchange one request at a time.
 The response head and body go to a ``Relay`` as they are parsed (synchronously, no task hop);
 the relay writes them to the client, and a client that cannot keep up pauses our reading.
 ``finished`` tells the exchange how the attempt ended: a result once the response is complete,
-an ``UpstreamError`` whose ``kind`` the retry table knows when it failed.
+an ``UpstreamError`` whose ``kind`` the retry table knows when it failed. An exchange that
+awaits nothing (a pooled first attempt) is told the same through a callback instead
+(``begin_then``), called the moment the attempt ends.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class OriginConnection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.finished: asyncio.Future[None] | None = None
+        # begin_then's callback: told the attempt's end (None, or the error) instead
+        self._on_done: Callable[[UpstreamError | None], None] | None = None
         self._relay: Relay | None = None
         self._method = "GET"
         self._status = 0
@@ -74,7 +78,10 @@ class OriginConnection(asyncio.Protocol):
         self._until_close = False  # a body without length or chunking ends with the connection
         self._fresh_parser = False
         self._read_timeout = 60.0
-        self._last_read = 0.0
+        # when the read timeout's clock last started (the request sent, a read, reading
+        # resumed): on a read, when the bytes came (the relay's latency and the pool's idle
+        # clock use it instead of reading the clock again)
+        self.last_read = 0.0
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_active = False  # a response is awaited (the timer may outlive it)
         self._reading_paused = False
@@ -86,6 +93,17 @@ class OriginConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ exchange API
     def begin(self, relay: Relay, method: str, read_timeout: float) -> asyncio.Future[None]:
+        """An exchange starts: ``finished`` ends with it."""
+        self.begin_then(relay, method, read_timeout, None)
+        finished = self.finished = self.loop.create_future()
+        return finished
+
+    def begin_then(self, relay: Relay, method: str, read_timeout: float,
+                   on_done: Callable[[UpstreamError | None], None] | None) -> None:
+        """An exchange starts: ``on_done`` is called once when it ends (from the parser's
+        callback or the connection's loss: no future and no loop pass in between)."""
+        self.finished = None
+        self._on_done = on_done
         self.requests += 1
         self.received = 0
         self._relay = relay
@@ -95,8 +113,6 @@ class OriginConnection(asyncio.Protocol):
         if self._fresh_parser:
             self.parser = httptools.HttpResponseParser(self)
             self._fresh_parser = False
-        self.finished = self.loop.create_future()
-        return self.finished
 
     def write(self, data: bytes) -> None:
         """Dropped once the connection is closing: ``finished`` reports that failure."""
@@ -120,7 +136,7 @@ class OriginConnection(asyncio.Protocol):
 
     def request_sent(self) -> float:
         """The read timeout runs from now, between two reads; returns now (monotonic)."""
-        now = self._last_read = time.monotonic()
+        now = self.last_read = time.monotonic()
         self._read_active = True
         loop = self.loop
         timer = self._read_timer
@@ -158,8 +174,7 @@ class OriginConnection(asyncio.Protocol):
             self.tunnel.lost(self)
             return
         self._wake_drain()
-        finished = self.finished
-        if self._until_close and exc is None and finished is not None and not finished.done():
+        if self._until_close and exc is None and self._awaited:
             self._complete()  # llhttp is never told of the EOF that ends such a body
             return
         if exc is not None and is_tls_failure(exc):
@@ -172,7 +187,7 @@ class OriginConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.to_client(data)
             return
-        self._last_read = time.monotonic()
+        self.last_read = time.monotonic()
         self.received += len(data)
         relay = self._relay
         try:
@@ -182,7 +197,7 @@ class OriginConnection(asyncio.Protocol):
             if self._status == 101:
                 self.upgraded = bytes(data[offset:])
                 self.keep_alive = False
-                if self.finished is not None and not self.finished.done():
+                if self._awaited:
                     self._complete()
             else:
                 self._broken("an upgrade the request did not ask for")
@@ -217,7 +232,7 @@ class OriginConnection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed and self._reading_paused:
             self._reading_paused = False
-            self._last_read = time.monotonic()  # the client's slowness is not the upstream's
+            self.last_read = time.monotonic()  # the client's slowness is not the upstream's
             self.transport.resume_reading()
 
     def client_gone(self) -> None:
@@ -263,15 +278,34 @@ class OriginConnection(asyncio.Protocol):
         relay, self._relay = self._relay, None
         if relay is not None:
             relay.done()
-        finished = self.finished
-        if finished is not None and not finished.done():
-            finished.set_result(None)
+        on_done = self._on_done
+        if on_done is not None:  # the common case, inlined (see _settle)
+            self._on_done = None
+            on_done(None)
+            return
+        self._settle(None)
 
     def _fail(self, error: UpstreamError) -> None:
         self._relay = None
+        self._settle(error)
+
+    @property
+    def _awaited(self) -> bool:
+        """An exchange waits for this connection's answer."""
+        finished = self.finished
+        return self._on_done is not None or (finished is not None and not finished.done())
+
+    def _settle(self, error: UpstreamError | None) -> None:
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(error)
+            return
         finished = self.finished
         if finished is not None and not finished.done():
-            finished.set_exception(error)
+            if error is None:
+                finished.set_result(None)
+            else:
+                finished.set_exception(error)
 
     def _broken(self, detail: str) -> None:
         self._fail(UpstreamError("bad_response", detail, self._started))
@@ -282,8 +316,8 @@ class OriginConnection(asyncio.Protocol):
         if not self._read_active or self.closed:
             return
         if self._reading_paused:  # the client's back-pressure is not an upstream timeout
-            self._last_read = time.monotonic()
-        waited = time.monotonic() - self._last_read
+            self.last_read = time.monotonic()
+        waited = time.monotonic() - self.last_read
         if waited < self._read_timeout:
             self._read_timer = self.loop.call_later(
                 self._read_timeout - waited, self._check_read)

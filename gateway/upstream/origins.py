@@ -62,12 +62,14 @@ class Origins:
             return conn, True
         return await self.dial(key, timeout), False
 
-    def idle(self, key: OriginKey) -> OriginConnection | None:
-        """A pooled connection still open and not idle for too long (most recent first)."""
+    def idle(self, key: OriginKey, now: float | None = None) -> OriginConnection | None:
+        """A pooled connection still open and not idle for too long (most recent first);
+        ``now``: the caller's clock reading, if it has a recent one."""
         pool = self._pools.get(key)
         if pool is None:
             return None
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         while pool.idle:
             conn = pool.idle.pop()
             if not conn.closed and now - conn.idle_since < self.idle_timeout:
@@ -93,7 +95,8 @@ class Origins:
             self._of.pop(conn, None)
             conn.close()
             return
-        conn.idle_since = time.monotonic()
+        # idle since its last read: the response's end (no clock read of its own)
+        conn.idle_since = conn.last_read
         pool.idle.append(conn)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(self.idle_timeout,

@@ -5,19 +5,22 @@ from __future__ import annotations
 import pytest
 
 from gateway.plugins.pdk import UpstreamChanges
+from gateway.proxy import http1
 from gateway.proxy.forwarding import (
     Forwarded,
     Hop,
     Memo,
     downstream_headers,
+    forwarded_headers,
     header_policy,
     own_reply_headers,
     split_response,
+    tail_headers,
     upstream_headers,
 )
 
 FACTS = Forwarded(hop=Hop("10.1.1.1", "https", 8443), host="site.test", path="/api/x",
-                  prefix="/api", version="1.1", request_id="r1")
+                  prefix="/api", version="1.1", request_id=b"r1")
 
 
 def test_upstream_headers() -> None:
@@ -46,7 +49,7 @@ def test_a_connections_memo_gives_what_the_pass_gives() -> None:
     first = upstream_headers(client, FACTS, memo=memo)
     assert first == upstream_headers(client, FACTS)
     first.append((b"Content-Length", b"3"))  # the caller's own framing
-    again = Forwarded(FACTS.hop, FACTS.host, FACTS.path, FACTS.prefix, FACTS.version, "r2")
+    again = Forwarded(FACTS.hop, FACTS.host, FACTS.path, FACTS.prefix, FACTS.version, b"r2")
     second = upstream_headers(list(client), again, memo=memo)  # equal, not the same list
     assert second == upstream_headers(client, again)
     assert second[-1] == (b"X-Kong-Request-Id", b"r2")
@@ -56,9 +59,38 @@ def test_a_connections_memo_gives_what_the_pass_gives() -> None:
         upstream_headers(client, again, changes=added)
     other = [(b"Host", b"site.test"), (b"X-B", b"2")]
     assert upstream_headers(other, again, memo=memo) == upstream_headers(other, again)
-    for moved in (Forwarded(FACTS.hop, FACTS.host, FACTS.path, None, "1.1", "r3"),
-                  Forwarded(FACTS.hop, FACTS.host, "/elsewhere", None, "1.0", "r3")):
+    for moved in (Forwarded(FACTS.hop, FACTS.host, FACTS.path, None, "1.1", b"r3"),
+                  Forwarded(FACTS.hop, FACTS.host, "/elsewhere", None, "1.0", b"r3")):
         assert upstream_headers(other, moved, memo=memo) == upstream_headers(other, moved)
+
+
+def test_a_connections_memo_serialises_the_repeated_head_once() -> None:
+    """The memo's head is the request line, Host and the forwarded part as the full head
+    would have them; a new target, host or forwarding pass makes it anew, and a request's
+    own tail (its id, a plugin's additions, framing) never enters it."""
+    memo = Memo()
+    client = [(b"Host", b"site.test"), (b"X-A", b"1")]
+    fwd = forwarded_headers(client, FACTS, memo=memo)
+    assert forwarded_headers(list(client), FACTS, memo=memo) is fwd  # repeated: reused
+    tail = tail_headers(b"r9")
+    assert tail == [(b"X-Kong-Request-Id", b"r9")]
+
+    def head(target: bytes, host: bytes, forwarded: list[tuple[bytes, bytes]]) -> bytes:
+        return memo.head("GET", target, host, forwarded) + http1.head_end(tail)
+
+    def whole(target: bytes, host: bytes, forwarded: list[tuple[bytes, bytes]]) -> bytes:
+        return http1.request_head("GET", target, [(b"Host", host), *forwarded, *tail])
+
+    assert head(b"/a", b"up", fwd) == whole(b"/a", b"up", fwd)
+    assert memo.head("GET", b"/a", b"up", fwd) is memo.head("GET", b"/a", b"up", fwd)
+    assert head(b"/b", b"up", fwd) == whole(b"/b", b"up", fwd)
+    assert head(b"/b", b"other", fwd) == whole(b"/b", b"other", fwd)
+    moved = forwarded_headers(client, Forwarded(FACTS.hop, "else.test", FACTS.path,
+                                                FACTS.prefix, "1.1", b"r"), memo=memo)
+    assert moved is not fwd and head(b"/b", b"other", moved) == whole(b"/b", b"other", moved)
+    assert b"r9" not in memo.head("GET", b"/b", b"other", moved)
+    dropped = UpstreamChanges(frozenset({b"x-kong-request-id"}), ((b"X-P", b"1"),))
+    assert tail_headers(b"r9", changes=dropped) == [(b"X-P", b"1")]
 
 
 FORGED, NAME, DN = (b"X-Consumer-ID", b"forged"), (b"X-Name", b"n"), (b"x-client-cert-dn", b"x")
@@ -87,7 +119,7 @@ def test_downstream_headers() -> None:
                 (b"Content-Length", b"9"), (b"Set-Cookie", b"a=1")]
     end_to_end, length, chunked, upgrade = split_response(upstream)
     assert (length, chunked, upgrade) == (None, True, None)  # chunking voids the length
-    out = downstream_headers(end_to_end, upstream_ms=7, proxy_ms=1, request_id="r1",
+    out = downstream_headers(end_to_end, upstream_ms=7, proxy_ms=1, request_id=b"r1",
                              set_cookie=b"lb=x; Path=/")
     assert out == [(b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"),
                    (b"set-cookie", b"lb=x; Path=/"), (b"via", b"1.1 ramparts/0.1.0"),
@@ -130,7 +162,7 @@ def test_headers_turned_off() -> None:
     off = header_policy(("off",), ("off",))
     out = upstream_headers([(b"Via", b"1.0 edge")], FACTS, off)
     assert (b"Via", b"1.0 edge") in out and not any(n == b"X-Kong-Request-Id" for n, _ in out)
-    down = downstream_headers([(b"A", b"1")], upstream_ms=1, proxy_ms=1, request_id="r",
+    down = downstream_headers([(b"A", b"1")], upstream_ms=1, proxy_ms=1, request_id=b"r",
                               set_cookie=None, policy=off)
     assert down == [(b"A", b"1")]
     made = [(b"content-type", b"x"), (b"server", b"s"), (b"x-kong-request-id", b"r"),

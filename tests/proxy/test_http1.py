@@ -41,6 +41,13 @@ def test_heads_and_chunks() -> None:
     assert http1.response_head(599, []) == b"HTTP/1.1 599 Unknown\r\n\r\n"
     assert http1.request_head("POST", b"/x?y", [(b"Host", b"h")]) == \
         b"POST /x?y HTTP/1.1\r\nHost: h\r\n\r\n"
+    assert http1.request_head("GET", b"/", []) == b"GET / HTTP/1.1\r\n\r\n"
+    # a head begun and ended apart is the same head
+    start = http1.head_start("GET", b"/p", [(b"Host", b"h"), (b"A", b"1")])
+    assert start + http1.head_end([(b"B", b"2")]) == \
+        http1.request_head("GET", b"/p", [(b"Host", b"h"), (b"A", b"1"), (b"B", b"2")])
+    assert start + http1.head_end([]) == \
+        http1.request_head("GET", b"/p", [(b"Host", b"h"), (b"A", b"1")])
     assert http1.chunk(b"hello world, 17 b") == b"11\r\nhello world, 17 b\r\n"
 
 
