@@ -317,18 +317,18 @@ class Downstream(asyncio.Protocol):
         if head.method == "CONNECT":
             raise _Refused(405)  # nginx: not a proxy for tunnels
         self._last = head
-        te = head.header(b"transfer-encoding")
+        te = self._index.get(b"transfer-encoding")
         if te is not None and te.strip().lower() != b"chunked":
             raise _Refused(501)  # nginx: "client sent unknown transfer-encoding"
         body = None
         if head.has_body:
-            expect = head.header(b"expect")
+            expect = self._index.get(b"expect")
             body = RequestBody(self, expect is not None and
                                expect.lower() == b"100-continue" and head.version == "1.1",
                                self.limits.client_body_timeout)
         self._parsing = body
         self._queue.append((head, body))
-        self._disarm()
+        self._deadline = None  # _disarm, inlined: once per request
         if not self._serving:  # answered once this read is parsed (see data_received)
             self._serving = self._dispatch = True
         else:  # pipelined: answers go in order, so parse no further for now
@@ -350,7 +350,14 @@ class Downstream(asyncio.Protocol):
     def _run_next(self) -> None:
         while self._queue and not self.closed:
             head, body = self._queue.popleft()
-            self._begin_exchange(head, body)
+            # the exchange begins (inlined: once per request)
+            self.current = body
+            self._keep_alive = head.keep_alive and not self._last_response
+            self._responding = False
+            self.status_sent = self.bytes_sent = 0
+            stats = self.stats
+            stats.total_requests += 1
+            stats.requests_active += 1
             try:
                 outcome = self.handler(self, head, body)
             except Exception:
@@ -386,35 +393,27 @@ class Downstream(asyncio.Protocol):
         """The running exchange is over (its handler returned PENDING, or its task ended):
         the connection closes or takes the next request."""
         running, self._exchange = self._exchange, None
-        if running is not None and self._over(*running):
-            self._run_next()
+        if running is not None and self._over(running[0], running[1]):
+            if self._queue:
+                self._run_next()
+            else:
+                self._next_request()
 
     def _over(self, head: http1.RequestHead, body: RequestBody | None) -> bool:
         """An exchange ended: whether the connection takes another request."""
         self.stats.requests_active -= 1
         self.current = None
         self.source = None
-        if not self._reusable(head, body):
+        if head.upgrade:  # switched protocols (and closed) or refused: not reused
+            reusable = False
+        elif body is not None and not body.complete and not self.closed:
+            reusable = False  # the rest of the body would be read as the next request
+        else:
+            reusable = self._keep_alive and not (self._half_closed and not self._queue)
+        if not reusable:
             self._serving = False
             self.close()
-            return False
-        return True
-
-    def _begin_exchange(self, head: http1.RequestHead, body: RequestBody | None) -> None:
-        self.current = body
-        self._keep_alive = head.keep_alive and not self._last_response
-        self._responding = False
-        self.status_sent = 0
-        self.bytes_sent = 0
-        self.stats.total_requests += 1
-        self.stats.requests_active += 1
-
-    def _reusable(self, head: http1.RequestHead, body: RequestBody | None) -> bool:
-        if head.upgrade:  # switched protocols (and closed) or refused: not reused
-            return False
-        if body is not None and not body.complete and not self.closed:
-            return False  # the rest of the body would be read as the next request
-        return self._keep_alive and not (self._half_closed and not self._queue)
+        return reusable
 
     def _next_request(self) -> None:
         """Every request answered: read on (a pipelined request may be parsed right away,
@@ -422,7 +421,8 @@ class Downstream(asyncio.Protocol):
         self._serving = False
         if self.closed:
             return
-        self._resume("pipeline")
+        if self._paused:
+            self._resume("pipeline")
         if not self._queue and self._parsing is None and not self._serving:
             self._arm(self.limits.keepalive_timeout)
 

@@ -14,12 +14,7 @@ from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
 from gateway.proxy.connection import PENDING, Pending
-from gateway.proxy.forwarding import (
-    Forwarded,
-    downstream_headers,
-    forwarded_headers,
-    tail_headers,
-)
+from gateway.proxy.forwarding import downstream_headers, forwarded_headers, tail_headers
 from gateway.proxy.retry import BodyState, cause, decide
 from gateway.proxy.tunnel import Tunnel
 from gateway.router.paths import upstream_uri
@@ -56,7 +51,8 @@ class Forward:
         out on a pooled connection (``pooled``: the caller can take PENDING), else the
         attempts' coroutine for the caller to await (returned, not awaited here: one frame
         less for every wake-up to pass through)."""
-        target, match, head, conn = self.ex.target, self.ex.match, self.ex.head, self.ex.conn
+        ex = self.ex
+        target, match, head, conn = ex.target, ex.match, ex.head, ex.conn
         route = match.route
         uri = match.uri  # the same for every request the router's cache answers
         if uri is None:
@@ -65,37 +61,36 @@ class Forward:
         # not `b"?" in target`: bytes' `in` first tries its operand as an integer, and the
         # TypeError is made (message formatted) and cleared on every call
         if head.target.find(b"?") >= 0:
-            uri += b"?" + self.ex.query
+            uri += b"?" + ex.query
         self.uri = uri
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
-        kong = self.ex.kong
-        policy = self.ex.proxy.headers
+        kong = ex.kong
+        policy = ex.proxy.headers
         changes = NO_CHANGES if kong is None else kong.upstream_changes()
-        # Forwarded by position (hop, host, path, prefix, version, request_id): keywords
-        # would be put in a dict per request. The forwarded part is the connection memo's
-        # own list (never changed here); what each request adds goes to its tail
-        self.forwarded = forwarded_headers(head.headers, Forwarded(
-            conn.hop, self.ex.host, self.ex.path, stripped, head.version, self.ex.rid),
-            policy, changes.drop, conn.forwarded)
-        tail = self.tail = tail_headers(self.ex.rid, policy, changes)
+        # the forwarded part is the connection memo's own list (never changed here); what
+        # each request adds goes to its tail
+        self.forwarded = forwarded_headers(head.headers, conn.hop, ex.host, ex.path, stripped,
+                                           head.version, policy, changes.drop, conn.forwarded)
+        tail = self.tail = tail_headers(ex.rid, policy, changes)
+        body = ex.body
         if head.upgrade and http1.is_websocket(head):  # hop-by-hop, asked for on purpose
             tail += [(b"Connection", b"Upgrade"), (b"Upgrade", head.header(b"upgrade") or b"")]
         self.chunked = False
-        if self.ex.body is not None:
+        if body is not None:
             length = head.header(b"content-length")
             if length is not None:
                 tail.append((b"Content-Length", length))
             else:
                 self.chunked = True
                 tail.append((b"Transfer-Encoding", b"chunked"))
-        balancer = self.balancer = self.ex.proxy.balancers.get(target.upstream.id) \
+        balancer = self.balancer = ex.proxy.balancers.get(target.upstream.id) \
             if target.upstream else None
         self.hash_key = self.set_cookie = None
         if balancer is not None and balancer.upstream.algorithm == "consistent-hashing":
             self.hash_key, self.set_cookie = hash_key(balancer.upstream, self._hash_scope(),
                                                       match.path, match.captures)
         self.tried: list[str] = []
-        if pooled and self.ex.body is None and not head.upgrade:
+        if pooled and body is None and not head.upgrade:
             return self._start()
         return self._attempts(0, None)
 
@@ -148,7 +143,8 @@ class Forward:
             if origin.upgraded is not None:  # switched protocols: the tunnel's, then closed
                 return self._tunnel(origin, peer)
             origins.release(origin, True)
-            self._report(peer, "success", relay)
+            if peer is not None:
+                self._report(peer, "success", relay)
             return None
         origins.release(origin, False)
         if self._stale(err, origin):  # the same attempt, on a new connection

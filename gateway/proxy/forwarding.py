@@ -126,21 +126,23 @@ class Memo:
         return self.head_bytes
 
 
-def forwarded_headers(client: Headers, facts: Forwarded, policy: HeaderPolicy = DEFAULT_POLICY,
+def forwarded_headers(client: Headers, hop: Hop, host: str, path: str, prefix: str | None,
+                      version: str, policy: HeaderPolicy = DEFAULT_POLICY,
                       drop: frozenset[bytes] = frozenset(), memo: Memo | None = None
                       ) -> Headers:
     """The client's end-to-end headers and the gateway's forwarding headers: everything but
     ``Host`` (which depends on the target of each attempt), the request id and the plugins'
     additions (``tail_headers``) and the body's framing (which the exchange decides).
-    ``drop``: names a plugin's ``service_request`` leaves out. With ``memo``, the list may be
-    the memo's own (the inputs repeated): the caller must not change it."""
+    The facts are ``Forwarded``'s, by position (made into one only when the pass runs: a
+    keep-alive connection's memo answers most requests). ``drop``: names a plugin's
+    ``service_request`` leaves out. With ``memo``, the list may be the memo's own (the inputs
+    repeated): the caller must not change it."""
     # every input of the pass (`client` compared by value, item by item; the others are the
     # same objects from one request to the next)
-    key = (client, facts.hop, facts.host, facts.path, facts.prefix, facts.version, policy,
-           drop)
+    key = (client, hop, host, path, prefix, version, policy, drop)
     if memo is not None and memo.key == key:
         return memo.headers
-    out = _forwarded(client, facts, policy, drop)
+    out = _forwarded(client, Forwarded(hop, host, path, prefix, version, b""), policy, drop)
     if memo is not None:
         memo.key, memo.headers = key, out
     return out
@@ -161,7 +163,8 @@ def upstream_headers(client: Headers, facts: Forwarded,
                      changes: UpstreamChanges = NO_CHANGES, memo: Memo | None = None
                      ) -> Headers:
     """``forwarded_headers`` and ``tail_headers`` in one new list, the caller's to extend."""
-    return [*forwarded_headers(client, facts, policy, changes.drop, memo),
+    return [*forwarded_headers(client, facts.hop, facts.host, facts.path, facts.prefix,
+                               facts.version, policy, changes.drop, memo),
             *tail_headers(facts.request_id, policy, changes)]
 
 

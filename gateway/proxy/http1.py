@@ -51,9 +51,12 @@ class RequestHead:
 
     @property
     def has_body(self) -> bool:
-        length = self.header(b"content-length")
-        return (length is not None and length.strip() != b"0") or \
-            self.header(b"transfer-encoding") is not None
+        index = self.index
+        if index is None:
+            length, te = self.header(b"content-length"), self.header(b"transfer-encoding")
+        else:  # read for every request: two dict reads, not two calls
+            length, te = index.get(b"content-length"), index.get(b"transfer-encoding")
+        return (length is not None and length.strip() != b"0") or te is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,6 @@ class OriginConnection(asyncio.Protocol):
             return
         self.last_read = time.monotonic()
         self.received += len(data)
-        relay = self._relay
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -209,6 +208,9 @@ class OriginConnection(asyncio.Protocol):
                 self._broken(f"invalid response: {exc.__context__ or exc}")
         except httptools.HttpParserError as exc:
             self._broken(f"invalid response: {exc}")
+        # a response still under way: what this read gave goes out now (a complete one was
+        # flushed by its relay's done; a failed one is the exchange's to cut)
+        relay = self._relay
         if relay is not None:
             relay.flush()
 
@@ -253,7 +255,8 @@ class OriginConnection(asyncio.Protocol):
             length = int(raw_length)
         self._started = True
         self._until_close = has_body and length is None and not chunked
-        self._wake_drain()
+        if self._drain is not None:  # a body being sent: the answer ends its wait
+            self._wake_drain()
         if self._relay is not None:
             self._relay.head(status, headers, length, has_body)
         if self._method == "HEAD":
@@ -274,7 +277,9 @@ class OriginConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ internals
     def _complete(self) -> None:
         self._until_close = False
-        self._stop_read_timer()
+        self._read_active = False  # _stop_read_timer's common case
+        if self.closed:
+            self._stop_read_timer()
         relay, self._relay = self._relay, None
         if relay is not None:
             relay.done()

@@ -70,8 +70,10 @@ def test_a_connections_memo_serialises_the_repeated_head_once() -> None:
     own tail (its id, a plugin's additions, framing) never enters it."""
     memo = Memo()
     client = [(b"Host", b"site.test"), (b"X-A", b"1")]
-    fwd = forwarded_headers(client, FACTS, memo=memo)
-    assert forwarded_headers(list(client), FACTS, memo=memo) is fwd  # repeated: reused
+    facts = (FACTS.hop, FACTS.host, FACTS.path, FACTS.prefix, FACTS.version)
+    fwd = forwarded_headers(client, *facts, memo=memo)
+    assert fwd == upstream_headers(client, FACTS)[:-1]  # all but the request id
+    assert forwarded_headers(list(client), *facts, memo=memo) is fwd  # repeated: reused
     tail = tail_headers(b"r9")
     assert tail == [(b"X-Kong-Request-Id", b"r9")]
 
@@ -85,8 +87,8 @@ def test_a_connections_memo_serialises_the_repeated_head_once() -> None:
     assert memo.head("GET", b"/a", b"up", fwd) is memo.head("GET", b"/a", b"up", fwd)
     assert head(b"/b", b"up", fwd) == whole(b"/b", b"up", fwd)
     assert head(b"/b", b"other", fwd) == whole(b"/b", b"other", fwd)
-    moved = forwarded_headers(client, Forwarded(FACTS.hop, "else.test", FACTS.path,
-                                                FACTS.prefix, "1.1", b"r"), memo=memo)
+    moved = forwarded_headers(client, FACTS.hop, "else.test", FACTS.path, FACTS.prefix,
+                              "1.1", memo=memo)
     assert moved is not fwd and head(b"/b", b"other", moved) == whole(b"/b", b"other", moved)
     assert b"r9" not in memo.head("GET", b"/b", b"other", moved)
     dropped = UpstreamChanges(frozenset({b"x-kong-request-id"}), ((b"X-P", b"1"),))
