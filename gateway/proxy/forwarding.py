@@ -261,11 +261,14 @@ class ResponseHeaders:
         the next response. A Transfer-Encoding voids the length (the last Content-Length
         counts otherwise)."""
         out, length, chunked, upgrade = self.out, self.length, self.chunked, self.upgrade
-        if self.connection is not None:
-            listed = _listed(self.connection)
-            if listed:  # rare: a second pass
-                out = [pair for pair in out if pair[0].lower() not in listed]
+        connection = self.connection
+        if connection is not None:
             self.connection = None
+            # nearly every response's Connection lists nothing but keep-alive or close
+            if len(connection) > 1 or connection[0].lower() not in _PLAIN_CONNECTION:
+                listed = _listed(connection)
+                if listed:  # rare: a second pass
+                    out = [pair for pair in out if pair[0].lower() not in listed]
         self.out = []
         self.length = self.upgrade = None
         self.chunked = False

@@ -140,7 +140,8 @@ class OriginConnection(asyncio.Protocol):
         self._read_active = True
         loop = self.loop
         timer = self._read_timer
-        if timer is not None and timer.when() > loop.time() + self._read_timeout:
+        # the loop's clock and time.monotonic's are the same (CLOCK_MONOTONIC)
+        if timer is not None and timer.when() > now + self._read_timeout:
             timer.cancel()  # left by a service with a longer read_timeout
             timer = None
         if timer is None:
