@@ -373,8 +373,9 @@ class _Relay:
         if after is not None and kong is not None and after.header_filter:
             # Kong's rule: Content-Length stays, body filters or not, unless a header filter
             # clears it (then the body is chunked)
-            status, out, length = phases.header_filter(after, kong, status, out, length,
-                                                       "service")
+            # phases.header_filter's one call, made here: once per response with a filter
+            status, out, length = kong.filter_head(after.header_filter, status, out, length,
+                                                   "service")
         self.status = status
         conn = ex.conn
         if status == 101:
