@@ -412,7 +412,9 @@ class _Relay:
     def done(self) -> None:
         after, kong = self.ex.after, self.ex.kong
         if after is not None and kong is not None and after.body_filter:
-            held, self.held = self.held, None
-            self.ex.conn.send(phases.body_filter(after, kong, held or b"", True))
+            chunk, self.held = self.held or b"", None
+            for call in after.body_filter:  # phases.body_filter's loop: once per response
+                chunk = call(kong, chunk, True)
+            self.ex.conn.send(chunk)
         self.ex.conn.end_response()
 
