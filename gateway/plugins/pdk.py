@@ -107,7 +107,8 @@ class ServiceRequest:
 @dataclass(frozen=True, slots=True)
 class UpstreamChanges:
     """What the plugins' ``service_request`` does to the upstream request, as the
-    forwarding pass (``gateway.proxy.forwarding.upstream_headers``) applies it: lower-case
+    forwarding pass (``gateway.proxy.forwarding``: ``forwarded_headers`` leaves the names
+    out, ``tail_headers`` adds the headers) applies it: lower-case
     names left out, headers added last. Made once per request (per connection, replayed)."""
 
     drop: frozenset[bytes]

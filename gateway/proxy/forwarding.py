@@ -162,7 +162,9 @@ def upstream_headers(client: Headers, facts: Forwarded,
                      policy: HeaderPolicy = DEFAULT_POLICY,
                      changes: UpstreamChanges = NO_CHANGES, memo: Memo | None = None
                      ) -> Headers:
-    """``forwarded_headers`` and ``tail_headers`` in one new list, the caller's to extend."""
+    """``forwarded_headers`` and ``tail_headers`` in one new list, the caller's to extend:
+    the whole pass in the form its tests state it (the data plane keeps the two parts apart,
+    so that the memo can serialise the first once per connection)."""
     return [*forwarded_headers(client, facts.hop, facts.host, facts.path, facts.prefix,
                                facts.version, policy, changes.drop, memo),
             *tail_headers(facts.request_id, policy, changes)]
