@@ -6,12 +6,19 @@ This callback lets the application choose the key per ticket (``tickets.py`` der
 and refuse a ticket for an SNI. OpenSSL calls it on the context a connection was accepted on
 (the SSL's session context), even after the SNI callback switched the connection's context.
 Bound separately from the rest of the bridge: an OpenSSL without it (1.1.1) loses only this.
+
+A new ticket's key comes from C where the ``gateway.tls._tickets`` extension was built
+(``_tickets.c``): it keeps the current key and its interval and calls the Python callback
+for everything else (a ticket to decrypt, a key past its interval, a failure), which hands it
+the next key. Without the extension every ticket asks Python, at ~18 µs each.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +51,11 @@ class TicketKey:
 
 
 # The ticket callback's questions (sync, inside the handshake, no I/O): which key encrypts
-# a new ticket now; which key decrypts a ticket named so for this SNI, and whether the client
-# should get a fresh ticket (the key is not the current one) -- None: full handshake.
-Encrypting = Callable[[], TicketKey | None]
+# a new ticket now, and from when until when by the wall clock it stays that key (an empty
+# interval: ask for every ticket); which key decrypts a ticket named so for this SNI, and
+# whether the client should get a fresh ticket (the key is not the current one) -- None:
+# full handshake.
+Encrypting = Callable[[], tuple[TicketKey, float, float] | None]
 Decrypting = Callable[[bytes, str | None], tuple[TicketKey, bool] | None]
 
 
@@ -69,6 +78,8 @@ class TicketCallback:
     encrypting: Encrypting
     decrypting: Decrypting
     pointer: Any = None
+    slot: int | None = None  # its slot in _tickets.c; None: every ticket asks Python
+    python_encrypts: int = 0  # new tickets whose key Python gave (C gave the others)
     failed: bool = False  # logged once
     _prepared: dict[bytes, _PreparedKey] = field(default_factory=dict)
 
@@ -103,14 +114,20 @@ class TicketCallback:
             return 0
 
     def _encrypt(self, name: int, iv: int, cipher: int, mac: int) -> int:
-        key = self.encrypting()
-        if key is None:
+        self.python_encrypts += 1
+        found = self.encrypting()
+        if found is None:
             return 0  # no ticket
+        key, start, end = found
         lib = self.bridge.crypto_lib
         if lib.RAND_bytes(iv, 16) != 1:
             return self._failed("RAND_bytes")
         ctypes.memmove(name, key.name, 16)
-        return self._init(key, lib.EVP_EncryptInit_ex, iv, cipher, mac)
+        done = self._init(key, lib.EVP_EncryptInit_ex, iv, cipher, mac)
+        if done and self.slot is not None and start < end:  # C issues the next ones
+            self.bridge.native.ramparts_tickets_set_key(self.slot, key.name, key.hmac,
+                                                        key.aes, start, end)
+        return done
 
     def _decrypt(self, ssl_ptr: int, name: int, iv: int, cipher: int, mac: int) -> int:
         found = self.decrypting(ctypes.string_at(name, 16), self.bridge.hello_sni(ssl_ptr))
@@ -162,12 +179,20 @@ class TicketBridge:
     ssl_lib: Any
     crypto_lib: Any
     aes_256_cbc: int  # const EVP_CIPHER* of the ticket cipher (nginx's: AES-256-CBC)
+    native: Any = None  # _tickets.c, bound to this libcrypto; None: not built here
 
     def install(self, ctx_ptr: int, encrypting: Encrypting, decrypting: Decrypting
                 ) -> TicketCallback:
         callback = TicketCallback(self, encrypting, decrypting)
         callback.pointer = _TICKET_CB(callback)
-        if self.ssl_lib.SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx_ptr, callback.pointer) != 1:
+        pointer = ctypes.cast(callback.pointer, ctypes.c_void_p)
+        if self.native is not None:
+            slot = self.native.ramparts_tickets_acquire(pointer)
+            if slot >= 0:  # else all eight are taken: this context's tickets ask Python
+                callback.slot = slot
+                weakref.finalize(callback, self.native.ramparts_tickets_release, slot)
+                pointer = self.native.ramparts_tickets_callback(slot)
+        if self.ssl_lib.SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx_ptr, pointer) != 1:
             raise OSError("cannot set the session ticket key callback")
         return callback
 
@@ -186,7 +211,7 @@ def bind(lib: Any, crypto: Any) -> TicketBridge:
     """Raises AttributeError when this libssl lacks a function (OpenSSL before 3.0)."""
     vp, ci = ctypes.c_void_p, ctypes.c_int
     signatures: list[tuple[Any, str, Any, list[Any]]] = [
-        (lib, "SSL_CTX_set_tlsext_ticket_key_evp_cb", ci, [vp, _TICKET_CB]),
+        (lib, "SSL_CTX_set_tlsext_ticket_key_evp_cb", ci, [vp, vp]),
         (lib, "SSL_client_hello_get0_ext", ci, [vp, ctypes.c_uint, ctypes.POINTER(vp),
                                                 ctypes.POINTER(ctypes.c_size_t)]),
         (lib, "SSL_version", ci, [vp]),
@@ -199,4 +224,36 @@ def bind(lib: Any, crypto: Any) -> TicketBridge:
     for owner, name, restype, argtypes in signatures:
         fn = getattr(owner, name)
         fn.restype, fn.argtypes = restype, argtypes
-    return TicketBridge(ssl_lib=lib, crypto_lib=crypto, aes_256_cbc=crypto.EVP_aes_256_cbc())
+    cipher = crypto.EVP_aes_256_cbc()
+    return TicketBridge(ssl_lib=lib, crypto_lib=crypto, aes_256_cbc=cipher,
+                        native=_native(crypto, cipher))
+
+
+def _native(crypto: Any, cipher: int) -> Any:
+    """``_tickets.c`` bound to ``crypto`` (the libcrypto ``_ssl`` uses), or None where the
+    extension was not built (no compiler at install time)."""
+    try:
+        module = importlib.import_module("gateway.tls._tickets")
+    except ImportError:
+        log.info("session tickets: the C extension is not built; each ticket asks Python")
+        return None
+    native = ctypes.CDLL(module.__file__)
+    vp, ci, cd = ctypes.c_void_p, ctypes.c_int, ctypes.c_double
+    for name, restype, argtypes in [
+        ("ramparts_tickets_bind", None, [vp, vp, vp, vp]),
+        ("ramparts_tickets_acquire", ci, [vp]),
+        ("ramparts_tickets_callback", vp, [ci]),
+        ("ramparts_tickets_release", None, [ci]),
+        ("ramparts_tickets_set_key", None, [ci, ctypes.c_char_p, ctypes.c_char_p,
+                                             ctypes.c_char_p, cd, cd]),
+    ]:
+        fn = getattr(native, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    address = ctypes.c_void_p
+
+    def pointer(fn: Any) -> Any:
+        return ctypes.cast(fn, address)
+
+    native.ramparts_tickets_bind(pointer(crypto.RAND_bytes), pointer(crypto.EVP_EncryptInit_ex),
+                                 pointer(crypto.EVP_MAC_CTX_set_params), cipher)
+    return native

@@ -149,6 +149,14 @@ class TicketKeys:
         """The key new tickets are encrypted under."""
         return self._keys().current
 
+    def encrypting_until(self) -> tuple[TicketKey, float, float]:
+        """The same, with the wall-clock interval it stays so: its epoch (empty when this
+        schedule's clock is not the wall clock: the caller asks again for every ticket)."""
+        window = self._keys()
+        if self.clock is not time.time:
+            return window.current, 0.0, 0.0
+        return window.current, window.epoch * self.period, (window.epoch + 1) * self.period
+
     def decrypting(self, name: bytes) -> tuple[TicketKey, bool] | None:
         """The key a ticket named ``name`` was encrypted under, if it is still accepted (the
         previous, current or next epoch), and whether the client should get a fresh ticket
@@ -178,7 +186,7 @@ def install(ctx: ssl.SSLContext, keys: TicketKeys,
     def decrypting(name: bytes, server_name: str | None) -> tuple[TicketKey, bool] | None:
         return None if refuse(server_name) else keys.decrypting(name)
 
-    return bridge.set_ticket_callback(ctx, keys.encrypting, decrypting)
+    return bridge.set_ticket_callback(ctx, keys.encrypting_until, decrypting)
 
 
 def disable(ctx: ssl.SSLContext) -> None:
