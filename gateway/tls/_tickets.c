@@ -58,7 +58,7 @@ typedef struct {
 typedef struct {
     ticket_cb python; /* NULL: the slot is free */
     ticket_key keys[2];    /* written apart, then published by one store of `current` */
-    volatile int current; /* -1: no key yet */
+    int current;      /* -1: no key yet */
 } slot_t;
 
 static slot_t slots[SLOTS];
@@ -72,7 +72,7 @@ static double wall_clock(void) {
 
 static int ticket(slot_t *slot, void *ssl, unsigned char *name, unsigned char *iv,
                   void *cipher_ctx, void *mac_ctx, int enc) {
-    int at = slot->current;
+    int at = __atomic_load_n(&slot->current, __ATOMIC_ACQUIRE);
     if (enc && at >= 0) {
         const ticket_key *key = &slot->keys[at];
         double now = wall_clock();
@@ -118,7 +118,7 @@ void ramparts_tickets_bind(void *rand_bytes, void *encrypt_init, void *mac_set_p
 int ramparts_tickets_acquire(void *python) {
     for (int i = 0; i < SLOTS; i++) {
         if (slots[i].python == NULL) {
-            slots[i].current = -1;
+            __atomic_store_n(&slots[i].current, -1, __ATOMIC_RELEASE);
             slots[i].python = (ticket_cb)python;
             return i;
         }
@@ -130,18 +130,23 @@ void *ramparts_tickets_callback(int slot) { return (void *)callbacks[slot]; }
 
 /* Once no context uses the slot's callback any more. */
 void ramparts_tickets_release(int slot) {
-    slots[slot].current = -1;
+    __atomic_store_n(&slots[slot].current, -1, __ATOMIC_RELEASE);
     slots[slot].python = NULL;
     memset(slots[slot].keys, 0, sizeof slots[slot].keys); /* no key outlives its use */
 }
 
 /* The key new tickets are encrypted under from `start` to `end` (wall clock); after that,
- * the Python callback is asked again. Called from inside that callback (the handshake's own
- * thread); the key not in use is written, then published. */
+ * the Python callback is asked again. Called from inside that callback, once an epoch: the
+ * key not in use is written, then published. Handshakes run on one thread (the event loop's),
+ * so no reader is still inside the buffer being written. */
 void ramparts_tickets_set_key(int slot, const unsigned char *name, const unsigned char *hmac,
                               const unsigned char *aes, double start, double end) {
     slot_t *s = &slots[slot];
-    int next = s->current == 0 ? 1 : 0;
+    int at = __atomic_load_n(&s->current, __ATOMIC_ACQUIRE);
+    if (at >= 0 && s->keys[at].start == start && s->keys[at].end == end &&
+        memcmp(s->keys[at].name, name, NAME_BYTES) == 0)
+        return; /* published already: leave both buffers alone */
+    int next = at == 0 ? 1 : 0;
     ticket_key *key = &s->keys[next];
     memcpy(key->name, name, NAME_BYTES);
     memcpy(key->hmac, hmac, HMAC_BYTES);

@@ -145,14 +145,17 @@ class Bridge:
             raise ssl.SSLError("cannot set session ticket keys")
 
     def set_ticket_callback(self, ctx: ssl.SSLContext, encrypting: Encrypting,
-                            decrypting: Decrypting) -> TicketCallback:
+                            decrypting: Decrypting, in_c: bool = True) -> TicketCallback:
         """Session tickets of every connection accepted on ``ctx`` (OpenSSL takes ticket keys
         from the context a connection started on, even after the SNI callback switched it)
-        are encrypted and decrypted with the keys these functions give. Keep the result
-        referenced as long as ``ctx`` lives."""
+        are encrypted and decrypted with the keys these functions give; ``in_c``: new
+        tickets may take their key from C once ``encrypting`` gave it an interval. The
+        context keeps the callback (C holds raw pointers to it) for as long as it lives."""
         if self.tickets is None:
             raise OSError(self.tickets_unavailable)
-        return self.tickets.install(self.ctx_ptr(ctx), encrypting, decrypting)
+        callback = self.tickets.install(self.ctx_ptr(ctx), encrypting, decrypting, in_c)
+        setattr(ctx, "_ramparts_ticket_callback", callback)  # noqa: B010 -- not a slot
+        return callback
 
     def set_session_timeout(self, ctx: ssl.SSLContext, seconds: int) -> None:
         """How long a session (and a ticket: its lifetime hint) may be resumed."""

@@ -181,12 +181,15 @@ class TicketBridge:
     aes_256_cbc: int  # const EVP_CIPHER* of the ticket cipher (nginx's: AES-256-CBC)
     native: Any = None  # _tickets.c, bound to this libcrypto; None: not built here
 
-    def install(self, ctx_ptr: int, encrypting: Encrypting, decrypting: Decrypting
-                ) -> TicketCallback:
+    def install(self, ctx_ptr: int, encrypting: Encrypting, decrypting: Decrypting,
+                in_c: bool = True) -> TicketCallback:
+        """The callback on the context at ``ctx_ptr``: C's slot callback when ``in_c`` and a
+        slot is free (the slot goes back when the callback object does, so the context must
+        hold it: ``Bridge.set_ticket_callback``), else the Python one."""
         callback = TicketCallback(self, encrypting, decrypting)
         callback.pointer = _TICKET_CB(callback)
         pointer = ctypes.cast(callback.pointer, ctypes.c_void_p)
-        if self.native is not None:
+        if in_c and self.native is not None:
             slot = self.native.ramparts_tickets_acquire(pointer)
             if slot >= 0:  # else all eight are taken: this context's tickets ask Python
                 callback.slot = slot

@@ -149,11 +149,17 @@ class TicketKeys:
         """The key new tickets are encrypted under."""
         return self._keys().current
 
+    @property
+    def wall_clock(self) -> bool:
+        """Whether epochs follow the wall clock (a test's clock does not: C cannot keep its
+        keys, ``_tickets.c``)."""
+        return self.clock is time.time
+
     def encrypting_until(self) -> tuple[TicketKey, float, float]:
         """The same, with the wall-clock interval it stays so: its epoch (empty when this
         schedule's clock is not the wall clock: the caller asks again for every ticket)."""
         window = self._keys()
-        if self.clock is not time.time:
+        if not self.wall_clock:
             return window.current, 0.0, 0.0
         return window.current, window.epoch * self.period, (window.epoch + 1) * self.period
 
@@ -186,7 +192,7 @@ def install(ctx: ssl.SSLContext, keys: TicketKeys,
     def decrypting(name: bytes, server_name: str | None) -> tuple[TicketKey, bool] | None:
         return None if refuse(server_name) else keys.decrypting(name)
 
-    return bridge.set_ticket_callback(ctx, keys.encrypting_until, decrypting)
+    return bridge.set_ticket_callback(ctx, keys.encrypting_until, decrypting, keys.wall_clock)
 
 
 def disable(ctx: ssl.SSLContext) -> None:
