@@ -307,11 +307,17 @@ class Downstream(asyncio.Protocol):
         if len(self._headers) > self._count_max:  # counted once: the head's size bounds it
             raise _Refused(431)
         parser = self.parser
+        keep_alive = parser.should_keep_alive()
+        # HTTP/1.1 read off keep-alive where it can be (httptools' get_http_version is a
+        # str.format, ~1 % of a request): llhttp keeps a connection without a Connection
+        # header alive only on 1.1 (1.0 needs "keep-alive"; 1.1 is the one version it
+        # accepts with a non-zero minor). Any other case asks the parser.
+        version = "1.1" if keep_alive and b"connection" not in self._index else \
+            parser.get_http_version()
         # by position (method, target, version, headers, keep_alive, upgrade, index, hosts):
         # a class called with keywords gets them in a dict, made and freed per request
         head = http1.RequestHead(parser.get_method().decode("ascii", "replace"), self._url,
-                                 parser.get_http_version(), self._headers,
-                                 parser.should_keep_alive(), parser.should_upgrade(),
+                                 version, self._headers, keep_alive, parser.should_upgrade(),
                                  self._index, self._hosts)
         self._in_head = _NO_HEAD
         if head.method == "CONNECT":

@@ -375,3 +375,35 @@ async def test_a_closed_connection_is_freed_without_the_collector(port: int) -> 
         gc.garbage.clear()
         gc.enable()
     assert left == []
+
+
+async def test_each_requests_http_version_and_keep_alive() -> None:
+    """The version is read off keep-alive where only HTTP/1.1 can be kept alive without a
+    Connection header (no formatting call per request); every other shape asks the parser."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+        seen.append((head.version, head.keep_alive))
+        conn.reply(Reply(200, [], b"ok"), head)
+
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(record, ServerStats(), Limits(keepalive_timeout=0.2))
+    await plane.serve([(sock, 16)])
+    shapes = {
+        b"HTTP/1.1\r\nHost: a": ("1.1", True),
+        b"HTTP/1.1\r\nHost: a\r\nConnection: close": ("1.1", False),
+        b"HTTP/1.1\r\nHost: a\r\nConnection: keep-alive": ("1.1", True),
+        b"HTTP/1.0": ("1.0", False),
+        b"HTTP/1.0\r\nConnection: keep-alive": ("1.0", True),
+        b"HTTP/1.0\r\nConnection: close": ("1.0", False),
+        b"HTTP/2.0\r\nHost: a": ("2.0", False),
+        b"HTTP/0.9": ("0.9", False),
+    }
+    try:
+        for shape in shapes:
+            await exchange(number, b"GET / " + shape + b"\r\n\r\n", timeout=2)
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
+    assert seen == list(shapes.values())
