@@ -51,7 +51,7 @@ BENCH_DIR ?= ../shared/bench
 BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
 BENCH_PROXIES ?= nginx pyref leanref
 BENCH_SCENARIOS ?= a b b_rsa b_resume c d
-BENCH_EXTRA ?= mtls routes plugins workers idle groups
+BENCH_EXTRA ?= keepalive mtls routes plugins workers idle groups
 bench: $(VENV)/.installed-run
 	@test -x $(BENCH_DIR)/run.sh || { echo "bench harness not found at $(BENCH_DIR)"; exit 1; }
 	PROXIES="$(BENCH_PROXIES)" SCENARIOS="$(BENCH_SCENARIOS)" GATEWAY_NAME=ramparts \

@@ -7,9 +7,15 @@ and each wrk output. Same layout as the harness: the proxy pinned to CPU 0, wrk 
 origin on CPU 1, every proxy in the same run as its nginx reference, the proxy's CPU µs per
 request from its process group's CPU time (the figure other tenants move least).
 
-Scenarios (SCENARIOS="mtls routes plugins workers idle groups"; DUR=6 WARM=1 CONNS=50 ROUNDS=3). The
+Scenarios (SCENARIOS="keepalive mtls routes plugins workers idle groups"; DUR=6 WARM=1
+CONNS=50 ROUNDS=3). The
 proxies of one comparison run at once and are measured in ROUNDS interleaved rounds; the run
 with the median CPU per request stands (a shared machine's load then hits each alike):
+  keepalive the harness's keep-alive scenarios a (HTTPS, plain origin), c (client
+           certificate required by the listener) and d (HTTPS origin requiring a client
+           certificate) for ramparts, set up as bench/gateway.sh sets it up, and leanref, in
+           interleaved rounds: issue 10's bound (1.4x leanref's CPU) on a noisy machine, where
+           the harness measures each once
   mtls     mtls-auth on the route (seed 003 style: a CA certificate, a consumer credential)
            against the same node without it, keep-alive and a new connection per request;
            nginx `ssl_verify_client optional` (401 unless SUCCESS) and leanref's mTLS port
@@ -43,7 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kongyml import base_config, mtls_config, noop_config, routes_config
+from kongyml import (
+    base_config,
+    client_cert_config,
+    mtls_config,
+    noop_config,
+    routes_config,
+)
 from meter import (
     Layout,
     Load,
@@ -81,6 +93,7 @@ class Bench:
     out: Path
     pki: Path
     origin_port: int = 0
+    origin_tls_port: int = 0  # HTTPS, a client certificate required
     origin_pgid: int = 0
     results: list[Result] = field(default_factory=list)
 
@@ -172,7 +185,8 @@ def start_leanref(b: Bench) -> tuple[subprocess.Popen[bytes], int, int]:
            "GW_KEY": str(b.pki / "server.key"), "GW_CA": str(b.pki / "ca.crt"),
            "GW_CLIENT_CA": str(b.pki / "ca.crt"),
            "GW_UPSTREAM_HTTP": f"http://127.0.0.1:{b.origin_port}",
-           "GW_UPSTREAM_HTTPS": f"https://127.0.0.1:{b.origin_port}",
+           "GW_UPSTREAM_HTTPS": f"https://127.0.0.1:{b.origin_tls_port}",
+           "GW_UPSTREAM_TLS_NAME": "localhost",
            "GW_UPSTREAM_CLIENT_CERT": str(b.pki / "client.crt"),
            "GW_UPSTREAM_CLIENT_KEY": str(b.pki / "client.key")}
     python = Path(os.environ.get("PYVENV", "/tmp/benchvenv")) / "bin" / "python"
@@ -230,6 +244,71 @@ def fleet(b: Bench) -> Iterator[Fleet]:
     finally:
         for proc in f.procs:
             b.procs.stop(proc)
+
+
+# ---------------------------------------------------------------- scenario: keep-alive
+# bench/gateway.sh's settings: the access log off and X25519 first, as the harness runs it
+HARNESS_SETTINGS = {"proxy_access_log": "off", "tls": {"curve_preferences": [29, 23, 24, 25]}}
+
+
+def scenario_keepalive(b: Bench) -> str:
+    cpu, pki = b.lay.proxy_cpu, b.pki
+    mtls = {**HARNESS_SETTINGS, "tls": {**HARNESS_SETTINGS["tls"], "enable_mtls": True,
+                                        "ca_certs": [str(pki / "ca.crt")],
+                                        "disable_system_ca_pool": True}}
+    tls_doc = client_cert_config(b.origin_tls_port, (pki / "ca.crt").read_text(),
+                                 str(uuid.uuid4()), (pki / "client.crt").read_text(),
+                                 (pki / "client.key").read_text(), str(uuid.uuid4()))
+
+    def leanref() -> Started:
+        proc, tls, mtls_port = start_leanref(b)
+        return proc, [("leanref-a", b.keepalive(tls)), ("leanref-c", b.keepalive(mtls_port)),
+                      ("leanref-d", b.keepalive(tls, "/tls/"))]
+
+    def ramparts(scenario: str, doc: dict[str, object], settings: Mapping[str, object]
+                 ) -> Started:
+        proc, port = start_ramparts(b, f"ramparts-ka-{scenario}", doc, cpu, settings)
+        return proc, [(f"ramparts-{scenario}", b.keepalive(port))]
+
+    with fleet(b) as f:
+        f.add(leanref)
+        f.add(lambda: ramparts("a", base_config(b.origin_port), HARNESS_SETTINGS))
+        f.add(lambda: ramparts("c", base_config(b.origin_port), mtls))
+        f.add(lambda: ramparts("d", tls_doc, HARNESS_SETTINGS))
+        got = f.measure()
+    return _keepalive_md(got, b.results, b.lay.rounds, f.notes)
+
+
+_KEEPALIVE_WHAT = {"a": "HTTPS, plain HTTP origin", "c": "client certificate at the listener",
+                   "d": "HTTPS origin requiring a client certificate"}
+
+
+def _keepalive_md(got: Mapping[str, Result], results: Sequence[Result], rounds: int,
+                  notes: list[str]) -> str:
+    by_label = {r.label: r for r in results}
+    rows = []
+    for scenario, what in _KEEPALIVE_WHAT.items():
+        lean, ours = got.get(f"leanref-{scenario}"), got.get(f"ramparts-{scenario}")
+        ratio = f"{ours.us_per_req / lean.us_per_req:.2f}x" if lean and ours and \
+            lean.ok and ours.ok else "?"
+        per_round = []
+        for i in range(1, rounds + 1):
+            lr = by_label.get(f"leanref-{scenario}.{i}")
+            rr = by_label.get(f"ramparts-{scenario}.{i}")
+            per_round.append(f"{rr.us_per_req / lr.us_per_req:.2f}" if lr and rr and lr.ok
+                             and rr.ok and lr.us_per_req > 0 else "?")
+        rows.append([f"{scenario}: {what}", cell(lean), cell(ours), ratio,
+                     " / ".join(per_round)])
+    return "\n".join([
+        "## Keep-alive against leanref in interleaved rounds (issue 10): proxy CPU µs per "
+        "request", "",
+        "The harness's keep-alive scenarios a, c and d, each proxy measured once per round "
+        f"in {rounds} interleaved rounds (the median run shown): a shared machine's load then "
+        "hits both alike. ramparts runs as bench/gateway.sh runs it (access log off, X25519 "
+        "first). Target: at most 1.4x leanref's CPU per request.", "",
+        table(["scenario", "leanref", "ramparts", "ramparts ÷ leanref (medians)",
+               "ratio in each round"], rows),
+        *(f"- {n}" for n in notes)])
 
 
 # ---------------------------------------------------------------- scenario: mtls-auth
@@ -570,14 +649,15 @@ def scenario_groups(b: Bench) -> str:
 
 
 SCENARIOS: dict[str, Callable[[Bench], str]] = {
-    "mtls": scenario_mtls, "routes": scenario_routes, "plugins": scenario_plugins,
-    "workers": scenario_workers, "idle": scenario_idle, "groups": scenario_groups}
+    "keepalive": scenario_keepalive, "mtls": scenario_mtls, "routes": scenario_routes,
+    "plugins": scenario_plugins, "workers": scenario_workers, "idle": scenario_idle,
+    "groups": scenario_groups}
 
 
 def start_origin(b: Bench) -> None:
-    b.origin_port = free_port()
+    b.origin_port, b.origin_tls_port = free_port(), free_port()
     conf = b.run / "origin.conf"
-    conf.write_text(origin_conf(b.run, b.origin_port))
+    conf.write_text(origin_conf(b.run, b.origin_port, b.origin_tls_port, b.pki))
     proc = b.procs.start("origin", b.lay.load_cpu, ["nginx", "-p", f"{b.run}/", "-e",
                                                     str(b.run / "origin.error.log"), "-c",
                                                     str(conf)])

@@ -56,3 +56,15 @@ def noop_config(origin: int, names: Sequence[str]) -> tuple[Doc, str]:
            "services": [_service(origin, [route], plugins=[{"name": name}])]}
     return doc, (f"`{name}` on the route, on its service and globally (Kong's lookup runs one "
                  "instance per plugin name: the route's)")
+
+
+def client_cert_config(origin_tls: int, ca_pem: str, ca_id: str, cert_pem: str, key_pem: str,
+                       cert_id: str) -> Doc:
+    """The harness's scenario d: an HTTPS origin, verified against the bench's CA, that
+    requires a client certificate (the service's `client_certificate`)."""
+    service = {"name": "origin-tls", "url": f"https://localhost:{origin_tls}",
+               "tls_verify": True, "ca_certificates": [ca_id], "client_certificate": cert_id,
+               "routes": [{"name": "all", "paths": ["/"]}]}
+    return {"_format_version": "3.0", "services": [service],
+            "ca_certificates": [{"id": ca_id, "cert": ca_pem}],
+            "certificates": [{"id": cert_id, "cert": cert_pem, "key": key_pem}]}

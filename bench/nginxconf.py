@@ -33,12 +33,17 @@ http {{
 """
 
 
-def origin_conf(run: Path, port: int) -> str:
-    """The origin: `200 ok` on every path, plain HTTP."""
+def origin_conf(run: Path, port: int, tls_port: int, pki: Path) -> str:
+    """The origin: `200 ok` on every path, plain HTTP on `port`; on `tls_port` HTTPS that
+    requires a client certificate of the bench's CA (the harness's scenario d)."""
+    tls = server(tls_port, pki, f"""ssl_verify_client on;
+        ssl_client_certificate {pki}/ca.crt;
+        location / {{ return 200 "ok"; }}""")
     return _http(run, "origin", 1, f"""    server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{ return 200 "ok"; }}
-    }}""")
+    }}
+{tls}""")
 
 
 def server(port: int, pki: Path, body: str) -> str:

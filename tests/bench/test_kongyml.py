@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from bench.kongyml import base_config, mtls_config, noop_config, routes_config
+from bench.kongyml import (
+    base_config,
+    client_cert_config,
+    mtls_config,
+    noop_config,
+    routes_config,
+)
 from gateway import registry
 from gateway.db.store import Store
 from gateway.declarative.parse import parse_text
@@ -48,6 +54,17 @@ def test_mtls_validates(store: Store, pki: Pki) -> None:
     plugin = config.entries["plugins"][0].values
     assert plugin["name"] == "mtls-auth" and plugin["config"]["ca_certificates"] == [CA_ID]
     assert config.entries["mtls_auth_credentials"][0].values["subject_name"] == "api-client"
+
+
+def test_client_cert_config_validates(store: Store, pki: Pki) -> None:
+    cert_id = str(uuid.uuid4())
+    config = parse_text(store, json.dumps(client_cert_config(
+        9, pki.read("s003/ca.crt"), CA_ID, pki.read("s003/client.crt"),
+        pki.read("s003/client.key"), cert_id)))
+    service = config.entries["services"][0].values
+    assert service["client_certificate"] == {"id": cert_id}
+    assert service["ca_certificates"] == [CA_ID] and service["tls_verify"] is True
+    assert config.entries["certificates"][0].values["id"] == cert_id
 
 
 def test_noop_placement() -> None:

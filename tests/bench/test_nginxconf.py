@@ -30,7 +30,8 @@ def certs(tmp_path: Path, pki: Pki) -> Path:
 
 
 def test_origin_and_proxies_are_valid(certs: Path) -> None:
-    assert nginx_t(certs, origin_conf(certs, 18080)).returncode == 0
+    done = nginx_t(certs, origin_conf(certs, 18080, 18081, certs))
+    assert done.returncode == 0, done.stderr
     conf = proxy_conf(certs, "p", 18080, [server(18443, certs, locations(range(1000))),
                                          server(18444, certs, verify_client(certs / "ca.crt")),
                                          server(18445, certs, pass_all())], workers=2)
