@@ -40,6 +40,10 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# one pytest worker per core (pytest-xdist; worksteal: the long e2e tests do not end up queued
+# behind one worker). Each worker makes its own PostgreSQL database and temporary tree; every
+# test takes its own ports. PYTEST_ARGS replaces this (e.g. "-k certificates": one process).
+PYTEST_ARGS ?= -n auto --dist worksteal
 pytest: $(VENV)/.installed-test deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -85,6 +85,7 @@ async def test_every_column_type_converts_as_a_typed_read_does(store: Store) -> 
 
 
 @pytest.mark.parametrize("value", [uuid.uuid4().hex, uuid.uuid4().hex.upper(),
-                                   str(uuid.uuid4()), "{" + str(uuid.uuid4()) + "}"])
+                                   str(uuid.uuid4()), "{" + str(uuid.uuid4()) + "}"],
+                         ids=["hex", "upper", "dashed", "braced"])  # fixed ids: xdist
 def test_sqlite_uuids_convert_as_sqlalchemy_does(value: str) -> None:
     assert _hex_uuid(value) == str(uuid.UUID(value))

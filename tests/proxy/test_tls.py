@@ -231,6 +231,6 @@ def client_hello(server_name: str | None) -> bytes:
     (client_hello("old.test")[:60], None),  # cut before the extensions
     (b"GET / HTTP/1.1\r\n\r\n", None),
     (b"", None),
-])
+], ids=["sni", "no-sni", "cut", "http", "empty"])  # fixed ids: the hellos are random (xdist)
 def test_client_hello_sni(data: bytes, sni: str | None) -> None:
     assert client_hello_sni(memoryview(data)) == sni
