@@ -134,7 +134,8 @@ class Downstream(asyncio.Protocol):
         self._headers: http1.Headers = []
         self._index: dict[bytes, bytes] = {}
         self._hosts = 0
-        self._head_size = 0
+        self._head_size = 0  # the complete header lines' bytes
+        self._head_read = 0  # the bytes of a head's later reads (_head_unfinished)
         self._parsing: RequestBody | None = None
         # the response being written
         self._out: list[bytes] = []
@@ -223,10 +224,8 @@ class Downstream(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(400)
         else:
-            if self._in_head == _HEAD_BEGUN:  # the head is not whole yet: its timeout runs
-                self._in_head = _HEAD_TIMED
-                if self._deadline is None or not self._queue:
-                    self._arm(self.limits.client_header_timeout)
+            if self._in_head:  # the head is not whole yet
+                self._head_unfinished(len(data))
         if self._dispatch:
             # answered from the loop's ready queue, not from here: the requests of every
             # connection read in one loop pass then go upstream together, and the upstream
@@ -234,6 +233,25 @@ class Downstream(asyncio.Protocol):
             # connections: more cross-process wake-ups; docs/benchmarks.md)
             self._dispatch = False
             self.loop.call_soon(self._run_next)
+
+    def _head_unfinished(self, read: int) -> None:
+        """A read ended inside a request head: the head's timeout runs, and its bytes are
+        counted. httptools holds a header line (or name) until it ends, so a line that never
+        ends would grow without bound if the limits were checked only in ``on_header``. The
+        read in which the head began is not counted (part of it may be the message before),
+        so the count never exceeds the head's true size: a head is held to the limits plus
+        one read."""
+        if self._in_head == _HEAD_BEGUN:
+            self._in_head = _HEAD_TIMED
+            self._head_read = 0
+            if self._deadline is None or not self._queue:
+                self._arm(self.limits.client_header_timeout)
+            return
+        self._head_read += read
+        # the request line and every header line at their limits: a head that on_url and
+        # on_header would accept whole is never refused here
+        if self._head_read > self._line_max + self._head_max:
+            self._refuse(431)
 
     def _upgrade(self, data: bytes, offset: int) -> None:
         """The parser stopped after an upgrade request's head: a WebSocket handshake waits

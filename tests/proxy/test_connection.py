@@ -5,6 +5,7 @@ exchange, so these bytes-in, bytes-out tests need no upstream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import sys
 import weakref
@@ -183,6 +184,49 @@ async def test_limits(port: int) -> None:
     many = b"".join(b"X-%d: v\r\n" % n for n in range(30))
     raw = await exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")
     assert statuses(raw) == [b"431"]
+
+
+async def test_a_head_that_never_ends_is_refused_as_it_grows() -> None:
+    """httptools holds a header line (or name) until it ends: one that never does must be
+    refused once the head outgrows the limits (1 KB a line, 4 KB in all), not buffered until
+    the header timeout (5 s here)."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    plane = DataPlane(echo, ServerStats(), Limits(client_header_timeout=5,
+                                                  large_client_header_buffers=1024,
+                                                  client_header_buffer_total=4096))
+    await plane.serve([(sock, 16)])
+    try:
+        for start in (b"GET / HTTP/1.1\r\nHost: a\r\nX: ", b"GET / HTTP/1.1\r\nHost: a\r\nX"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", number)
+            writer.write(start)
+            answer = b""
+            for _ in range(20):  # a read each; the answer awaited before more is sent (a
+                # write to a closed socket would reset the connection, answer and all)
+                with contextlib.suppress(TimeoutError):
+                    answer = await asyncio.wait_for(reader.read(), 0.2)
+                if answer:
+                    break
+                writer.write(b"v" * 1024)
+            writer.close()
+            assert statuses(answer) == [b"431"], (start, answer[:200])
+    finally:
+        await plane.stop(grace=1)
+        sock.close()
+
+
+async def test_a_long_head_across_many_reads_within_the_limits_is_served(port: int) -> None:
+    lines = [b"X-%d: %s\r\n" % (n, b"v" * 180) for n in range(19)]  # 19 x 187: 3.5 KB
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /long HTTP/1.1\r\n")
+    for line in lines:  # a read each
+        await asyncio.sleep(0.005)
+        writer.write(line)
+    writer.write(b"Connection: close\r\n\r\n")
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    assert statuses(answer) == [b"200"], answer[:200]
 
 
 async def test_connections_beyond_worker_connections_are_closed() -> None:
