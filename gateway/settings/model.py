@@ -338,6 +338,9 @@ class Settings:
     nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
+    # an upstream response's head (status line and headers) at most: nginx's proxy_buffer_size
+    # under Kong's `nginx_proxy_` injection (nginx's default: a page)
+    nginx_proxy_proxy_buffer_size: Annotated[str, Check(_size)] = "4k"
     # Kong's: which of its own headers the gateway adds to responses and upstream requests
     headers: tuple[Annotated[str, Check(_header_token)], ...] = (
         "server_tokens", "latency_tokens", "X-Kong-Request-Id")

@@ -53,9 +53,23 @@ class _HeadDone(Exception):
     body its Content-Length announces."""
 
 
+class _TooBig(Exception):
+    """nginx's words, for the log: the response head outgrew ``proxy_buffer_size``."""
+
+    def __str__(self) -> str:
+        return "upstream sent too big header"
+
+
+# nginx's proxy_buffer_size on x86-64 (a page; Kong keeps nginx's default): the response head
+# (status line and headers) must fit, or the answer is a 502
+HEAD_MAX = 4096
+
+
 class OriginConnection(asyncio.Protocol):
-    def __init__(self, release: PoolHooks) -> None:
+    def __init__(self, release: PoolHooks, head_max: int = HEAD_MAX) -> None:
         self.hooks = release
+        self.head_max = head_max
+        self._reading = b""  # the read being parsed (a head's size is read off it)
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()  # protocols are made on the loop
         # the parser hands each header straight to the sorter (no call of ours in between)
@@ -190,6 +204,7 @@ class OriginConnection(asyncio.Protocol):
             return
         self.last_read = time.monotonic()
         self.received += len(data)
+        self._reading = data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -209,6 +224,12 @@ class OriginConnection(asyncio.Protocol):
                 self._broken(f"invalid response: {exc.__context__ or exc}")
         except httptools.HttpParserError as exc:
             self._broken(f"invalid response: {exc}")
+        else:
+            # httptools holds a header line until it ends: a head still unfinished after
+            # the limit's worth of bytes is refused now, not buffered without bound
+            if not self._started and self.received > self.head_max and self._awaited:
+                self._broken(f"invalid response: {_TooBig()}")
+        self._reading = b""  # not held while the connection idles in its pool
         # a response still under way: what this read gave goes out now (a complete one was
         # flushed by its relay's done; a failed one is the exchange's to cut)
         relay = self._relay
@@ -246,6 +267,8 @@ class OriginConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         headers, raw_length, chunked, self.upgrade = self._sorted.take()
+        if self.received > self.head_max and self._head_size() > self.head_max:
+            raise _TooBig()
         if 100 <= status < 200 and status != 101:
             self._interim = True  # 100 Continue, 103 Early Hints: not relayed
             return
@@ -276,6 +299,17 @@ class OriginConnection(asyncio.Protocol):
         self._complete()
 
     # ------------------------------------------------------------------ internals
+    def _head_size(self) -> int:
+        """The bytes of the response so far, up to the end of the head being completed
+        (found in this read; read only when the whole response so far is over the limit)."""
+        data = self._reading
+        before = self.received - len(data)
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            return before + end + 4
+        end = data.find(b"\n\r\n")  # the blank line began in the previous read
+        return before + (end + 3 if end >= 0 else 1)
+
     def _complete(self) -> None:
         self._until_close = False
         self._read_active = False  # _stop_read_timer's common case
@@ -356,14 +390,15 @@ class PoolHooks(Protocol):
 
 
 async def dial(hooks: PoolHooks, host: str, port: int, context: ssl.SSLContext | None,
-               sni: str | None, timeout: float) -> OriginConnection:
+               sni: str | None, timeout: float, head_max: int = HEAD_MAX
+               ) -> OriginConnection:
     """A new connection (TCP, and TLS when ``context`` is given), or an ``UpstreamError``
     whose kind says what failed: the name, the connection, its timeout, or TLS."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
             _, conn = await loop.create_connection(
-                lambda: OriginConnection(hooks), host.strip("[]"), port, ssl=context,
+                lambda: OriginConnection(hooks, head_max), host.strip("[]"), port, ssl=context,
                 server_hostname=(sni or host.strip("[]")) if context is not None else None,
                 ssl_handshake_timeout=timeout if context is not None else None)
     except socket.gaierror as exc:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from gateway.tls.client import ClientProfile
-from gateway.upstream.origin import OriginConnection, dial
+from gateway.upstream.origin import HEAD_MAX, OriginConnection, dial
 
 
 class OriginKey(NamedTuple):
@@ -44,8 +44,9 @@ class OriginPool:
 class Origins:
     def __init__(self, context: Callable[[ClientProfile], ssl.SSLContext], *,
                  idle_timeout: float = 60.0, max_requests: int = 10000,
-                 pool_size: int = 512) -> None:
+                 pool_size: int = 512, head_max: int = HEAD_MAX) -> None:
         self._context = context
+        self.head_max = head_max  # nginx's proxy_buffer_size
         self.idle_timeout = idle_timeout
         self.max_requests = max_requests
         self.pool_size = pool_size
@@ -83,7 +84,7 @@ class Origins:
         if pool is None:
             pool = self._pools[key] = OriginPool(key)
         context = self._context(key.profile) if key.profile is not None else None
-        conn = await dial(self, key.host, key.port, context, key.sni, timeout)
+        conn = await dial(self, key.host, key.port, context, key.sni, timeout, self.head_max)
         self._of[conn] = pool
         return conn
 

@@ -20,13 +20,15 @@ import aiohttp
 
 from gateway.tasks import spawn
 from gateway.tls.client import ClientProfile, client_context
+from gateway.upstream.origin import HEAD_MAX
 from gateway.upstream.origins import Origins
 
 PoolKey = ClientProfile | None
 
 
 class Pools:
-    def __init__(self, keepalive: float = 60.0, drain: float = 65.0) -> None:
+    def __init__(self, keepalive: float = 60.0, drain: float = 65.0,
+                 head_max: int = HEAD_MAX) -> None:
         self.keepalive = keepalive
         self.drain = drain
         self._sessions: dict[PoolKey, aiohttp.ClientSession] = {}
@@ -34,7 +36,7 @@ class Pools:
         self._lock = threading.Lock()
         # drained sessions waiting to close, with the timer that will look again
         self._retiring: dict[aiohttp.ClientSession, asyncio.TimerHandle] = {}
-        self.origins = Origins(self.context, idle_timeout=keepalive)
+        self.origins = Origins(self.context, idle_timeout=keepalive, head_max=head_max)
 
     def context(self, profile: ClientProfile) -> ssl.SSLContext:
         """The client context of a profile (built at snapshot time; here if it was not)."""

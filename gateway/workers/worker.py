@@ -22,7 +22,7 @@ from gateway.proxy.listeners import DataPlane, limits_of, open_access_log
 from gateway.reload import Reloader
 from gateway.server import Lifecycle, watch_parent
 from gateway.settings.listen import Listener
-from gateway.settings.model import Settings
+from gateway.settings.model import Settings, parse_size
 from gateway.snapcache import SnapshotCache, at_start
 from gateway.snapshot import Holder, Snapshot
 from gateway.stats import ServerStats
@@ -30,6 +30,7 @@ from gateway.tasks import spawn
 from gateway.tls.store import TLSTerminator
 from gateway.upstream.balancer import Balancers
 from gateway.upstream.health import ActiveChecks
+from gateway.upstream.origin import HEAD_MAX
 from gateway.upstream.pools import Pools
 from gateway.workers import control
 from gateway.workers.board import DRAINING, READY, ROLE_WORKER, Board
@@ -128,7 +129,8 @@ async def _serve_until_stopped(settings: Settings, reg: registry.Registry, ctx: 
                                board: Board, store: Store, replica: Store | None,
                                cache: SnapshotCache | None) -> None:
     holder, stats = Holder(), ServerStats()
-    pools, balancers = Pools(), Balancers()
+    pools = Pools(head_max=parse_size(settings.nginx_proxy_proxy_buffer_size) or HEAD_MAX)
+    balancers = Balancers()
     checks = ActiveChecks(balancers, pools)
     prepare: list[Callable[[Snapshot], object]] = [
         lambda snap: pools.prepare(snap.client_profiles())]

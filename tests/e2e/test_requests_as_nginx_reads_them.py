@@ -64,6 +64,15 @@ def echo(gw: Node) -> Iterator[int]:
         yield port
 
 
+def serve(gw: Node, name: str, port: int) -> None:
+    """A service ``name`` for the upstream on ``port``, and its route ``/name``."""
+    assert gw.call("PUT", f"/services/{name}",
+                   json={"url": f"http://127.0.0.1:{port}"}).status_code == 200
+    assert gw.call("PUT", f"/routes/{name}", json={"paths": [f"/{name}"],
+                                                   "service": {"name": name}}
+                   ).status_code == 200
+
+
 def raw(gw: Node, data: bytes, timeout: float = 5) -> bytes:
     with socket.create_connection(("127.0.0.1", gw.http_port), timeout=timeout) as s:
         s.sendall(data)
@@ -96,11 +105,7 @@ SMUGGLING = [
 def test_smuggling_shapes_are_refused_and_never_reach_the_upstream(gw: Node) -> None:
     rec = Recorder()
     try:
-        assert gw.call("PUT", "/services/rec", json={"url": f"http://127.0.0.1:{rec.port}"}
-                       ).status_code == 200
-        assert gw.call("PUT", "/routes/rec", json={"paths": ["/rec"],
-                                                   "service": {"name": "rec"}}
-                       ).status_code == 200
+        serve(gw, "rec", rec.port)
         wait_for(lambda: gw.proxy("/rec").status_code == 200, 2, "the recorder route")
         rec.received = b""
         for shape in SMUGGLING:
@@ -171,11 +176,7 @@ def test_timeouts_and_the_access_log(tmp_path: Path) -> None:
                                 "nginx_http_keepalive_timeout": "1s"}
     with upstream("timed") as port, node(tmp_path, f"sqlite:///{tmp_path}/r.db",
                                          **settings) as gw:
-        assert gw.call("PUT", "/services/timed",
-                       json={"url": f"http://127.0.0.1:{port}"}).status_code == 200
-        assert gw.call("PUT", "/routes/timed", json={"paths": ["/timed"],
-                                                     "service": {"name": "timed"}}
-                       ).status_code == 200
+        serve(gw, "timed", port)
         r = wait_for(lambda: (r := gw.proxy("/timed/x?q=1")).status_code == 200 and r, 2,
                      "the route")
         for opening in (b"", b"GET /timed HTTP/1.1\r\nHost: a\r\n"):  # silent, half a head
@@ -197,11 +198,7 @@ def test_timeouts_and_the_access_log(tmp_path: Path) -> None:
 def test_headers_setting_turns_kongs_own_headers_off(tmp_path: Path) -> None:
     with upstream("quiet") as port, node(tmp_path, f"sqlite:///{tmp_path}/r.db",
                                          headers=["off"], headers_upstream=["off"]) as gw:
-        assert gw.call("PUT", "/services/quiet",
-                       json={"url": f"http://127.0.0.1:{port}"}).status_code == 200
-        assert gw.call("PUT", "/routes/quiet", json={"paths": ["/quiet"],
-                                                     "service": {"name": "quiet"}}
-                       ).status_code == 200
+        serve(gw, "quiet", port)
         r = wait_for(lambda: (r := gw.proxy("/quiet")).status_code == 200 and r, 2,
                      "the route")
         own = {"via", "x-kong-upstream-latency", "x-kong-proxy-latency", "x-kong-request-id"}
@@ -212,3 +209,37 @@ def test_headers_setting_turns_kongs_own_headers_off(tmp_path: Path) -> None:
         assert missing.status_code == 404
         assert not {"server", "x-kong-request-id", "x-kong-response-latency"} & \
             {k.lower() for k in missing.headers}
+
+
+class BigHeads(RawUpstream):
+    """Answers ``/N`` with a response head of N bytes (a padding header fills it)."""
+
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                data += chunk
+            size = int(data.split(b" ", 2)[1].rsplit(b"/", 1)[1])
+            start = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n"
+            pad = size - len(start) - len(b"X-Pad: \r\n\r\n")
+            conn.sendall(start + b"X-Pad: " + b"p" * pad + b"\r\n\r\nok")
+
+
+def test_an_upstream_head_beyond_proxy_buffer_size_is_a_502(tmp_path: Path) -> None:
+    """nginx's proxy_buffer_size under Kong's name: 6 KB heads pass once it is 8k (the
+    default, a page, would refuse them), 10 KB heads are Kong's 502."""
+    heads = BigHeads()
+    with node(tmp_path, f"sqlite:///{tmp_path}/r.db",
+              nginx_proxy_proxy_buffer_size="8k") as gw:
+        serve(gw, "big", heads.port)
+        ok = wait_for(lambda: (r := gw.proxy("/big/6144")).status_code == 200 and r, 5,
+                      "the route")
+        assert len(ok.headers["x-pad"]) > 6000
+        failed = gw.proxy("/big/10240")
+        assert failed.status_code == 502
+        assert failed.json()["message"] == \
+            "An invalid response was received from the upstream server"
+        wait_for(lambda: "upstream sent too big header" in gw.running.output(), 5, "the error log")

@@ -168,3 +168,48 @@ async def test_a_body_delimited_by_the_close_completes() -> None:
     finally:
         origins.close()
         server.close()
+
+
+async def test_a_response_head_beyond_proxy_buffer_size_is_a_bad_response() -> None:
+    """nginx's proxy_buffer_size (a page): a head that outgrows it is "upstream sent too big
+    header", whether it arrives whole or its header line never ends (then it is refused as
+    it arrives, not buffered: the upstream is still writing when the exchange fails)."""
+    sent: dict[bytes, int] = {}
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1]
+        status = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 20480\r\n"
+        if path == b"/endless":  # one header line that never ends, a read at a time
+            writer.write(status + b"X-Big: ")
+            sent[path] = 0
+            try:
+                for _ in range(2000):  # 2,000 x 1 KB at most
+                    writer.write(b"v" * 1024)
+                    await writer.drain()
+                    sent[path] += 1024
+                    await asyncio.sleep(0.001)
+            except ConnectionError:
+                pass
+        else:  # /N: a head of N bytes in all, and a body of 20 KB in the same write
+            size = int(path[1:])
+            pad = size - len(status) - len(b"X-Pad: \r\n\r\n")
+            writer.write(status + b"X-Pad: " + b"p" * pad + b"\r\n\r\n" + b"z" * 20480)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    origins = Origins(no_context)
+    try:
+        key = OriginKey(None, "127.0.0.1", port, None)
+        _, _, relay = await get(origins, key, b"/4096")  # exactly the limit: served
+        assert relay.status == 200 and relay.data == b"z" * 20480
+        for path in (b"/4097", b"/endless"):
+            with pytest.raises(UpstreamError) as failed:
+                await get(origins, key, path)
+            assert failed.value.kind == "bad_response"
+            assert "upstream sent too big header" in failed.value.detail
+        assert sent[b"/endless"] < 64 * 1024  # refused early: the upstream gave up soon
+    finally:
+        origins.close()
+        server.close()
