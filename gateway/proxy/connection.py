@@ -212,6 +212,8 @@ class Downstream(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.to_origin(data)
             return
+        body = self._parsing  # a body under way: what this read adds to it is counted
+        received = body.received if body is not None else 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -226,6 +228,8 @@ class Downstream(asyncio.Protocol):
         else:
             if self._in_head:  # the head is not whole yet
                 self._head_unfinished(len(data))
+            elif body is not None and body is self._parsing:
+                self._body_framing(body.received - received, len(data))
         if self._dispatch:
             # answered from the loop's ready queue, not from here: the requests of every
             # connection read in one loop pass then go upstream together, and the upstream
@@ -252,6 +256,18 @@ class Downstream(asyncio.Protocol):
         # on_header would accept whole is never refused here
         if self._head_read > self._line_max + self._head_max:
             self._refuse(431)
+
+    def _body_framing(self, payload: int, read: int) -> None:
+        """A read ended inside a body: reads that add nothing to it are chunk framing or
+        trailers, which httptools holds a line at a time like a head's (trailers are not
+        forwarded, as nginx does not): past a head's limits in a row, the client is cut
+        off. ``_head_read`` counts them (no head is being read meanwhile)."""
+        if payload:
+            self._head_read = 0
+            return
+        self._head_read += read
+        if self._head_read > self._line_max + self._head_max:
+            self._refuse(431)  # the request is being answered: the connection is cut
 
     def _upgrade(self, data: bytes, offset: int) -> None:
         """The parser stopped after an upgrade request's head: a WebSocket handshake waits

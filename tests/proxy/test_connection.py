@@ -215,6 +215,33 @@ async def test_a_head_that_never_ends_is_refused_as_it_grows() -> None:
         sock.close()
 
 
+async def test_trailers_that_never_end_cut_the_connection(port: int) -> None:
+    """A chunked body's trailers are held by httptools a line at a time, like a head's: a
+    trailer line that never ends cuts the connection once it outgrows a head's limits."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabc\r\n0\r\nX-Trailer: ")
+    cut = False
+    for _ in range(20):  # a read each (the limits: 1 KB a line, 4 KB a head)
+        try:  # b"" once cut (the request is being answered: nothing is written first)
+            await asyncio.wait_for(reader.read(), 0.1)
+            cut = True
+            break
+        except ConnectionError:
+            cut = True
+            break
+        except TimeoutError:
+            pass
+        writer.write(b"v" * 1024)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            cut = True
+            break
+    writer.close()
+    assert cut
+
+
 async def test_a_long_head_across_many_reads_within_the_limits_is_served(port: int) -> None:
     lines = [b"X-%d: %s\r\n" % (n, b"v" * 180) for n in range(19)]  # 19 x 187: 3.5 KB
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
