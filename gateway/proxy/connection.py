@@ -251,11 +251,7 @@ class Downstream(asyncio.Protocol):
             if self._deadline is None or not self._queue:
                 self._arm(self.limits.client_header_timeout)
             return
-        self._head_read += read
-        # the request line and every header line at their limits: a head that on_url and
-        # on_header would accept whole is never refused here
-        if self._head_read > self._line_max + self._head_max:
-            self._refuse(431)
+        self._held(read)
 
     def _body_framing(self, payload: int, read: int) -> None:
         """A read ended inside a body: reads that add nothing to it are chunk framing or
@@ -265,9 +261,16 @@ class Downstream(asyncio.Protocol):
         if payload:
             self._head_read = 0
             return
+        self._held(read)
+
+    def _held(self, read: int) -> None:
+        """``read`` more bytes that httptools may be holding (a head's or trailers'): past a
+        request line and every header line at their limits, refused (431; a request being
+        answered has its connection cut). A head on_url and on_header accept is never
+        refused here."""
         self._head_read += read
         if self._head_read > self._line_max + self._head_max:
-            self._refuse(431)  # the request is being answered: the connection is cut
+            self._refuse(431)
 
     def _upgrade(self, data: bytes, offset: int) -> None:
         """The parser stopped after an upgrade request's head: a WebSocket handshake waits
