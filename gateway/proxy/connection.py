@@ -24,6 +24,7 @@ from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
 from gateway.proxy.body import ClientGone, RequestBody
 from gateway.proxy.forwarding import Hop, Memo
+from gateway.proxy.linger import ALWAYS, OFF, Lingering, linger
 from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
@@ -53,6 +54,9 @@ class Limits:
     client_header_buffer_total: int = 32768   # the whole head at most
     max_headers: int = 100                    # Kong's lua_max_req_headers
     worker_connections: int = 16384           # client connections held at once
+    lingering_close: str = "on"               # linger.py: off, on or always
+    lingering_time: float = 30.0
+    lingering_timeout: float = 5.0
 
 
 class Source(Protocol):
@@ -156,6 +160,7 @@ class Downstream(asyncio.Protocol):
         self._born = 0.0
         self._upgrade_tail = b""
         self._half_closed = False
+        self._lingering: Lingering | None = None
         self.current: RequestBody | None = None
 
     # ------------------------------------------------------------------ transport events
@@ -184,6 +189,7 @@ class Downstream(asyncio.Protocol):
         # cycle, so the connection (its SSL object, its buffers) is freed here and now by
         # its reference count instead of by the cyclic collector's next pass
         self.parser = _GONE_PARSER
+        self._lingering = None  # it refers to this protocol: no cycle is left behind
         if self.closed and self not in self.live:
             return  # refused at connection_made
         self.closed = True
@@ -201,6 +207,8 @@ class Downstream(asyncio.Protocol):
         self._queue.clear()
         if self.current is not None:
             self.current.fail(gone)
+        # a body still being parsed refers to this protocol (its flow control)
+        self.current = self._parsing = None
         if self.tunnel is not None:
             self.tunnel.lost(self)
             return
@@ -455,7 +463,7 @@ class Downstream(asyncio.Protocol):
             reusable = self._keep_alive and not (self._half_closed and not self._queue)
         if not reusable:
             self._serving = False
-            self.close()
+            self._close_answered(body is not None and not body.complete)
         return reusable
 
     def _next_request(self) -> None:
@@ -596,6 +604,8 @@ class Downstream(asyncio.Protocol):
         """Between requests: no head half read, nothing parsed, nothing running, and past
         the moment a new connection's first request is on its way (safe to close at
         shutdown; a connection that is not idle gets its answer with "Connection: close")."""
+        if self._lingering is not None:
+            return True  # answered and half-closed: nothing is lost by ending it
         if self._serving or self._queue or self._parsing is not None or self._in_head:
             return False
         return self._last is not None or self.loop.time() - self._born >= FIRST_REQUEST_GRACE
@@ -606,14 +616,41 @@ class Downstream(asyncio.Protocol):
             self._last_response = True
 
     def close(self) -> None:
+        if self._lingering is not None:
+            self._lingering.end()
+            return
         self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def _close_answered(self, unread: bool) -> None:
+        """The connection ends after an answer. ``unread``: the client may still be sending
+        (the rest of a body, or of a request that was refused), and so may anything it
+        pipelined: then the close lingers, as nginx's (linger.py)."""
+        limits = self.limits
+        mode = limits.lingering_close
+        if mode == OFF or self._half_closed or self.closed or not (
+                unread or mode == ALWAYS or self._queue or self._in_head):
+            self.close()
+            return
+        self.flush()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._lingering = linger(transport, limits.lingering_timeout, limits.lingering_time)
+        # nothing more is read or written here; connection_lost comes when the TCP
+        # connection ends
+        self.closed = True
+        self.parser = _GONE_PARSER
+        self._disarm()
 
     def abort(self) -> None:
         """The response cannot be completed: the client must not take it for whole."""
         self._out = []
         self._keep_alive = False
+        if self._lingering is not None:
+            self._lingering.end(abort=True)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
 
@@ -629,4 +666,4 @@ class Downstream(asyncio.Protocol):
                             len(body), False, "1.1")
         self.send(body)
         self.end_response()
-        self.close()
+        self._close_answered(True)  # the rest of what it sent is unread

@@ -27,6 +27,9 @@ def limits_of(settings: Settings) -> Limits:
         client_body_timeout=parse_time(settings.nginx_http_client_body_timeout) or 60.0,
         keepalive_timeout=parse_time(settings.nginx_http_keepalive_timeout) or 60.0,
         large_client_header_buffers=size, client_header_buffer_total=number * size,
+        lingering_close=settings.nginx_http_lingering_close,
+        lingering_time=parse_time(settings.nginx_http_lingering_time) or 0.0,
+        lingering_timeout=parse_time(settings.nginx_http_lingering_timeout) or 0.0,
         worker_connections=worker_connections(settings.nginx_events_worker_connections)
         or 16384)
 

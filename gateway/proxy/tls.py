@@ -382,8 +382,15 @@ class TLSConnection(asyncio.Protocol, asyncio.Transport):
 
     def close(self) -> None:
         """close_notify, then the TCP connection closes once its buffer is sent."""
+        tcp = self.close_write()
+        if tcp is not None:
+            tcp.close()
+
+    def close_write(self) -> asyncio.Transport | None:
+        """close_notify, then the TCP transport, for the caller to end (a lingering close,
+        gateway/proxy/linger.py): what the client still sends is no longer read here."""
         if self._state >= _CLOSING:
-            return
+            return None
         if self._state == _OPEN:
             assert self._obj is not None
             # SSLWantReadError: the client's close_notify is not awaited (nginx)
@@ -391,8 +398,7 @@ class TLSConnection(asyncio.Protocol, asyncio.Transport):
                 self._obj.unwrap()
             self._flush()
         self._state = _CLOSING
-        if self._tcp is not None:
-            self._tcp.close()
+        return self._tcp
 
     def abort(self) -> None:
         if self._state < _LOST:

@@ -338,6 +338,10 @@ class Settings:
     nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
+    # a connection answered while its client may still be sending (gateway/proxy/linger.py)
+    nginx_http_lingering_close: Annotated[str, OneOf("off", "on", "always")] = "on"
+    nginx_http_lingering_time: Annotated[str, Check(_time)] = "30s"
+    nginx_http_lingering_timeout: Annotated[str, Check(_time)] = "5s"
     # an upstream response's head (status line and headers) at most: nginx's proxy_buffer_size
     # under Kong's `nginx_proxy_` injection (nginx's default: a page)
     nginx_proxy_proxy_buffer_size: Annotated[str, Check(_size)] = "4k"

@@ -384,3 +384,22 @@ def test_keep_alive_requests_replay_until_the_configuration_changes(
         assert status == 403 and body["message"] == BLOCKED
     finally:
         conn.close()
+
+
+def test_an_upload_refused_by_mtls_auth_gets_its_401(gw: Node, work: Path, up: int,
+                                                     cas: dict[str, str]) -> None:
+    """curl writes a 20 MB body before it reads (``Expect:`` off), and mtls-auth answers
+    before the body is read: the client gets the 401 every time, not a reset in the middle
+    of its write (the lingering close, gateway/proxy/linger.py)."""
+    path = protect(gw, up, "upload", {"ca_certificates": [cas["s003"]]})
+    eventually(gw, work, path, 401)
+    (work / "upload.bin").write_bytes(b"x" * (20 * 1024 * 1024))
+    upload = ("-H", "Expect:", "--data-binary", "@upload.bin")
+    for _ in range(5):
+        assert request(gw, work, path, *upload) == (401, NO_CERT)
+    plain = f"http://127.0.0.1:{gw.http_port}{path}"
+    for _ in range(3):
+        out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *upload, plain],
+                             cwd=work, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.rpartition("\n")[2] == "401"

@@ -28,11 +28,21 @@ def test_limits_from_settings() -> None:
     assert 0 < limits.worker_connections <= 16384  # auto: the open-file limit, capped
     capped = load(env={"RAMPARTS_NGINX_EVENTS_WORKER_CONNECTIONS": "100"})
     assert limits_of(capped).worker_connections == 100
+    # nginx's lingering close: on, 30 s at most, 5 s of silence
+    assert (limits.lingering_close, limits.lingering_time, limits.lingering_timeout) == (
+        "on", 30.0, 5.0)
+    lingering = limits_of(load(env={"RAMPARTS_NGINX_HTTP_LINGERING_CLOSE": "always",
+                                    "RAMPARTS_NGINX_HTTP_LINGERING_TIME": "1m",
+                                    "RAMPARTS_NGINX_HTTP_LINGERING_TIMEOUT": "500ms"}))
+    assert (lingering.lingering_close, lingering.lingering_time,
+            lingering.lingering_timeout) == ("always", 60.0, 0.5)
 
 
 def test_bad_values_name_their_key() -> None:
     with pytest.raises(SettingsError) as bad:
         load(env={"RAMPARTS_NGINX_HTTP_KEEPALIVE_TIMEOUT": "later",
-                  "RAMPARTS_PROXY_ACCESS_LOG_FORMAT": "xml"})
+                  "RAMPARTS_PROXY_ACCESS_LOG_FORMAT": "xml",
+                  "RAMPARTS_NGINX_HTTP_LINGERING_CLOSE": "sometimes"})
     text = str(bad.value)
     assert "nginx_http_keepalive_timeout" in text and "proxy_access_log_format" in text
+    assert "nginx_http_lingering_close" in text
