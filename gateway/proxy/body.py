@@ -15,6 +15,10 @@ class BodyTimeout(ClientGone):
     """The client sent nothing for ``client_body_timeout`` (nginx answers 408)."""
 
 
+class BodyTooLarge(ClientGone):
+    """A chunked body grew past ``client_max_body_size`` (nginx answers 413)."""
+
+
 class BodyInterrupted(Exception):
     """The upstream answered before the body was all sent: the rest is not forwarded."""
 
@@ -31,11 +35,19 @@ class RequestBody:
     reading its body never asks the client to send it."""
 
     __slots__ = ("_chunks", "_error", "_flow", "_size", "_waiter", "complete", "expect",
-                 "read_from", "received", "timeout")
+                 "limit", "read_from", "received", "timeout", "too_large")
 
-    def __init__(self, flow: FlowControl, expect: bool, timeout: float = 60.0) -> None:
+    def __init__(self, flow: FlowControl, expect: bool, timeout: float = 60.0,
+                 limit: int = 0, length: int | None = None) -> None:
+        """``limit``: nginx's ``client_max_body_size`` (0: none); ``length``: the
+        Content-Length, which the exchange refuses before anything when it is over."""
         self._flow = flow
         self.timeout = timeout  # between two reads of the client's body (nginx's)
+        self.limit = limit or 1 << 62
+        # why the body is over the limit (nginx's error line), once it is known to be
+        self.too_large: str | None = None
+        if length is not None and length > self.limit:
+            self.too_large = f"client intended to send too large body: {length} bytes"
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -47,9 +59,16 @@ class RequestBody:
 
     # -------------------------------------------------------------- parser side (sync)
     def feed(self, data: bytes) -> None:
-        self.received += len(data)
+        received = self.received = self.received + len(data)
         if self._error is not None:
             return  # nobody will read it: dropped as it arrives
+        if received > self.limit:  # a chunked body (a Content-Length is checked first)
+            # before the exchange began (it all came in one read), the exchange refuses it
+            # before any upstream; later, the read of the body fails
+            why = self.too_large = ("client intended to send too large chunked body: "
+                                    f"{received}+ bytes")
+            self.fail(BodyTooLarge(why))
+            return
         self._chunks.append(data)
         self._size += len(data)
         self._flow.body_buffered(self._size)

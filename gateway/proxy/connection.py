@@ -54,6 +54,7 @@ class Limits:
     client_header_buffer_total: int = 32768   # the whole head at most
     max_headers: int = 100                    # Kong's lua_max_req_headers
     worker_connections: int = 16384           # client connections held at once
+    client_max_body_size: int = 0             # 0: no limit (Kong's default)
     lingering_close: str = "on"               # linger.py: off, on or always
     lingering_time: float = 30.0
     lingering_timeout: float = 5.0
@@ -374,9 +375,12 @@ class Downstream(asyncio.Protocol):
         body = None
         if head.has_body:
             expect = self._index.get(b"expect")
+            length = self._index.get(b"content-length")  # digits: llhttp checked them
+            limits = self.limits
             body = RequestBody(self, expect is not None and
                                expect.lower() == b"100-continue" and head.version == "1.1",
-                               self.limits.client_body_timeout)
+                               limits.client_body_timeout, limits.client_max_body_size,
+                               int(length) if length is not None else None)
         self._parsing = body
         self._queue.append((head, body))
         self._deadline = None  # _disarm, inlined: once per request

@@ -173,6 +173,11 @@ class Exchange:
         if refused is not None:
             conn.keep_alive(False)
             return self.error(refused.status, refused.message)
+        body = self.body
+        if body is not None and body.too_large:  # nginx: before the body is read or asked for
+            log.error("%s, client: %s", body.too_large, conn.client_ip)
+            conn.keep_alive(False)
+            return self.error(413, "Payload too large")
         if proxy.mtls_required:  # plain-HTTP listeners too: they carry no certificate at all
             problem = _client_cert_problem(conn)
             if problem is not None:

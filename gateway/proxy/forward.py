@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from gateway.plugins import phases
 from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
-from gateway.proxy.body import BodyInterrupted, BodyTimeout, ClientGone, RequestBody
+from gateway.proxy.body import (
+    BodyInterrupted,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    RequestBody,
+)
 from gateway.proxy.connection import PENDING, Pending
 from gateway.proxy.forwarding import downstream_headers, forwarded_headers, tail_headers
 from gateway.proxy.retry import BodyState, cause, decide
@@ -28,6 +34,13 @@ if TYPE_CHECKING:
     from gateway.proxy.exchange import Exchange
 
 log = logging.getLogger("ramparts.proxy")
+
+# the client's body failed in a way nginx answers (when no answer has begun): the log level,
+# status and Kong's message
+_BODY_ANSWERS: dict[type[ClientGone], tuple[int, int, str]] = {
+    BodyTimeout: (logging.INFO, 408, "Request timeout"),
+    BodyTooLarge: (logging.ERROR, 413, "Payload too large"),
+}
 
 
 class Forward:
@@ -238,11 +251,13 @@ class Forward:
 
     def _client_gone(self, gone: ClientGone) -> None:
         ex = self.ex
-        if isinstance(gone, BodyTimeout):
-            log.info("service %s: %s", ex.target.name, gone)
+        answer = _BODY_ANSWERS.get(type(gone))
+        if answer is not None:
+            level, status, message = answer
+            log.log(level, "service %s: %s", ex.target.name, gone)
             if not ex.conn.responding:
                 ex.conn.keep_alive(False)
-                ex.conn.reply(ex.error(408, "Request timeout"), ex.head)
+                ex.conn.reply(ex.error(status, message), ex.head)
             return
         log.info("service %s: the client went away while sending its body", ex.target.name)
 

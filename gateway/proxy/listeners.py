@@ -13,7 +13,13 @@ from pathlib import Path
 from gateway.proxy.access_log import AccessLog
 from gateway.proxy.connection import Downstream, Handler, Limits, _too_many
 from gateway.proxy.tls import TLSListener
-from gateway.settings.model import Settings, parse_buffers, parse_time, worker_connections
+from gateway.settings.model import (
+    Settings,
+    parse_buffers,
+    parse_size,
+    parse_time,
+    worker_connections,
+)
 from gateway.stats import ServerStats
 
 log = logging.getLogger("ramparts.proxy")
@@ -27,6 +33,7 @@ def limits_of(settings: Settings) -> Limits:
         client_body_timeout=parse_time(settings.nginx_http_client_body_timeout) or 60.0,
         keepalive_timeout=parse_time(settings.nginx_http_keepalive_timeout) or 60.0,
         large_client_header_buffers=size, client_header_buffer_total=number * size,
+        client_max_body_size=parse_size(settings.nginx_http_client_max_body_size) or 0,
         lingering_close=settings.nginx_http_lingering_close,
         lingering_time=parse_time(settings.nginx_http_lingering_time) or 0.0,
         lingering_timeout=parse_time(settings.nginx_http_lingering_timeout) or 0.0,

@@ -195,6 +195,31 @@ def test_timeouts_and_the_access_log(tmp_path: Path) -> None:
         assert line.startswith("127.0.0.1 - - [") and '"GET /timed/x?q=1 HTTP/1.1" 200 ' in line
 
 
+def test_client_max_body_size_refuses_before_the_upstream(tmp_path: Path) -> None:
+    """Kong's ``nginx_http_client_max_body_size``: a Content-Length over it gets Kong's 413
+    before the body is asked for (no ``100 Continue``), a chunked body past it likewise when
+    it came whole; neither reaches the upstream, and the error log says why, as nginx's."""
+    recorder = Recorder()
+    with node(tmp_path, f"sqlite:///{tmp_path}/r.db",
+              nginx_http_client_max_body_size="1k") as gw:
+        serve(gw, "sized", recorder.port)
+        ask = b"POST /sized HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+        exact = ask + b"Content-Length: 1024\r\n\r\n" + b"x" * 1024
+        wait_for(lambda: status_of(raw(gw, exact)) == 200, 10, "the route")
+        refused = [ask + b"Content-Length: 1025\r\nExpect: 100-continue\r\n\r\n",
+                   ask + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"y" * 1024 +
+                   b"\r\n1\r\nz\r\n0\r\n\r\n"]
+        for request in refused:
+            answer = raw(gw, request)
+            assert status_of(answer) == 413 and b"100 Continue" not in answer, answer
+            assert seen(answer)["message"] == "Payload too large"
+        assert recorder.received.count(b"POST / HTTP/1.1") == 1  # the 1,024-byte one only
+        assert b"y" * 1024 not in recorder.received
+        log = gw.running.output()
+        assert "client intended to send too large body: 1025 bytes" in log
+        assert "client intended to send too large chunked body: 1025+ bytes" in log
+
+
 def test_headers_setting_turns_kongs_own_headers_off(tmp_path: Path) -> None:
     with upstream("quiet") as port, node(tmp_path, f"sqlite:///{tmp_path}/r.db",
                                          headers=["off"], headers_upstream=["off"]) as gw:

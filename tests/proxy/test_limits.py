@@ -28,6 +28,9 @@ def test_limits_from_settings() -> None:
     assert 0 < limits.worker_connections <= 16384  # auto: the open-file limit, capped
     capped = load(env={"RAMPARTS_NGINX_EVENTS_WORKER_CONNECTIONS": "100"})
     assert limits_of(capped).worker_connections == 100
+    assert limits.client_max_body_size == 0  # Kong's default: no limit
+    sized = load(env={"RAMPARTS_NGINX_HTTP_CLIENT_MAX_BODY_SIZE": "10m"})
+    assert limits_of(sized).client_max_body_size == 10 * 1024 * 1024
     # nginx's lingering close: on, 30 s at most, 5 s of silence
     assert (limits.lingering_close, limits.lingering_time, limits.lingering_timeout) == (
         "on", 30.0, 5.0)
