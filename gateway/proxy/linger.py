@@ -58,7 +58,11 @@ class Lingering(asyncio.Protocol):
             self._timer = self._loop.call_at(deadline, self._check)
             return
         self._timer = None
-        self._tcp.close()
+        tcp = self._tcp
+        if tcp.get_write_buffer_size():
+            tcp.abort()  # a client that never read its answer: a close would wait for it
+        else:
+            tcp.close()
 
     def end(self, abort: bool = False) -> None:
         """A drain or shutdown: no more waiting."""

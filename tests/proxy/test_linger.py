@@ -162,6 +162,36 @@ async def test_a_lingering_connection_is_freed_without_the_collector(
         assert left == []
 
 
+def refuse_at_length(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+    """An early answer far larger than the sockets' buffers."""
+    conn.reply(Reply(413, [], b"x" * BODY), head)
+
+
+async def test_lingering_time_ends_a_client_that_never_reads_its_answer() -> None:
+    """The answer cannot all be written to a client that does not read: at the end of
+    lingering_time the connection is cut, not closed after a write that never ends."""
+    number = free_port()
+    sock = bind(Listener(host="127.0.0.1", port=number))
+    data_plane = DataPlane(refuse_at_length, ServerStats(),
+                           Limits(lingering_timeout=1.0, lingering_time=1.0))
+    await data_plane.serve([(sock, 16)])
+    try:
+        def send_only() -> socket.socket:
+            client = connect(number, False)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.sendall(HEAD + b"x" * 65536)
+            return client
+
+        client = await asyncio.to_thread(send_only)
+        await asyncio.sleep(0.3)
+        assert len(data_plane.connections) == 1
+        assert await wait_gone(data_plane, 5) < 3
+        client.close()
+    finally:
+        await data_plane.stop(grace=1)
+        sock.close()
+
+
 async def test_a_drain_ends_lingering_connections_at_once() -> None:
     async with plane(Limits(lingering_timeout=30)) as (data_plane, port):
         sock, answer = await asyncio.to_thread(upload, port, False)
