@@ -55,6 +55,7 @@ class Limits:
     max_headers: int = 100                    # Kong's lua_max_req_headers
     worker_connections: int = 16384           # client connections held at once
     client_max_body_size: int = 0             # 0: no limit (Kong's default)
+    send_timeout: float = 60.0                # a client that stops reading its answer
     lingering_close: str = "on"               # linger.py: off, on or always
     lingering_time: float = 30.0
     lingering_timeout: float = 5.0
@@ -134,6 +135,7 @@ class Downstream(asyncio.Protocol):
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
+        self._send_timer: asyncio.TimerHandle | None = None  # output waits for the client
         # the request being parsed
         self._url = b""
         self._headers: http1.Headers = []
@@ -201,6 +203,9 @@ class Downstream(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         gone = ClientGone("the client went away")
         for _, body in self._queue:
             if body is not None:
@@ -311,13 +316,33 @@ class Downstream(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        self._time_sending()
         if self.source is not None:
             self.source.pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         if self.source is not None:
             self.source.resume_reading()
+
+    def _time_sending(self) -> None:
+        """nginx's ``send_timeout``: output the client does not take within it (the client
+        stopped reading) cuts the connection, so it holds no socket and no upstream
+        connection for ever. Timed only while output waits: pause_writing, or a close
+        whose last bytes are still buffered."""
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout,
+                                                    self._send_timed_out)
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        log.info("client timed out while sending to client, client: %s", self.client_ip)
+        self._out = []
+        if self.transport is not None:
+            self.transport.abort()  # closing or not: a close would wait for the client
 
     # ------------------------------------------------------------------ parser callbacks
     def on_message_begin(self) -> None:
@@ -624,8 +649,11 @@ class Downstream(asyncio.Protocol):
             self._lingering.end()
             return
         self.flush()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():  # a close waits until the client took it
+                self._time_sending()
 
     def _close_answered(self, unread: bool) -> None:
         """The connection ends after an answer. ``unread``: the client may still be sending

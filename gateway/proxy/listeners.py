@@ -34,6 +34,7 @@ def limits_of(settings: Settings) -> Limits:
         keepalive_timeout=parse_time(settings.nginx_http_keepalive_timeout) or 60.0,
         large_client_header_buffers=size, client_header_buffer_total=number * size,
         client_max_body_size=parse_size(settings.nginx_http_client_max_body_size) or 0,
+        send_timeout=parse_time(settings.nginx_http_send_timeout) or 60.0,
         lingering_close=settings.nginx_http_lingering_close,
         lingering_time=parse_time(settings.nginx_http_lingering_time) or 0.0,
         lingering_timeout=parse_time(settings.nginx_http_lingering_timeout) or 0.0,

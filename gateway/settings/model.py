@@ -337,6 +337,7 @@ class Settings:
     nginx_http_client_header_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_client_body_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_keepalive_timeout: Annotated[str, Check(_time)] = "60s"
+    nginx_http_send_timeout: Annotated[str, Check(_time)] = "60s"
     nginx_http_large_client_header_buffers: Annotated[str, Check(_buffers)] = "4 8k"
     # a request body at most (Kong's default 0: no limit); over it, 413
     nginx_http_client_max_body_size: Annotated[str, Check(_size)] = "0"

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
+import ssl
 import sys
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import pytest_asyncio
 
 from gateway.errors_proxy import Reply
@@ -313,17 +316,26 @@ def later(conn: Downstream, head: RequestHead, body: RequestBody | None) -> Pend
 
 
 @asynccontextmanager
-async def serving(handler: Handler, limits: Limits | None = None) -> AsyncIterator[int]:
-    """A data plane running ``handler`` on a free port; yields the port."""
+async def data_plane(handler: Handler, limits: Limits | None = None,
+                     context: ssl.SSLContext | None = None
+                     ) -> AsyncIterator[tuple[DataPlane, int]]:
+    """A data plane running ``handler`` on a free port (TLS with ``context``)."""
     number = free_port()
     sock = bind(Listener(host="127.0.0.1", port=number))
     plane = DataPlane(handler, ServerStats(), limits or Limits())
-    await plane.serve([(sock, 16)])
+    await plane.serve([(sock, 16)], context)
     try:
-        yield number
+        yield plane, number
     finally:
         await plane.stop(grace=1)
         sock.close()
+
+
+@asynccontextmanager
+async def serving(handler: Handler, limits: Limits | None = None) -> AsyncIterator[int]:
+    """A data plane running ``handler`` on a free port; yields the port."""
+    async with data_plane(handler, limits) as (_, number):
+        yield number
 
 
 CALLED_FROM: list[list[str]] = []
@@ -478,3 +490,40 @@ async def test_each_requests_http_version_and_keep_alive() -> None:
         await plane.stop(grace=1)
         sock.close()
     assert seen == list(shapes.values())
+
+
+BIG = 16 * 1024 * 1024  # far more than both sockets' buffers hold
+
+
+def flood(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+    """A large answer; ``/close`` ends the connection with it, with no write-buffer limit
+    (the close, not pause_writing, is left holding the unsent bytes)."""
+    if head.target == b"/close":
+        assert conn.transport is not None
+        conn.transport.set_write_buffer_limits(high=1 << 30)
+        conn.keep_alive(False)
+    conn.reply(Reply(200, [], b"x" * BIG), head)
+
+
+async def gone_within(plane: DataPlane, seconds: float) -> bool:
+    end = asyncio.get_running_loop().time() + seconds
+    while plane.connections and asyncio.get_running_loop().time() < end:
+        await asyncio.sleep(0.02)
+    return not plane.connections
+
+
+@pytest.mark.parametrize("target", [b"/", b"/close"], ids=["paused", "closing"])
+async def test_a_client_that_stops_reading_is_cut_after_send_timeout(target: bytes) -> None:
+    """nginx's send_timeout: the answer waits for a client that reads nothing; after the
+    timeout the connection is cut (a close alone would wait for the client for ever)."""
+    for timeout, cut in ((30.0, False), (0.5, True)):
+        async with data_plane(flood, Limits(send_timeout=timeout)) as (plane, port):
+            client = socket.create_connection(("127.0.0.1", port))
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target)
+            try:
+                await asyncio.sleep(0.3)  # accepted, answered, the answer waiting
+                assert len(plane.connections) == 1
+                assert await gone_within(plane, 2.0) is cut
+            finally:
+                client.close()

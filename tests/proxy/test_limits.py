@@ -29,6 +29,8 @@ def test_limits_from_settings() -> None:
     capped = load(env={"RAMPARTS_NGINX_EVENTS_WORKER_CONNECTIONS": "100"})
     assert limits_of(capped).worker_connections == 100
     assert limits.client_max_body_size == 0  # Kong's default: no limit
+    assert limits.send_timeout == 60.0  # nginx's
+    assert limits_of(load(env={"RAMPARTS_NGINX_HTTP_SEND_TIMEOUT": "5s"})).send_timeout == 5.0
     sized = load(env={"RAMPARTS_NGINX_HTTP_CLIENT_MAX_BODY_SIZE": "10m"})
     assert limits_of(sized).client_max_body_size == 10 * 1024 * 1024
     # nginx's lingering close: on, 30 s at most, 5 s of silence

@@ -11,8 +11,7 @@ import gc
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,7 @@ from gateway.proxy.connection import Downstream, Limits
 from gateway.proxy.http1 import RequestHead
 from gateway.proxy.linger import Lingering
 from gateway.proxy.listeners import DataPlane
-from gateway.server import bind
-from gateway.settings.listen import Listener
-from gateway.stats import ServerStats
-from tests.e2e.proc import free_port
+from tests.proxy.test_connection import data_plane
 from tests.proxy.test_tls import server_context
 
 BODY = 16 * 1024 * 1024  # far more than both sockets' buffers hold
@@ -39,17 +35,9 @@ def refuse(conn: Downstream, head: RequestHead, body: RequestBody | None) -> Non
     conn.reply(Reply(413, [(b"content-type", b"text/plain")], b"too large"), head)
 
 
-@asynccontextmanager
-async def plane(limits: Limits, tls: Path | None = None) -> AsyncIterator[tuple[DataPlane, int]]:
-    number = free_port()
-    sock = bind(Listener(host="127.0.0.1", port=number))
-    data_plane = DataPlane(refuse, ServerStats(), limits)
-    await data_plane.serve([(sock, 16)], server_context(tls) if tls is not None else None)
-    try:
-        yield data_plane, number
-    finally:
-        await data_plane.stop(grace=1)
-        sock.close()
+def plane(limits: Limits, tls: Path | None = None
+          ) -> AbstractAsyncContextManager[tuple[DataPlane, int]]:
+    return data_plane(refuse, limits, server_context(tls) if tls is not None else None)
 
 
 def connect(port: int, tls: bool) -> socket.socket:
@@ -96,27 +84,27 @@ async def test_a_refused_request_followed_by_more_bytes_gets_its_400(
         assert answer.startswith(b"HTTP/1.1 400 ")
 
 
-async def wait_gone(data_plane: DataPlane, within: float) -> float:
+async def wait_gone(running: DataPlane, within: float) -> float:
     """Seconds until the data plane holds no connection (at most ``within``)."""
     start = time.monotonic()
-    while data_plane.connections and time.monotonic() - start < within:
+    while running.connections and time.monotonic() - start < within:
         await asyncio.sleep(0.02)
     return time.monotonic() - start
 
 
 async def test_the_connection_ends_once_the_client_is_silent_for_lingering_timeout() -> None:
-    async with plane(Limits(lingering_timeout=1.0)) as (data_plane, port):
+    async with plane(Limits(lingering_timeout=1.0)) as (running, port):
         sock, answer = await asyncio.to_thread(upload, port, False)
         assert answer.startswith(b"HTTP/1.1 413 ")
-        assert len(data_plane.connections) == 1  # lingering: still read, its input dropped
-        waited = await wait_gone(data_plane, 5)
+        assert len(running.connections) == 1  # lingering: still read, its input dropped
+        waited = await wait_gone(running, 5)
         assert 0.5 < waited < 3
         sock.close()
 
 
 async def test_lingering_time_ends_a_client_that_never_stops_sending() -> None:
     limits = Limits(lingering_timeout=1.0, lingering_time=1.5)
-    async with plane(limits) as (data_plane, port):
+    async with plane(limits) as (running, port):
         sock, answer = await asyncio.to_thread(upload, port, False)
         assert answer.startswith(b"HTTP/1.1 413 ")
         start = time.monotonic()
@@ -130,7 +118,7 @@ async def test_lingering_time_ends_a_client_that_never_stops_sending() -> None:
                 return
 
         sender = asyncio.create_task(asyncio.to_thread(trickle))
-        waited = await wait_gone(data_plane, 5)
+        waited = await wait_gone(running, 5)
         assert waited < 3  # never silent for lingering_timeout, ended by lingering_time
         await sender
         sock.close()
@@ -142,14 +130,14 @@ async def test_a_lingering_connection_is_freed_without_the_collector(
     """The connection and its lingering close refer to each other until the end: the end
     breaks that, so neither waits for the cyclic collector."""
     async with plane(Limits(lingering_timeout=0.2), tmp_path if tls else None) as (
-            data_plane, port):
+            running, port):
         gc.collect()
         gc.disable()
         gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept
         try:
             sock, answer = await asyncio.to_thread(upload, port, tls)
             assert answer.startswith(b"HTTP/1.1 413 ")
-            assert await wait_gone(data_plane, 3) < 3
+            assert await wait_gone(running, 3) < 3
             await asyncio.sleep(0.05)
             sock.close()
             gc.collect()
@@ -170,44 +158,37 @@ def refuse_at_length(conn: Downstream, head: RequestHead, body: RequestBody | No
 async def test_lingering_time_ends_a_client_that_never_reads_its_answer() -> None:
     """The answer cannot all be written to a client that does not read: at the end of
     lingering_time the connection is cut, not closed after a write that never ends."""
-    number = free_port()
-    sock = bind(Listener(host="127.0.0.1", port=number))
-    data_plane = DataPlane(refuse_at_length, ServerStats(),
-                           Limits(lingering_timeout=1.0, lingering_time=1.0))
-    await data_plane.serve([(sock, 16)])
-    try:
+    limits = Limits(lingering_timeout=1.0, lingering_time=1.0)
+    async with data_plane(refuse_at_length, limits) as (running, port):
         def send_only() -> socket.socket:
-            client = connect(number, False)
+            client = connect(port, False)
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             client.sendall(HEAD + b"x" * 65536)
             return client
 
         client = await asyncio.to_thread(send_only)
         await asyncio.sleep(0.3)
-        assert len(data_plane.connections) == 1
-        assert await wait_gone(data_plane, 5) < 3
+        assert len(running.connections) == 1
+        assert await wait_gone(running, 5) < 3
         client.close()
-    finally:
-        await data_plane.stop(grace=1)
-        sock.close()
 
 
 async def test_a_drain_ends_lingering_connections_at_once() -> None:
-    async with plane(Limits(lingering_timeout=30)) as (data_plane, port):
+    async with plane(Limits(lingering_timeout=30)) as (running, port):
         sock, answer = await asyncio.to_thread(upload, port, False)
         assert answer.startswith(b"HTTP/1.1 413 ")
         start = time.monotonic()
-        await data_plane.stop(grace=10)
+        await running.stop(grace=10)
         assert time.monotonic() - start < 1
-        assert not data_plane.connections
+        assert not running.connections
         sock.close()
 
 
 async def test_lingering_close_off_closes_at_once() -> None:
-    async with plane(Limits(lingering_close="off")) as (data_plane, port):
+    async with plane(Limits(lingering_close="off")) as (running, port):
         with pytest.raises(OSError):  # the reset the lingering close exists to avoid
             await asyncio.to_thread(upload, port, False)
-        assert await wait_gone(data_plane, 2) < 1
+        assert await wait_gone(running, 2) < 1
 
 
 
@@ -226,9 +207,9 @@ async def test_lingering_close_always_lingers_after_a_whole_request(
         mode: str, lingers: bool) -> None:
     """``always``: even after a request read whole; ``on``: only with input unread."""
     async with plane(Limits(lingering_close=mode, lingering_timeout=1.0)) as (
-            data_plane, port):
+            running, port):
         sock, answer = await asyncio.to_thread(ask, port)
         assert answer.startswith(b"HTTP/1.1 413 ")
-        waited = await wait_gone(data_plane, 5)
+        waited = await wait_gone(running, 5)
         assert 0.5 < waited < 3 if lingers else waited < 0.5
         sock.close()
