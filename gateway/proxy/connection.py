@@ -203,9 +203,7 @@ class Downstream(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
+        self._untime_sending()
         gone = ClientGone("the client went away")
         for _, body in self._queue:
             if body is not None:
@@ -322,9 +320,7 @@ class Downstream(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
+        self._untime_sending()
         if self.source is not None:
             self.source.resume_reading()
 
@@ -336,6 +332,11 @@ class Downstream(asyncio.Protocol):
         if self._send_timer is None:
             self._send_timer = self.loop.call_later(self.limits.send_timeout,
                                                     self._send_timed_out)
+
+    def _untime_sending(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
 
     def _send_timed_out(self) -> None:
         self._send_timer = None
@@ -671,10 +672,11 @@ class Downstream(asyncio.Protocol):
             return
         self._lingering = linger(transport, limits.lingering_timeout, limits.lingering_time)
         # nothing more is read or written here; connection_lost comes when the TCP
-        # connection ends
+        # connection ends (the lingering close times what is left, output included)
         self.closed = True
         self.parser = _GONE_PARSER
         self._disarm()
+        self._untime_sending()
 
     def abort(self) -> None:
         """The response cannot be completed: the client must not take it for whole."""
