@@ -98,7 +98,7 @@ class OriginConnection(asyncio.Protocol):
         self.last_read = 0.0
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_active = False  # a response is awaited (the timer may outlive it)
-        self._reading_paused = False
+        self.reading_paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self.tunnel: Tunnel | None = None
@@ -250,12 +250,12 @@ class OriginConnection(asyncio.Protocol):
     # the downstream's back-pressure
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
-            self._reading_paused = True
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed and self._reading_paused:
-            self._reading_paused = False
+        if self.transport is not None and not self.closed and self.reading_paused:
+            self.reading_paused = False
             self.last_read = time.monotonic()  # the client's slowness is not the upstream's
             self.transport.resume_reading()
 
@@ -355,7 +355,7 @@ class OriginConnection(asyncio.Protocol):
         self._read_timer = None
         if not self._read_active or self.closed:
             return
-        if self._reading_paused:  # the client's back-pressure is not an upstream timeout
+        if self.reading_paused:  # the client's back-pressure is not an upstream timeout
             self.last_read = time.monotonic()
         waited = time.monotonic() - self.last_read
         if waited < self._read_timeout:

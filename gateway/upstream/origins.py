@@ -96,6 +96,12 @@ class Origins:
             self._of.pop(conn, None)
             conn.close()
             return
+        if conn.reading_paused:
+            # the client's back-pressure stopped the read as the response ended (its last
+            # read filled the client's buffer): an idle connection reads again, to see the
+            # upstream close it, and the next exchange's answer (a paused read never times
+            # out, so that exchange would wait for ever)
+            conn.resume_reading()
         # idle since its last read: the response's end (no clock read of its own)
         conn.idle_since = conn.last_read
         pool.idle.append(conn)

@@ -213,3 +213,36 @@ async def test_a_response_head_beyond_proxy_buffer_size_is_a_bad_response() -> N
     finally:
         origins.close()
         server.close()
+
+
+class Pausing(Collect):
+    """A relay whose client's buffer fills with every chunk: it pauses the upstream read
+    (as the downstream connection's pause_writing does) and never resumes it."""
+
+    def __init__(self, conn: OriginConnection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def body(self, data: bytes) -> None:
+        super().body(data)
+        self.conn.pause_reading()
+
+
+async def test_a_connection_paused_as_its_response_ended_is_pooled_reading(
+        origin: int) -> None:
+    """The response's last read filled the client's buffer and paused the upstream read:
+    the pooled connection reads again, else the next exchange on it would wait for ever (a
+    paused read is the client's slowness, never an upstream read timeout)."""
+    origins = Origins(no_context)
+    key = OriginKey(None, "127.0.0.1", origin, None)
+    conn, _ = await origins.acquire(key, 5)
+    relay = Pausing(conn)
+    finished = conn.begin(relay, "GET", 5)
+    conn.write(http1.request_head("GET", b"/", [(b"Host", b"x")]))
+    conn.request_sent()
+    await finished
+    assert relay.data == b"hello" and conn.reading_paused
+    origins.release(conn, True)
+    again, reused, answer = await asyncio.wait_for(get(origins, key, b"/", read_timeout=1), 3)
+    assert again is conn and reused and answer.data == b"hello"
+    origins.close()
