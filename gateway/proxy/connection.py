@@ -24,7 +24,7 @@ from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
 from gateway.proxy.body import ClientGone, RequestBody
 from gateway.proxy.forwarding import Hop, Memo
-from gateway.proxy.linger import ALWAYS, OFF, Lingering, linger
+from gateway.proxy.linger import ALWAYS, OFF, ON, Lingering, linger
 from gateway.proxy.tunnel import Tunnel
 from gateway.stats import ServerStats
 from gateway.tls.info import tls_info
@@ -56,7 +56,7 @@ class Limits:
     worker_connections: int = 16384           # client connections held at once
     client_max_body_size: int = 0             # 0: no limit (Kong's default)
     send_timeout: float = 60.0                # a client that stops reading its answer
-    lingering_close: str = "on"               # linger.py: off, on or always
+    lingering_close: str = ON                 # linger.py: off, on or always
     lingering_time: float = 30.0
     lingering_timeout: float = 5.0
 

@@ -20,6 +20,7 @@ from typing import Any
 
 # ``nginx_http_lingering_close``: nginx's values
 OFF, ON, ALWAYS = "off", "on", "always"
+MODES = (OFF, ON, ALWAYS)
 
 
 class Lingering(asyncio.Protocol):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from gateway import keyring
+from gateway.proxy import linger
 from gateway.schema.checks import Custom, Issues
 from gateway.schema.fields import AllowEmpty, Between, Check, OneOf, Secret
 from gateway.settings import access, listen
@@ -342,7 +343,7 @@ class Settings:
     # a request body at most (Kong's default 0: no limit); over it, 413
     nginx_http_client_max_body_size: Annotated[str, Check(_size)] = "0"
     # a connection answered while its client may still be sending (gateway/proxy/linger.py)
-    nginx_http_lingering_close: Annotated[str, OneOf("off", "on", "always")] = "on"
+    nginx_http_lingering_close: Annotated[str, OneOf(*linger.MODES)] = linger.ON
     nginx_http_lingering_time: Annotated[str, Check(_time)] = "30s"
     nginx_http_lingering_timeout: Annotated[str, Check(_time)] = "5s"
     # an upstream response's head (status line and headers) at most: nginx's proxy_buffer_size

@@ -22,7 +22,7 @@ from gateway.proxy.connection import Downstream, Limits
 from gateway.proxy.http1 import RequestHead
 from gateway.proxy.linger import Lingering
 from gateway.proxy.listeners import DataPlane
-from tests.proxy.test_connection import data_plane
+from tests.proxy.test_connection import data_plane, wait_gone
 from tests.proxy.test_tls import server_context
 
 BODY = 16 * 1024 * 1024  # far more than both sockets' buffers hold
@@ -82,14 +82,6 @@ async def test_a_refused_request_followed_by_more_bytes_gets_its_400(
         sock, answer = await asyncio.to_thread(upload, port, tls, BROKEN)
         sock.close()
         assert answer.startswith(b"HTTP/1.1 400 ")
-
-
-async def wait_gone(running: DataPlane, within: float) -> float:
-    """Seconds until the data plane holds no connection (at most ``within``)."""
-    start = time.monotonic()
-    while running.connections and time.monotonic() - start < within:
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def test_the_connection_ends_once_the_client_is_silent_for_lingering_timeout() -> None:
