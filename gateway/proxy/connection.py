@@ -96,6 +96,7 @@ def _too_many(limit: int) -> None:
 
 # what a closed connection's ``parser`` is: no callbacks, never fed
 _GONE_PARSER = httptools.HttpRequestParser(object())
+_DISCARDED = ClientGone("the request was answered before its body was read")
 
 
 class _Refused(Exception):
@@ -164,6 +165,9 @@ class Downstream(asyncio.Protocol):
         self._upgrade_tail = b""
         self._half_closed = False
         self._lingering: Lingering | None = None
+        # an answered request's body whose rest is being read and dropped, until when
+        self._discarded: RequestBody | None = None
+        self._discard_until = 0.0
         self.current: RequestBody | None = None
 
     # ------------------------------------------------------------------ transport events
@@ -212,7 +216,7 @@ class Downstream(asyncio.Protocol):
         if self.current is not None:
             self.current.fail(gone)
         # a body still being parsed refers to this protocol (its flow control)
-        self.current = self._parsing = None
+        self.current = self._parsing = self._discarded = None
         if self.tunnel is not None:
             self.tunnel.lost(self)
             return
@@ -242,6 +246,8 @@ class Downstream(asyncio.Protocol):
                 self._head_unfinished(len(data))
             elif body is not None and body is self._parsing:
                 self._body_framing(body.received - received, len(data))
+            if self._discarded is not None:
+                self._discarding()
         if self._dispatch:
             # answered from the loop's ready queue, not from here: the requests of every
             # connection read in one loop pass then go upstream together, and the upstream
@@ -488,7 +494,9 @@ class Downstream(asyncio.Protocol):
         if head.upgrade:  # switched protocols (and closed) or refused: not reused
             reusable = False
         elif body is not None and not body.complete and not self.closed:
-            reusable = False  # the rest of the body would be read as the next request
+            reusable = self._keep_alive and not self._half_closed
+            if reusable:  # the rest is read and dropped before the next request (nginx)
+                self._discard(body)
         else:
             reusable = self._keep_alive and not (self._half_closed and not self._queue)
         if not reusable:
@@ -504,8 +512,36 @@ class Downstream(asyncio.Protocol):
             return
         if self._paused:
             self._resume("pipeline")
-        if not self._queue and self._parsing is None and not self._serving:
+        if self._discarded is not None:
+            self._discarding()
+        elif not self._queue and self._parsing is None and not self._serving:
             self._arm(self.limits.keepalive_timeout)
+
+    # nginx's discarded request body: a request answered before its body was all read (a
+    # plugin's 401, a 404, an upstream's early answer) keeps its keep-alive connection if
+    # the rest of the body arrives in time; it is read and dropped, with the client silent
+    # for at most ``lingering_timeout`` at a time and ``lingering_time`` in all, or the
+    # connection closes. A body its client was never asked for (``Expect: 100-continue``
+    # unanswered) may never come: that connection closes at once, saying so (start_response).
+    def _discard(self, body: RequestBody) -> None:
+        body.fail(_DISCARDED)  # what is buffered and what still comes is dropped
+        self._discarded = body
+        self._discard_until = self.loop.time() + self.limits.lingering_time
+
+    def _discarding(self) -> None:
+        """The body being discarded ended (the connection takes its next request), or the
+        client's silence is timed again."""
+        if self._parsing is not self._discarded:  # what was read after it is being served
+            self._discarded = None
+            if not self._serving and not self._queue and not self._in_head:
+                self._arm(self.limits.keepalive_timeout)
+            return
+        left = self._discard_until - self.loop.time()
+        if left <= 0:
+            self._discarded = None
+            self.close()
+            return
+        self._arm(min(left, self.limits.lingering_timeout))
 
     # ------------------------------------------------------------------ flow control
     def body_buffered(self, size: int) -> None:
@@ -582,6 +618,11 @@ class Downstream(asyncio.Protocol):
         self._responding = True
         self._chunked = False
         self.status_sent = status
+        body = self.current
+        if body is not None and body.expect and not body.received and not body.complete:
+            # a body never asked for (Expect: 100-continue unanswered) may never come: the
+            # connection closes after this answer rather than wait for it, and says so
+            self._keep_alive = False
         if status == 101:  # no body, no framing: the connection belongs to the tunnel
             self._out.append(http1.response_head(status, headers))
             return

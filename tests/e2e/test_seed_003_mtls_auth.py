@@ -390,7 +390,7 @@ def test_an_upload_refused_by_mtls_auth_gets_its_401(gw: Node, work: Path, up: i
                                                      cas: dict[str, str]) -> None:
     """curl writes a 20 MB body before it reads (``Expect:`` off), and mtls-auth answers
     before the body is read: the client gets the 401 every time, not a reset in the middle
-    of its write (the lingering close, gateway/proxy/linger.py)."""
+    of its write (the rest of the body is read and dropped, gateway/proxy/connection.py)."""
     path = protect(gw, up, "upload", {"ca_certificates": [cas["s003"]]})
     eventually(gw, work, path, 401)
     (work / "upload.bin").write_bytes(b"x" * (20 * 1024 * 1024))
@@ -403,3 +403,29 @@ def test_an_upload_refused_by_mtls_auth_gets_its_401(gw: Node, work: Path, up: i
                              cwd=work, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         assert out.stdout.rpartition("\n")[2] == "401"
+
+
+def test_a_keep_alive_client_refused_mid_upload_keeps_its_connection(
+        gw: Node, work: Path, up: int, cas: dict[str, str]) -> None:
+    """Python's http.client writes a whole 4 MB body, then reads mtls-auth's 401, and sends
+    its next request on the same connection, as nginx allows: the rest of the body was read
+    and dropped, never taken for a request (before: a closed connection, which http.client
+    reports as RemoteDisconnected or a broken pipe)."""
+    path = protect(gw, up, "kept", {"ca_certificates": [cas["s003"]]})
+    eventually(gw, work, path, 401)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", gw.https_port, context=context, timeout=10)
+    try:
+        conn.request("POST", path, body=b"x" * (4 * 1024 * 1024))
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())) == (401, NO_CERT)
+        assert response.getheader("Connection") is None  # it keeps the connection
+        sock = conn.sock
+        for method in ("GET", "POST"):
+            conn.request(method, path, body=b"y" * 1000 if method == "POST" else None)
+            response = conn.getresponse()
+            assert (response.status, json.loads(response.read())) == (401, NO_CERT)
+            assert conn.sock is sock
+    finally:
+        conn.close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import gc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from gateway.proxy.exchange import Proxy
 from gateway.proxy.listeners import DataPlane
@@ -29,3 +30,22 @@ async def proxy_on(snapshot: Snapshot) -> AsyncIterator[int]:
         await plane.stop(grace=1)
         sock.close()
         await pools.close()
+
+
+@contextmanager
+def uncollected(*kinds: type) -> Iterator[list[str]]:
+    """The names of the objects of ``kinds`` that what runs inside leaves for the cyclic
+    collector (reference cycles): filled in at the end. The collector is off meanwhile, and
+    what its final collection finds unreachable is kept to be read (``DEBUG_SAVEALL``)."""
+    left: list[str] = []
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield left
+        gc.collect()
+        left.extend(type(o).__name__ for o in gc.garbage if isinstance(o, kinds))
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

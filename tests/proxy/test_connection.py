@@ -27,6 +27,7 @@ from gateway.server import bind
 from gateway.settings.listen import Listener
 from gateway.stats import ServerStats
 from tests.e2e.proc import free_port
+from tests.proxy.plane import uncollected
 
 
 async def echo(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
@@ -445,19 +446,10 @@ async def test_a_drain_answers_connections_whose_request_is_still_on_its_way() -
 async def test_a_closed_connection_is_freed_without_the_collector(port: int) -> None:
     # the parser holds the protocol's bound methods: were it kept after the close, the
     # connection (and on TLS its SSL object and buffers) would wait for the cyclic collector
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept to be read
-    try:
+    with uncollected(Downstream) as left:
         raw = await exchange(port, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert statuses(raw) == [b"200"]
         await asyncio.sleep(0.05)  # connection_lost runs on the loop after the close
-        gc.collect()
-        left = [o for o in gc.garbage if isinstance(o, Downstream)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert left == []
 
 

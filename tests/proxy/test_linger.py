@@ -7,7 +7,6 @@ and at once when the data plane stops."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 import ssl
 import time
@@ -22,6 +21,7 @@ from gateway.proxy.connection import Downstream, Limits
 from gateway.proxy.http1 import RequestHead
 from gateway.proxy.linger import Lingering
 from gateway.proxy.listeners import DataPlane
+from tests.proxy.plane import uncollected
 from tests.proxy.test_connection import data_plane, wait_gone
 from tests.proxy.test_tls import server_context
 
@@ -31,7 +31,9 @@ BROKEN = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Leng
 
 
 def refuse(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
-    """An answer before the body is read (an upstream's early 413, a plugin's 401)."""
+    """An answer before the body is read that ends the connection, as nginx's 413 does (a
+    keep-alive answer discards the body instead: test_discard.py)."""
+    conn.keep_alive(False)
     conn.reply(Reply(413, [(b"content-type", b"text/plain")], b"too large"), head)
 
 
@@ -62,6 +64,18 @@ def upload(port: int, tls: bool, head: bytes = HEAD) -> tuple[socket.socket, byt
     while data := sock.recv(65536):
         answer += data
     return sock, answer
+
+
+def trickle(sock: socket.socket, seconds: float = 5.0) -> None:
+    """A byte every 0.1 s (never silent for a lingering_timeout), for ``seconds`` or until
+    the connection is gone."""
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < seconds:
+            sock.sendall(b"x")
+            time.sleep(0.1)
+    except OSError:
+        return
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
@@ -99,17 +113,7 @@ async def test_lingering_time_ends_a_client_that_never_stops_sending() -> None:
     async with plane(limits) as (running, port):
         sock, answer = await asyncio.to_thread(upload, port, False)
         assert answer.startswith(b"HTTP/1.1 413 ")
-        start = time.monotonic()
-
-        def trickle() -> None:  # a byte every 0.1 s, until the connection is gone
-            try:
-                while time.monotonic() - start < 5:
-                    sock.sendall(b"x")
-                    time.sleep(0.1)
-            except OSError:
-                return
-
-        sender = asyncio.create_task(asyncio.to_thread(trickle))
+        sender = asyncio.create_task(asyncio.to_thread(trickle, sock))
         waited = await wait_gone(running, 5)
         assert waited < 3  # never silent for lingering_timeout, ended by lingering_time
         await sender
@@ -123,27 +127,18 @@ async def test_a_lingering_connection_is_freed_without_the_collector(
     breaks that, so neither waits for the cyclic collector."""
     async with plane(Limits(lingering_timeout=0.2), tmp_path if tls else None) as (
             running, port):
-        gc.collect()
-        gc.disable()
-        gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept
-        try:
+        with uncollected(Downstream, Lingering) as left:
             sock, answer = await asyncio.to_thread(upload, port, tls)
             assert answer.startswith(b"HTTP/1.1 413 ")
             assert await wait_gone(running, 3) < 3
             await asyncio.sleep(0.05)
             sock.close()
-            gc.collect()
-            left = [type(o).__name__ for o in gc.garbage
-                    if isinstance(o, Downstream | Lingering)]
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-            gc.enable()
         assert left == []
 
 
 def refuse_at_length(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
     """An early answer far larger than the sockets' buffers."""
+    conn.keep_alive(False)
     conn.reply(Reply(413, [], b"x" * BODY), head)
 
 

@@ -6,7 +6,6 @@ response, and the fail-closed guard."""
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ from gateway.plugins.pdk import Consumer, Kong
 from gateway.plugins.runtime import Handler
 from gateway.proxy.exchange import Exchange
 from gateway.snapshot import Loaded, build_snapshot
-from tests.proxy.plane import proxy_on
+from tests.proxy.plane import proxy_on, uncollected
 
 EVENTS: list[str] = []
 RELEASE: list[asyncio.Event] = []  # the log phase waits for it: set once the client has all
@@ -269,17 +268,8 @@ async def test_an_exchange_is_freed_without_the_collector(proxy_port: int) -> No
     # Kong's source is the exchange: were the pair left linked after the request, only the
     # garbage collector would free them (a collection every few requests with plugins)
     EVENTS.clear()
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept to be read
-    try:
+    with uncollected(Exchange, Kong) as left:
         for path in ("/open/x", "/upper/x"):
             assert (await get(proxy_port, path)).status_code == 200
         await wait_for_event("log")
-        gc.collect()
-        left = [type(o).__name__ for o in gc.garbage if isinstance(o, (Exchange, Kong))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert left == []
