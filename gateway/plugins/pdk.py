@@ -217,9 +217,8 @@ class Kong:
     ``service_request``, ``response`` and ``ctx`` are made on first use: a request whose
     plugins never touch them does not pay for them."""
 
-    __slots__ = ("_changes", "_client", "_ctx", "_head", "_request", "_response",
-                 "_service_request", "_source", "_varies", "db", "protocol", "route_id",
-                 "service_id")
+    __slots__ = ("_client", "_ctx", "_head", "_request", "_response", "_service_request",
+                 "_source", "_varies", "changes", "db", "protocol", "route_id", "service_id")
 
     # the exchange passes the first three by position: a call with keywords costs about
     # a third more (its arguments go through a dict)
@@ -238,7 +237,9 @@ class Kong:
         self._response: ResponseView | None = None
         self._head: tuple[int, Headers, str, int | None] | None = None  # see respond
         self._ctx: dict[str, Any] | None = None
-        self._changes: UpstreamChanges | None = None
+        # the plugins' upstream changes; None once ``service_request`` is made, until
+        # ``upstream_changes`` works them out (forwarding reads this, and calls that only then)
+        self.changes: UpstreamChanges | None = NO_CHANGES
         self._varies = False
 
     @classmethod
@@ -249,7 +250,7 @@ class Kong:
         kong._client = replay.client
         kong.route_id, kong.service_id = route_id, service_id
         kong._service_request = replay.service_request  # never changed after access
-        kong._changes = replay.changes
+        kong.changes = replay.changes
         if replay.ctx is not None:
             kong._ctx = dict(replay.ctx)
         return kong
@@ -285,6 +286,7 @@ class Kong:
     def service_request(self) -> ServiceRequest:
         if self._service_request is None:
             self._service_request = ServiceRequest()
+            self.changes = None
         return self._service_request
 
     @property
@@ -326,10 +328,10 @@ class Kong:
     def upstream_changes(self) -> UpstreamChanges:
         """The plugins' ``service_request`` changes, for the forwarding pass (made once:
         access is over when the request goes upstream)."""
-        changes = self._changes
+        changes = self.changes
         if changes is None:
             request = self._service_request
-            changes = self._changes = NO_CHANGES if request is None else request.changes()
+            changes = self.changes = NO_CHANGES if request is None else request.changes()
         return changes
 
     @property

@@ -45,8 +45,14 @@ def planned(calls: tuple[Phase, ...], kong: Kong, first: int = 0
     for call in calls[first:] if first else calls:
         result = call(kong)
         if result is not None:
-            return _then(result, partial(planned, calls, kong, calls.index(call, first) + 1))
+            return then(result, calls, kong, call, first)
     return None
+
+
+def then(result: Awaitable[None], calls: tuple[Phase, ...], kong: Kong, call: Phase,
+         first: int = 0) -> Awaitable[None]:
+    """``call`` returned ``result``: the calls after it run once it is awaited."""
+    return _then(result, partial(planned, calls, kong, calls.index(call, first) + 1))
 
 
 def _picked(slots: tuple[Slot, ...], first: int, phase: str, kong: Kong

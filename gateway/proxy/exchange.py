@@ -246,8 +246,14 @@ class Exchange:
         plan = plans.get(kong.protocol) if plans is not None else None
         pending = None
         try:
-            pending = phases.planned(plan.access, kong) if plan is not None else \
-                phases.start(chain, "access", kong)
+            if plan is not None:  # phases.planned's loop, inlined while no call awaits
+                for call in plan.access:
+                    pending = call(kong)
+                    if pending is not None:
+                        pending = phases.then(pending, plan.access, kong, call)
+                        break
+            else:
+                pending = phases.start(chain, "access", kong)
         finally:  # an exit or a failure too: the filters and log still run
             if pending is None:
                 self.after = phases.after(chain, kong) if plan is None else \

@@ -79,7 +79,7 @@ class Forward:
         stripped = match.prefix if route.strip_path and match.prefix not in ("", "/") else None
         kong = ex.kong
         policy = ex.proxy.headers
-        changes = NO_CHANGES if kong is None else kong.upstream_changes()
+        changes = NO_CHANGES if kong is None else kong.changes or kong.upstream_changes()
         # the forwarded part is the connection memo's own list (never changed here); what
         # each request adds goes to its tail
         self.forwarded = forwarded_headers(head.headers, conn.hop, ex.host, ex.path, stripped,
