@@ -675,8 +675,9 @@ class Downstream(asyncio.Protocol):
         """Between requests: no head half read, nothing parsed, nothing running, and past
         the moment a new connection's first request is on its way (safe to close at
         shutdown; a connection that is not idle gets its answer with "Connection: close")."""
-        if self._lingering is not None:
-            return True  # answered and half-closed: nothing is lost by ending it
+        if self._lingering is not None or self._discarded is not None:
+            # answered, what still comes is dropped: nothing is lost by ending it
+            return True
         if self._serving or self._queue or self._parsing is not None or self._in_head:
             return False
         return self._last is not None or self.loop.time() - self._born >= FIRST_REQUEST_GRACE

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -192,3 +193,16 @@ async def test_a_client_leaving_mid_discard_is_freed_without_the_collector() -> 
             assert await wait_gone(running, 3) < 3
             await asyncio.sleep(0.05)
     assert left == []
+
+
+async def test_a_drain_ends_a_discard_at_once() -> None:
+    """The answer is out and the rest of the body would be dropped: a drain does not wait
+    for it (nor for lingering_timeout)."""
+    async with plane(Limits(lingering_timeout=30, lingering_time=60)) as (running, port):
+        sock = await asyncio.to_thread(send_part, port)
+        start = time.monotonic()
+        await running.stop(grace=10)
+        took = time.monotonic() - start
+        sock.close()
+    assert took < 1
+    assert not running.connections
