@@ -119,6 +119,11 @@ class RequestBody:
                 self._waiter = None
 
     @property
+    def taken(self) -> bool:
+        """The whole body arrived and the exchange read every byte of it."""
+        return self.complete and not self._chunks and self._error is None
+
+    @property
     def finished(self) -> bool:
         """Everything the client sent was taken (or the body was given up)."""
         return (self.complete and not self._chunks) or self._error is not None

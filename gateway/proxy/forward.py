@@ -291,14 +291,16 @@ class Forward:
             relay.origin = origin
             ex.conn.source = origin  # a client that leaves stops this connection
             finished = origin.begin(relay, ex.head.method, timeout.sock_read or 60.0)
-            complete = False
+            complete = sent = False
             try:
                 origin.write(head)
-                if ex.body is not None:
-                    await _send_body(origin, ex.body, self.chunked, ex.target.write_timeout)
+                sent = ex.body is None or await _send_body(origin, ex.body, self.chunked,
+                                                           ex.target.write_timeout)
                 relay.sent_at = origin.request_sent()  # one clock read for both
                 await finished
-                complete = ex.body is None or ex.body.finished
+                # an upstream that answered before the whole body came still expects the
+                # rest: the next request on that connection would be read as body
+                complete = sent
                 if origin.upgraded is not None:
                     complete = False  # the connection is the tunnel's now, then closed
                     await self._splice(origin)
@@ -340,21 +342,26 @@ class Forward:
 
 
 async def _send_body(origin: OriginConnection, body: RequestBody, chunked: bool,
-                     write_timeout: float) -> None:
+                     write_timeout: float) -> bool:
     """The client's body, chunk by chunk, each written within ``write_timeout`` (Kong: the
     time allowed between two successive writes to the upstream); stops when the upstream
-    answers early."""
+    answers early. True if the whole body was sent."""
     try:
         while not origin.responded and not origin.closed:
             data = await body.read()
             if not data:
                 if chunked:
                     origin.write(http1.LAST_CHUNK)
-                return
+                return True
             origin.write(http1.chunk(data) if chunked else data)
             await origin.drain(write_timeout)
     except BodyInterrupted:
-        return
+        return False
+    if body.taken and not origin.closed:  # all of it went before the answer came
+        if chunked:
+            origin.write(http1.LAST_CHUNK)
+        return True
+    return False
 
 
 class _Relay:

@@ -18,16 +18,19 @@ from gateway.snapshot import Loaded, build_snapshot
 from tests.proxy.plane import proxy_on
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
 
 
 @dataclass
 class Script:
     """What the upstream does with the n-th request (from 1) on its n-th connection:
-    ``answer``, ``close`` (read it, close without a word) or ``hang``."""
+    ``answer``, ``close`` (read it, close without a word), ``hang`` or ``early`` (413 at
+    once, then the body is read, as HTTP lets an origin answer before it)."""
 
     plan: Callable[[int, int], str] = lambda connection, request: "answer"
     connections: int = 0
     requests: list[tuple[int, int]] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)  # the request lines, as read
 
 
 async def serve(script: Script, reader: asyncio.StreamReader,
@@ -35,15 +38,22 @@ async def serve(script: Script, reader: asyncio.StreamReader,
     script.connections += 1
     connection, request = script.connections, 0
     try:
-        while await reader.readuntil(b"\r\n\r\n"):
+        while head := await reader.readuntil(b"\r\n\r\n"):
             request += 1
             script.requests.append((connection, request))
+            script.lines.append(head.split(b"\r\n", 1)[0])
             action = script.plan(connection, request)
             if action == "close":
                 break
             if action == "hang":
                 await asyncio.sleep(5)
                 break
+            if action == "early":
+                writer.write(TOO_LARGE)
+                await writer.drain()
+                length = head.lower().partition(b"content-length: ")[2].split(b"\r\n")[0]
+                await reader.readexactly(int(length or 0))
+                continue
             writer.write(OK)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -143,3 +153,37 @@ async def test_a_pooled_attempt_that_times_out_on_the_last_try_is_504(
     script.plan = lambda connection, request: "hang" if request == 2 or connection > 1 \
         else "answer"
     assert await requests(port, 2) == [b"200", b"504"]
+
+
+async def post(port: int, length: int, sent: bytes) -> bytes:
+    """A POST of ``length`` bytes of which ``sent`` are sent; the answer's status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s"
+                     % (length, sent))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        return head.split(b" ", 2)[1]
+    finally:
+        writer.close()
+
+
+async def test_an_upstream_that_answered_before_the_whole_body_is_not_reused(
+        rig: tuple[int, Script]) -> None:
+    """The upstream still expects the rest of the body: a request sent on that connection
+    (another client's) would be read as body. It is closed, not pooled."""
+    port, script = rig
+    script.plan = lambda connection, request: "early" if connection == 1 else "answer"
+    assert await post(port, 60, b"0123456789") == b"413"  # the rest never comes
+    assert await requests(port, 1) == [b"200"]
+    assert script.lines == [b"POST /up HTTP/1.1", b"GET /x HTTP/1.1"]
+    assert script.connections == 2
+
+
+async def test_an_upstream_that_answered_after_the_whole_body_is_reused(
+        rig: tuple[int, Script]) -> None:
+    port, script = rig
+    script.plan = lambda connection, request: "early"
+    for _ in range(3):
+        assert await post(port, 10, b"0123456789") == b"413"
+    assert script.lines == [b"POST /up HTTP/1.1"] * 3
+    assert script.connections == 1
