@@ -96,7 +96,6 @@ def _too_many(limit: int) -> None:
 
 # what a closed connection's ``parser`` is: no callbacks, never fed
 _GONE_PARSER = httptools.HttpRequestParser(object())
-_DISCARDED = ClientGone("the request was answered before its body was read")
 
 
 class _Refused(Exception):
@@ -353,6 +352,7 @@ class Downstream(asyncio.Protocol):
 
     # ------------------------------------------------------------------ parser callbacks
     def on_message_begin(self) -> None:
+        self._discarded = None  # the body before this message, if one was dropped, ended
         self._url = b""
         self._headers = []
         self._index = {}
@@ -491,6 +491,7 @@ class Downstream(asyncio.Protocol):
         self.stats.requests_active -= 1
         self.current = None
         self.source = None
+        self._responding = False  # a malformed request after this one gets its 400
         if head.upgrade:  # switched protocols (and closed) or refused: not reused
             reusable = False
         elif body is not None and not body.complete and not self.closed:
@@ -524,7 +525,8 @@ class Downstream(asyncio.Protocol):
     # connection closes. A body its client was never asked for (``Expect: 100-continue``
     # unanswered) may never come: that connection closes at once, saying so (start_response).
     def _discard(self, body: RequestBody) -> None:
-        body.fail(_DISCARDED)  # what is buffered and what still comes is dropped
+        # what is buffered and what still comes is dropped
+        body.fail(ClientGone("the request was answered before its body was read"))
         self._discarded = body
         self._discard_until = self.loop.time() + self.limits.lingering_time
 
@@ -675,9 +677,8 @@ class Downstream(asyncio.Protocol):
         """Between requests: no head half read, nothing parsed, nothing running, and past
         the moment a new connection's first request is on its way (safe to close at
         shutdown; a connection that is not idle gets its answer with "Connection: close")."""
-        if self._lingering is not None or self._discarded is not None:
-            # answered, what still comes is dropped: nothing is lost by ending it
-            return True
+        if self._lingering is not None:
+            return True  # answered and half-closed: nothing is lost by ending it
         if self._serving or self._queue or self._parsing is not None or self._in_head:
             return False
         return self._last is not None or self.loop.time() - self._born >= FIRST_REQUEST_GRACE

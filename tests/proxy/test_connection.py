@@ -181,6 +181,20 @@ async def test_malformed_and_smuggling_shapes_are_refused(port: int) -> None:
     assert statuses(answer) == [b"501"]
 
 
+async def test_a_malformed_request_after_an_answered_one_gets_its_400(port: int) -> None:
+    """On a keep-alive connection too, once the answer before it is over (nginx)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(5):
+            writer.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+            await reader.readuntil(b"GET /a 0")
+            writer.write(b"GARBAGE\r\n\r\n")
+            rest = await reader.read()
+    finally:
+        writer.close()
+    assert statuses(rest) == [b"400"]
+
+
 async def test_limits(port: int) -> None:
     raw = await exchange(port, b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     assert statuses(raw) == [b"414"]
