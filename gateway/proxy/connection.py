@@ -167,6 +167,7 @@ class Downstream(asyncio.Protocol):
         # an answered request's body whose rest is being read and dropped, until when
         self._discarded: RequestBody | None = None
         self._discard_until = 0.0
+        self._refused = 0  # a malformed request's status, once the ones before it are answered
         self.current: RequestBody | None = None
 
     # ------------------------------------------------------------------ transport events
@@ -511,6 +512,9 @@ class Downstream(asyncio.Protocol):
         self._serving = False
         if self.closed:
             return
+        if self._refused:
+            self._refuse(self._refused)
+            return
         if self._paused:
             self._resume("pipeline")
         if self._discarded is not None:
@@ -732,10 +736,16 @@ class Downstream(asyncio.Protocol):
             self.transport.abort()
 
     def _refuse(self, status: int) -> None:
-        """A request that cannot be parsed: nginx's answer, then the connection closes."""
+        """A request that cannot be parsed: nginx's answer, then the connection closes. A
+        body that goes wrong while its request is answered cuts the connection (there is no
+        status left to send); a bad request behind others waits for their answers."""
         self._disarm()
-        if self.closed or self._responding or self._serving:
+        if self.closed or self._parsing is not None or self._responding:
             self.abort()
+            return
+        if self._serving:
+            self._refused = status
+            self._pause("refused")  # nothing after it is read: _next_request answers it
             return
         body = b"%d %s\n" % (status, http1.REASONS.get(status, b""))
         self._keep_alive = False

@@ -195,6 +195,18 @@ async def test_a_malformed_request_after_an_answered_one_gets_its_400(port: int)
     assert statuses(rest) == [b"400"]
 
 
+async def test_a_malformed_request_pipelined_behind_others_waits_for_their_answers(
+        port: int) -> None:
+    """nginx answers the requests before it, in order, then the refusal, then closes."""
+    for bad, status in ((b"GARBAGE\r\n\r\n", b"400"),
+                        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", b"414")):
+        raw = await exchange(port, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
+                                   b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n" + bad)
+        answers = [part.split(b" ", 1)[0] for part in raw.split(b"HTTP/1.1 ")[1:]]
+        assert answers == [b"200", b"200", status]  # (a body runs into the next status line)
+        assert b"GET /slow 0" in raw and b"GET /b 0" in raw
+
+
 async def test_limits(port: int) -> None:
     raw = await exchange(port, b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     assert statuses(raw) == [b"414"]
