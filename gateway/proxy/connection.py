@@ -710,7 +710,7 @@ class Downstream(asyncio.Protocol):
         limits = self.limits
         mode = limits.lingering_close
         if mode == OFF or self._half_closed or self.closed or not (
-                unread or mode == ALWAYS or self._queue or self._in_head):
+                unread or mode == ALWAYS or self._queue or self._in_head or self._refused):
             self.close()
             return
         self.flush()
@@ -737,12 +737,20 @@ class Downstream(asyncio.Protocol):
 
     def _refuse(self, status: int) -> None:
         """A request that cannot be parsed: nginx's answer, then the connection closes. A
-        body that goes wrong while its request is answered cuts the connection (there is no
-        status left to send); a bad request behind others waits for their answers."""
+        body that goes wrong once its request is answered, or being answered, cuts the
+        connection (there is no status left to send); a bad request behind others (its head,
+        or the body of one still queued) waits for their answers."""
         self._disarm()
-        if self.closed or self._parsing is not None or self._responding:
+        parsing = self._parsing
+        if self.closed or (parsing is not None and (parsing is self.current or
+                                                    parsing is self._discarded)):
             self.abort()
             return
+        if parsing is not None:  # a queued request's body: that request is refused instead
+            if self._queue and self._queue[-1][1] is parsing:
+                self._queue.pop()
+            parsing.fail(ClientGone("the request's body is malformed"))
+            self._parsing = None
         if self._serving:
             self._refused = status
             self._pause("refused")  # nothing after it is read: _next_request answers it

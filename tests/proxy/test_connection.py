@@ -199,12 +199,38 @@ async def test_a_malformed_request_pipelined_behind_others_waits_for_their_answe
         port: int) -> None:
     """nginx answers the requests before it, in order, then the refusal, then closes."""
     for bad, status in ((b"GARBAGE\r\n\r\n", b"400"),
-                        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", b"414")):
+                        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", b"414"),
+                        (b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"zz\r\n", b"400")):  # a queued request's body
         raw = await exchange(port, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
                                    b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n" + bad)
         answers = [part.split(b" ", 1)[0] for part in raw.split(b"HTTP/1.1 ")[1:]]
         assert answers == [b"200", b"200", status]  # (a body runs into the next status line)
         assert b"GET /slow 0" in raw and b"GET /b 0" in raw
+
+
+async def streaming(conn: Downstream, head: RequestHead, body: RequestBody | None) -> None:
+    """Its answer's head and first chunk, then the rest 0.3 s later."""
+    conn.start_response(200, [(b"content-type", b"text/plain")], None, True, head.version)
+    conn.send(b"part1-")
+    conn.flush()
+    await asyncio.sleep(0.3)
+    conn.send(b"part2")
+    conn.end_response()
+
+
+async def test_a_malformed_request_sent_during_an_answer_waits_for_its_end() -> None:
+    async with serving(streaming) as number:
+        reader, writer = await asyncio.open_connection("127.0.0.1", number)
+        try:
+            async with asyncio.timeout(5):
+                writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                raw = await reader.readuntil(b"part1-\r\n")
+                writer.write(b"GARBAGE\r\n\r\n")
+                raw += await reader.read()
+        finally:
+            writer.close()
+    assert b"part2\r\n0\r\n\r\nHTTP/1.1 400 " in raw  # the whole answer, then the 400
 
 
 async def test_limits(port: int) -> None:
