@@ -438,6 +438,10 @@ class Downstream(asyncio.Protocol):
     def _run_next(self) -> None:
         while self._queue and not self.closed:
             head, body = self._queue.popleft()
+            if body is not None and body is self._parsing:
+                # a pipelined request whose body is still arriving: read on for it (a request
+                # behind it pauses reading again as its head completes)
+                self._resume("pipeline")
             # the exchange begins (inlined: once per request)
             self.current = body
             self._keep_alive = head.keep_alive and not self._last_response

@@ -88,6 +88,23 @@ async def test_pipelined_requests_are_answered_in_order(port: int) -> None:
     assert bodies == [b"GET /slow 0", b"POST /b 3", b"GET /c 0"]
 
 
+async def test_a_pipelined_request_whose_body_comes_later_is_answered(port: int) -> None:
+    """Its head came behind another request (reading paused); its body's rest comes once
+    that request is answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(5):
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
+                         b"POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3\r\nabc\r\n")
+            await reader.readuntil(b"GET /slow 0")
+            writer.write(b"2\r\nde\r\n0\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            assert await reader.readexactly(len(b"POST /b 5")) == b"POST /b 5"
+    finally:
+        writer.close()
+
+
 async def test_chunked_body_and_expect_continue(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
