@@ -19,6 +19,10 @@ class BodyTooLarge(ClientGone):
     """A chunked body grew past ``client_max_body_size`` (nginx answers 413)."""
 
 
+class BodyMalformed(ClientGone):
+    """The client's chunked body broke its framing as it came (nginx answers 400)."""
+
+
 class BodyInterrupted(Exception):
     """The upstream answered before the body was all sent: the rest is not forwarded."""
 

@@ -22,7 +22,7 @@ import httptools
 
 from gateway.errors_proxy import SERVER, Reply
 from gateway.proxy import http1
-from gateway.proxy.body import ClientGone, RequestBody
+from gateway.proxy.body import BodyMalformed, ClientGone, RequestBody
 from gateway.proxy.forwarding import Hop, Memo
 from gateway.proxy.linger import ALWAYS, OFF, ON, Lingering, linger
 from gateway.proxy.tunnel import Tunnel
@@ -739,22 +739,38 @@ class Downstream(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
 
+    def _refuse_body(self, body: RequestBody, status: int) -> bool:
+        """The malformed bytes are in ``body``; True if that settles the connection. Its
+        exchange's reads fail, and it answers 400 (nginx: "client sent invalid chunked
+        body"); once the request is answered (discarded) or its answer began, there is no
+        status left to send and the connection is cut. A queued request's body makes that
+        request the one refused in its turn."""
+        if body is self._discarded or (body is self.current and self._responding):
+            self.abort()
+            return True
+        self._parsing = None
+        if body is self.current:
+            self.keep_alive(False)
+            self._pause("refused")  # nothing more is read: the connection ends after
+            body.fail(BodyMalformed("client sent invalid chunked body" if status == 400
+                                    else "client sent too long chunked body trailers"))
+            return True
+        if self._queue and self._queue[-1][1] is body:
+            self._queue.pop()
+        body.fail(ClientGone("the request's body is malformed"))
+        return False
+
     def _refuse(self, status: int) -> None:
         """A request that cannot be parsed: nginx's answer, then the connection closes. A
-        body that goes wrong once its request is answered, or being answered, cuts the
-        connection (there is no status left to send); a bad request behind others (its head,
-        or the body of one still queued) waits for their answers."""
+        bad request behind others (its head, or the body of one still queued) waits for
+        their answers; a body that goes wrong under its exchange: ``_refuse_body``."""
         self._disarm()
-        parsing = self._parsing
-        if self.closed or (parsing is not None and (parsing is self.current or
-                                                    parsing is self._discarded)):
+        if self.closed:
             self.abort()
             return
-        if parsing is not None:  # a queued request's body: that request is refused instead
-            if self._queue and self._queue[-1][1] is parsing:
-                self._queue.pop()
-            parsing.fail(ClientGone("the request's body is malformed"))
-            self._parsing = None
+        parsing = self._parsing
+        if parsing is not None and self._refuse_body(parsing, status):
+            return
         if self._serving:
             self._refused = status
             self._pause("refused")  # nothing after it is read: _next_request answers it

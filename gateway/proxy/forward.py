@@ -14,6 +14,7 @@ from gateway.plugins.pdk import NO_CHANGES
 from gateway.proxy import http1
 from gateway.proxy.body import (
     BodyInterrupted,
+    BodyMalformed,
     BodyTimeout,
     BodyTooLarge,
     ClientGone,
@@ -40,6 +41,7 @@ log = logging.getLogger("ramparts.proxy")
 _BODY_ANSWERS: dict[type[ClientGone], tuple[int, int, str]] = {
     BodyTimeout: (logging.INFO, 408, "Request timeout"),
     BodyTooLarge: (logging.ERROR, 413, "Payload too large"),
+    BodyMalformed: (logging.INFO, 400, "Bad request"),
 }
 
 

@@ -187,3 +187,28 @@ async def test_an_upstream_that_answered_after_the_whole_body_is_reused(
         assert await post(port, 10, b"0123456789") == b"413"
     assert script.lines == [b"POST /up HTTP/1.1"] * 3
     assert script.connections == 1
+
+
+async def test_a_body_that_breaks_its_chunked_framing_midway_gets_400(
+        rig: tuple[int, Script], caplog: pytest.LogCaptureFixture) -> None:
+    """The request went upstream with its first chunk; a bad chunk line later fails the
+    body's reads: Kong's 400 (nginx: "client sent invalid chunked body"), then the
+    connection closes. The upstream request is abandoned, its connection not pooled."""
+    port, script = rig
+    script.plan = lambda connection, request: "hang"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(5):
+            writer.write(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3\r\nabc\r\n")
+            while not script.lines:
+                await asyncio.sleep(0.01)
+            writer.write(b"zz\r\n")
+            with caplog.at_level(logging.INFO, "ramparts.proxy"):
+                raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"connection: close" in head.lower()
+    assert b'"message":"Bad request"' in body
+    assert "client sent invalid chunked body" in caplog.text
