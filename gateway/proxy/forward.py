@@ -296,8 +296,7 @@ class Forward:
             complete = sent = False
             try:
                 origin.write(head)
-                sent = ex.body is None or await _send_body(origin, ex.body, self.chunked,
-                                                           ex.target.write_timeout)
+                sent = ex.body is None or await self._forward_body(origin)
                 relay.sent_at = origin.request_sent()  # one clock read for both
                 await finished
                 # an upstream that answered before the whole body came still expects the
@@ -315,6 +314,22 @@ class Forward:
                 if not finished.done():
                     finished.cancel()
                 origins.release(origin, complete)
+
+    async def _forward_body(self, origin: OriginConnection) -> bool:
+        """The client's body to the upstream; True if all of it went. A body that fails as
+        the client sends it (``_BODY_ANSWERS``) once the upstream's answer began leaves that
+        answer to be relayed whole, and the connection closes after it."""
+        ex = self.ex
+        assert ex.body is not None
+        try:
+            return await _send_body(origin, ex.body, self.chunked, ex.target.write_timeout)
+        except ClientGone as gone:
+            answer = _BODY_ANSWERS.get(type(gone))
+            if answer is None or not origin.responded:
+                raise  # _client_gone answers it, or the client left
+            log.log(answer[0], "service %s: %s", ex.target.name, gone)
+            ex.conn.keep_alive(False)
+            return False
 
     async def _splice(self, origin: OriginConnection) -> None:
         """The upstream switched protocols (WebSocket): bytes both ways until one side

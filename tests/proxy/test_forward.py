@@ -24,13 +24,15 @@ TOO_LARGE = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
 @dataclass
 class Script:
     """What the upstream does with the n-th request (from 1) on its n-th connection:
-    ``answer``, ``close`` (read it, close without a word), ``hang`` or ``early`` (413 at
-    once, then the body is read, as HTTP lets an origin answer before it)."""
+    ``answer``, ``close`` (read it, close without a word), ``hang``, ``hold`` (as hang, with
+    its writer in ``held`` for the test to answer) or ``early`` (413 at once, then the body
+    is read, as HTTP lets an origin answer before it)."""
 
     plan: Callable[[int, int], str] = lambda connection, request: "answer"
     connections: int = 0
     requests: list[tuple[int, int]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)  # the request lines, as read
+    held: list[asyncio.StreamWriter] = field(default_factory=list)  # ``hold``: the test writes
 
 
 async def serve(script: Script, reader: asyncio.StreamReader,
@@ -45,7 +47,9 @@ async def serve(script: Script, reader: asyncio.StreamReader,
             action = script.plan(connection, request)
             if action == "close":
                 break
-            if action == "hang":
+            if action in ("hang", "hold"):
+                if action == "hold":
+                    script.held.append(writer)
                 await asyncio.sleep(5)
                 break
             if action == "early":
@@ -189,13 +193,10 @@ async def test_an_upstream_that_answered_after_the_whole_body_is_reused(
     assert script.connections == 1
 
 
-async def test_a_body_that_breaks_its_chunked_framing_midway_gets_400(
-        rig: tuple[int, Script], caplog: pytest.LogCaptureFixture) -> None:
-    """The request went upstream with its first chunk; a bad chunk line later fails the
-    body's reads: Kong's 400 (nginx: "client sent invalid chunked body"), then the
-    connection closes. The upstream request is abandoned, its connection not pooled."""
-    port, script = rig
-    script.plan = lambda connection, request: "hang"
+async def chunk_then(port: int, script: Script,
+                     then: Callable[[asyncio.StreamWriter], None]) -> tuple[bytes, bytes]:
+    """A chunked POST's head and first chunk; once the upstream has them, ``then`` (with the
+    client's writer); the answer read to the connection's end, as head and body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         async with asyncio.timeout(5):
@@ -203,12 +204,43 @@ async def test_a_body_that_breaks_its_chunked_framing_midway_gets_400(
                          b"3\r\nabc\r\n")
             while not script.lines:
                 await asyncio.sleep(0.01)
-            writer.write(b"zz\r\n")
-            with caplog.at_level(logging.INFO, "ramparts.proxy"):
-                raw = await reader.read()
+            await asyncio.sleep(0.05)  # the first chunk went upstream
+            then(writer)
+            raw = await reader.read()
     finally:
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def test_a_body_that_breaks_its_chunked_framing_midway_gets_400(
+        rig: tuple[int, Script], caplog: pytest.LogCaptureFixture) -> None:
+    """The request went upstream with its first chunk; a bad chunk line later fails the
+    body's reads: Kong's 400 (nginx: "client sent invalid chunked body"), then the
+    connection closes. The upstream request is abandoned, its connection not pooled."""
+    port, script = rig
+    script.plan = lambda connection, request: "hang"
+    with caplog.at_level(logging.INFO, "ramparts.proxy"):
+        head, body = await chunk_then(port, script, lambda client: client.write(b"zz\r\n"))
     assert head.startswith(b"HTTP/1.1 400 ") and b"connection: close" in head.lower()
     assert b'"message":"Bad request"' in body
     assert "client sent invalid chunked body" in caplog.text
+
+
+async def test_a_body_that_fails_once_the_answer_began_lets_it_end_whole(
+        rig: tuple[int, Script]) -> None:
+    """The bad chunk and the upstream's answer arrive in one loop pass: the body's failure
+    comes after the answer began, which is relayed whole (not cut short behind a clean
+    close), then the connection closes."""
+    port, script = rig
+    script.plan = lambda connection, request: "hold"
+
+    def both(client: asyncio.StreamWriter) -> None:  # one step: one loop pass sees both
+        client.write(b"zz\r\n")
+        upstream = script.held[0]
+        upstream.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+        asyncio.get_running_loop().call_later(0.2, upstream.write, b"world")
+
+    head, body = await chunk_then(port, script, both)
+    assert head.startswith(b"HTTP/1.1 200 ") and b"connection: close" in head.lower()
+    assert body == b"helloworld"
