@@ -740,12 +740,12 @@ class Downstream(asyncio.Protocol):
             self.transport.abort()
 
     def _refuse_body(self, body: RequestBody, status: int) -> bool:
-        """The malformed bytes are in ``body``; True if that settles the connection. Its
-        exchange's reads fail, and it answers 400 (nginx: "client sent invalid chunked
-        body"); once the request is answered (discarded) or its answer began, there is no
-        status left to send and the connection is cut. A queued request's body makes that
-        request the one refused in its turn."""
-        if body is self._discarded or (body is self.current and self._responding):
+        """The malformed bytes are in ``body``; True if that settles the connection. Under
+        its exchange, its reads fail: the exchange answers 400 (nginx: "client sent invalid
+        chunked body"), or, if its answer began, that answer ends whole; the connection
+        closes after it. A body being discarded cuts the connection, as nginx's. A queued
+        request's body makes that request the one refused in its turn."""
+        if body is self._discarded:
             self.abort()
             return True
         self._parsing = None

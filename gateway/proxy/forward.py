@@ -325,7 +325,7 @@ class Forward:
             return await _send_body(origin, ex.body, self.chunked, ex.target.write_timeout)
         except ClientGone as gone:
             answer = _BODY_ANSWERS.get(type(gone))
-            if answer is None or not origin.responded:
+            if answer is None or not ex.conn.responding:
                 raise  # _client_gone answers it, or the client left
             log.log(answer[0], "service %s: %s", ex.target.name, gone)
             ex.conn.keep_alive(False)

@@ -244,3 +244,22 @@ async def test_a_body_that_fails_once_the_answer_began_lets_it_end_whole(
     head, body = await chunk_then(port, script, both)
     assert head.startswith(b"HTTP/1.1 200 ") and b"connection: close" in head.lower()
     assert body == b"helloworld"
+
+
+async def test_a_body_that_fails_after_the_answer_began_lets_it_end_whole(
+        rig: tuple[int, Script]) -> None:
+    """The answer's head reached the client, then its body breaks: the answer still ends
+    whole (it said nothing of closing), then the connection closes."""
+    port, script = rig
+    script.plan = lambda connection, request: "hold"
+
+    def later(client: asyncio.StreamWriter) -> None:
+        upstream = script.held[0]
+        upstream.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, client.write, b"zz\r\n")  # the head is out by then
+        loop.call_later(0.2, upstream.write, b"world")
+
+    head, body = await chunk_then(port, script, later)
+    assert head.startswith(b"HTTP/1.1 200 ") and b"connection: close" not in head.lower()
+    assert body == b"helloworld"
