@@ -253,15 +253,22 @@ class Forward:
 
     def _client_gone(self, gone: ClientGone) -> None:
         ex = self.ex
+        if not self._body_failed(gone):
+            log.info("service %s: the client went away while sending its body",
+                     ex.target.name)
+        elif not ex.conn.responding:
+            _, status, message = _BODY_ANSWERS[type(gone)]
+            ex.conn.reply(ex.error(status, message), ex.head)
+
+    def _body_failed(self, gone: ClientGone) -> bool:
+        """A body failure nginx answers (``_BODY_ANSWERS``), rather than a client that
+        left: logged, and the connection closes after this exchange."""
         answer = _BODY_ANSWERS.get(type(gone))
-        if answer is not None:
-            level, status, message = answer
-            log.log(level, "service %s: %s", ex.target.name, gone)
-            if not ex.conn.responding:
-                ex.conn.keep_alive(False)
-                ex.conn.reply(ex.error(status, message), ex.head)
-            return
-        log.info("service %s: the client went away while sending its body", ex.target.name)
+        if answer is None:
+            return False
+        log.log(answer[0], "service %s: %s", self.ex.target.name, gone)
+        self.ex.conn.keep_alive(False)
+        return True
 
     def _request_for(self, ep: Endpoint) -> tuple[OriginKey, bytes]:
         """The pool an attempt to ``ep`` takes its connection from, and the request head."""
@@ -324,11 +331,8 @@ class Forward:
         try:
             return await _send_body(origin, ex.body, self.chunked, ex.target.write_timeout)
         except ClientGone as gone:
-            answer = _BODY_ANSWERS.get(type(gone))
-            if answer is None or not ex.conn.responding:
+            if not ex.conn.responding or not self._body_failed(gone):
                 raise  # _client_gone answers it, or the client left
-            log.log(answer[0], "service %s: %s", ex.target.name, gone)
-            ex.conn.keep_alive(False)
             return False
 
     async def _splice(self, origin: OriginConnection) -> None:
@@ -367,18 +371,16 @@ async def _send_body(origin: OriginConnection, body: RequestBody, chunked: bool,
         while not origin.responded and not origin.closed:
             data = await body.read()
             if not data:
-                if chunked:
-                    origin.write(http1.LAST_CHUNK)
-                return True
+                break
             origin.write(http1.chunk(data) if chunked else data)
             await origin.drain(write_timeout)
     except BodyInterrupted:
         return False
-    if body.taken and not origin.closed:  # all of it went before the answer came
-        if chunked:
-            origin.write(http1.LAST_CHUNK)
-        return True
-    return False
+    if not body.taken or origin.closed:  # the answer came, or the upstream left, first
+        return False
+    if chunked:
+        origin.write(http1.LAST_CHUNK)
+    return True
 
 
 class _Relay:
